@@ -1,0 +1,3 @@
+from anabranch.cli.main import main
+
+main()

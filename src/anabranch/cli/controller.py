@@ -1,0 +1,10 @@
+"""Placeholder: filled in by its owner."""
+
+import click
+
+
+@click.command()
+def controller() -> None:
+    """Not built yet."""
+    raise click.ClickException("not built yet")
+

@@ -1,0 +1,31 @@
+"""The ``anabranch`` command: servers (standalone, controller, segmentstore), user commands, benchmarks."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from anabranch import __version__
+from anabranch.cli.bench import bench
+from anabranch.cli.controller import controller
+from anabranch.cli.segmentstore import segmentstore
+from anabranch.cli.standalone import standalone
+from anabranch.cli.user import read, scope, stream, write
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="anabranch")
+@click.option("--log-level", default="INFO", show_default=True,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+def cli(log_level: str) -> None:
+    """Anabranch: durable, elastic streams that speak Pravega's protocols."""
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+for command in (standalone, controller, segmentstore, scope, stream, read, write, bench):
+    cli.add_command(command)
+
+
+def main() -> None:
+    cli(prog_name="anabranch")
