@@ -11,7 +11,8 @@ from anabranch.cli.bench import bench
 from anabranch.cli.controller import controller
 from anabranch.cli.segmentstore import segmentstore
 from anabranch.cli.standalone import standalone
-from anabranch.cli.user import read, scope, stream, write
+from anabranch.cli.read import read
+from anabranch.cli.user import scope, stream, write
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

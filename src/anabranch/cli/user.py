@@ -16,12 +16,6 @@ def stream() -> None:
 
 
 @click.command()
-def read() -> None:
-    """Not built yet."""
-    raise click.ClickException("not built yet")
-
-
-@click.command()
 def write() -> None:
     """Not built yet."""
     raise click.ClickException("not built yet")

@@ -1,0 +1,183 @@
+"""Client settings and stream configuration values.
+
+Owns ``ClientConfig`` (how to reach and talk to the controller and segment stores, writer
+batching limits, retry policy) and the stream configuration values a ``StreamManager`` sends
+(``StreamConfiguration``, ``ScalingPolicy``, ``RetentionPolicy``). All values are frozen; the
+policies validate themselves the way Pravega's builders do.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from anabranch.errors import ConfigError
+
+TLS_SCHEMES = frozenset({"tls", "ssl", "tcps", "pravegas"})
+PLAIN_SCHEMES = frozenset({"tcp", "pravega", ""})
+MAX_EVENT_SIZE = 8 * 1024 * 1024
+"""Largest event sent in one append; larger ones go through a transient segment."""
+MAX_BLOCK_EVENTS = 500
+MAX_BLOCK_BYTES = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ClientConfig:
+    """How the client reaches the controller and behaves on the data path.
+
+    ``controller_uri`` is ``tcp://host:port`` (plaintext) or ``tls://host:port`` (also ``ssl``,
+    ``tcps``, ``pravegas``), or a bare ``host:port``. ``auth_token`` is the full value of the
+    ``authorization`` header, e.g. ``"Basic dXNlcjpwYXNz"`` or ``"Bearer <jwt>"``.
+    """
+
+    controller_uri: str = "tcp://127.0.0.1:9090"
+    tls: bool = False
+    trust_store: str | None = None
+    auth_token: str | None = None
+    request_timeout: float = 30.0
+    connect_timeout: float = 10.0
+    retry_attempts: int = 10
+    retry_initial_delay: float = 0.01
+    retry_multiplier: float = 2.0
+    retry_max_delay: float = 5.0
+    max_block_events: int = MAX_BLOCK_EVENTS
+    max_block_bytes: int = MAX_BLOCK_BYTES
+    linger: float = 0.001
+    max_inflight_blocks: int = 4
+    txn_lease_ms: int = 90_000
+
+    def __post_init__(self) -> None:
+        scheme = self.scheme
+        if scheme not in TLS_SCHEMES | PLAIN_SCHEMES:
+            raise ConfigError(f"controller_uri {self.controller_uri!r}: unknown scheme {scheme!r}; use tcp:// or tls://")
+        if self.controller_port <= 0:
+            raise ConfigError(f"controller_uri {self.controller_uri!r} needs a port, e.g. tcp://127.0.0.1:9090")
+        if not 0 < self.max_block_events <= MAX_BLOCK_EVENTS:
+            raise ConfigError(f"max_block_events must be in 1..{MAX_BLOCK_EVENTS}")
+        if not 0 < self.max_block_bytes <= MAX_BLOCK_BYTES:
+            raise ConfigError(f"max_block_bytes must be in 1..{MAX_BLOCK_BYTES}")
+        if self.max_inflight_blocks < 1 or self.retry_attempts < 1:
+            raise ConfigError("max_inflight_blocks and retry_attempts must be at least 1")
+        if not 10_000 <= self.txn_lease_ms <= 600_000:
+            raise ConfigError("txn_lease_ms must be within 10000..600000 (the controller's lease bounds)")
+
+    @property
+    def _parts(self) -> tuple[str, str]:
+        uri = self.controller_uri
+        if "://" not in uri:
+            return "", uri
+        scheme, rest = uri.split("://", 1)
+        return scheme.lower(), rest
+
+    @property
+    def scheme(self) -> str:
+        return self._parts[0]
+
+    @property
+    def use_tls(self) -> bool:
+        return self.tls or self.scheme in TLS_SCHEMES
+
+    @property
+    def controller_host(self) -> str:
+        return urlsplit("//" + self._parts[1].split(",")[0]).hostname or "127.0.0.1"
+
+    @property
+    def controller_port(self) -> int:
+        try:
+            return urlsplit("//" + self._parts[1].split(",")[0]).port or 0
+        except ValueError:
+            return 0
+
+    @property
+    def controller_target(self) -> str:
+        """``host:port`` for a gRPC channel."""
+        return f"{self.controller_host}:{self.controller_port}"
+
+
+class ScaleType(enum.IntEnum):
+    """Numbers as in the controller API's ``ScalingPolicyType``."""
+
+    FIXED_NUM_SEGMENTS = 0
+    BY_RATE_IN_KBYTES_PER_SEC = 1
+    BY_RATE_IN_EVENTS_PER_SEC = 2
+
+
+@dataclass(frozen=True, slots=True)
+class ScalingPolicy:
+    """How many segments a stream has and when it scales. Build with ``fixed``/``by_event_rate``/``by_data_rate``."""
+
+    scale_type: ScaleType = ScaleType.FIXED_NUM_SEGMENTS
+    target_rate: int = 0
+    scale_factor: int = 0
+    min_num_segments: int = 1
+
+    def __post_init__(self) -> None:
+        if self.min_num_segments <= 0:
+            raise ConfigError("a stream needs at least one segment (min_num_segments > 0)")
+        if self.scale_type != ScaleType.FIXED_NUM_SEGMENTS and (self.target_rate <= 0 or self.scale_factor <= 0):
+            raise ConfigError("rate-based scaling needs target_rate > 0 and scale_factor > 0")
+
+    @classmethod
+    def fixed(cls, segments: int) -> ScalingPolicy:
+        return cls(ScaleType.FIXED_NUM_SEGMENTS, 0, 0, segments)
+
+    @classmethod
+    def by_event_rate(cls, events_per_second: int, scale_factor: int, min_segments: int) -> ScalingPolicy:
+        return cls(ScaleType.BY_RATE_IN_EVENTS_PER_SEC, events_per_second, scale_factor, min_segments)
+
+    @classmethod
+    def by_data_rate(cls, kbytes_per_second: int, scale_factor: int, min_segments: int) -> ScalingPolicy:
+        return cls(ScaleType.BY_RATE_IN_KBYTES_PER_SEC, kbytes_per_second, scale_factor, min_segments)
+
+
+class RetentionType(enum.IntEnum):
+    NONE = 0
+    TIME = 1
+    SIZE = 2
+
+
+UNBOUNDED = 2**63 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionPolicy:
+    """How much data a stream keeps: ``by_time(ms)``, ``by_size(bytes)`` or ``none()``."""
+
+    retention_type: RetentionType = RetentionType.NONE
+    retention_param: int = 0
+    retention_max: int = UNBOUNDED
+
+    def __post_init__(self) -> None:
+        if self.retention_type != RetentionType.NONE and self.retention_param < 0:
+            raise ConfigError("retention needs a non-negative limit")
+
+    @classmethod
+    def none(cls) -> RetentionPolicy:
+        return cls()
+
+    @classmethod
+    def by_time(cls, millis: int, max_millis: int = UNBOUNDED) -> RetentionPolicy:
+        return cls(RetentionType.TIME, millis, max_millis)
+
+    @classmethod
+    def by_size(cls, size_bytes: int, max_bytes: int = UNBOUNDED) -> RetentionPolicy:
+        return cls(RetentionType.SIZE, size_bytes, max_bytes)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamConfiguration:
+    """What a stream is created or updated with."""
+
+    scaling: ScalingPolicy = field(default_factory=lambda: ScalingPolicy.fixed(1))
+    retention: RetentionPolicy = field(default_factory=RetentionPolicy.none)
+    tags: tuple[str, ...] = ()
+    timestamp_aggregation_timeout_ms: int = 0
+    rollover_size_bytes: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tags", tuple(self.tags))
+        if len(self.tags) >= 128 or any(len(t) >= 256 for t in self.tags):
+            raise ConfigError("a stream has fewer than 128 tags, each shorter than 256 characters")
+        if self.rollover_size_bytes < 0:
+            raise ConfigError("rollover_size_bytes must not be negative")

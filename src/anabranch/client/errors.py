@@ -1,0 +1,203 @@
+"""Client errors: one exception per actionable failure, each with ``retriable``.
+
+Owns the mapping from segment-store error replies and controller status enums to typed
+exceptions, so no raw protocol reply or gRPC status leaks out of the client. Retry loops read
+``retriable``; nothing parses messages.
+"""
+
+from __future__ import annotations
+
+from anabranch.errors import AnabranchError, ConnectionFailedError, InvalidNameError
+from anabranch.protocol import commands as wire
+
+__all__ = [
+    "AuthenticationError",
+    "ClientClosedError",
+    "ClientError",
+    "ConditionalCheckFailedError",
+    "ConnectionLostError",
+    "ControllerError",
+    "ControllerUnavailableError",
+    "InvalidNameError",
+    "KeyDoesNotExistError",
+    "KeyValueTableExistsError",
+    "NoSuchKeyValueTableError",
+    "NoSuchReaderGroupError",
+    "NoSuchScopeError",
+    "NoSuchSegmentError",
+    "NoSuchStreamError",
+    "NoSuchTransactionError",
+    "OperationTimeoutError",
+    "ReaderGroupConfigError",
+    "ScaleFailedError",
+    "ScopeNotEmptyError",
+    "SegmentSealedError",
+    "SegmentStoreError",
+    "SegmentTruncatedError",
+    "StreamNotSealedError",
+    "StreamSealedError",
+    "TableNotEmptyError",
+    "TxnFailedError",
+    "VersionConflictError",
+    "WrongHostError",
+    "error_from_reply",
+]
+
+
+class ClientError(AnabranchError):
+    """Base of every error the client raises."""
+
+
+class ControllerError(ClientError):
+    """The controller refused or failed an operation; ``retriable`` says whether trying again may help."""
+
+    def __init__(self, message: str, *, retriable: bool = False) -> None:
+        super().__init__(message)
+        self.retriable = retriable
+
+
+class ControllerUnavailableError(ControllerError):
+    """The controller could not be reached (after retries); check ``controller_uri`` and that it runs."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retriable=True)
+
+
+class AuthenticationError(ClientError):
+    """Credentials or a delegation token were rejected; fix ``ClientConfig.auth_token``."""
+
+
+class NoSuchScopeError(ClientError):
+    """The scope does not exist: create it with ``StreamManager.create_scope``."""
+
+
+class ScopeNotEmptyError(ClientError):
+    """The scope still holds streams, reader groups or tables: delete them first."""
+
+
+class NoSuchStreamError(ClientError):
+    """The stream does not exist: create it with ``StreamManager.create_stream``."""
+
+
+class StreamSealedError(ClientError):
+    """The stream is sealed: nothing more can be written to it."""
+
+
+class StreamNotSealedError(ClientError):
+    """Only a sealed stream can be deleted: seal it first."""
+
+
+class ScaleFailedError(ClientError):
+    """A scale request was rejected (bad ranges, segments not current, below the minimum segment count)."""
+
+
+class NoSuchTransactionError(ClientError):
+    """The controller does not know the transaction (it timed out or never existed)."""
+
+
+class TxnFailedError(ClientError):
+    """The transaction is no longer open (committed, aborted or timed out); begin a new one."""
+
+
+class NoSuchReaderGroupError(ClientError):
+    """The reader group does not exist."""
+
+
+class ReaderGroupConfigError(ClientError):
+    """A reader-group update was rejected (stale generation or id): re-read the configuration and retry."""
+
+
+class NoSuchKeyValueTableError(ClientError):
+    """The key-value table does not exist."""
+
+
+class KeyValueTableExistsError(ClientError):
+    """A key-value table with that name already exists."""
+
+
+class SegmentStoreError(ClientError):
+    """The segment store answered with an error reply that has no more specific class."""
+
+
+class NoSuchSegmentError(ClientError):
+    """The segment does not exist (deleted, truncated away or never created)."""
+
+
+class SegmentSealedError(ClientError):
+    """The segment is sealed; a writer moves to its successors."""
+
+
+class SegmentTruncatedError(ClientError):
+    """The requested offset lies before the segment's start; read from ``start_offset`` instead."""
+
+    def __init__(self, message: str, start_offset: int = -1) -> None:
+        super().__init__(message)
+        self.start_offset = start_offset
+
+
+class ConditionalCheckFailedError(ClientError):
+    """A conditional append found the segment at a different offset than expected."""
+
+
+class VersionConflictError(ClientError):
+    """A conditional table update or removal found another version of the key: re-read and retry."""
+
+
+class KeyDoesNotExistError(ClientError):
+    """A conditional table update or removal expected the key to exist, and it does not."""
+
+
+class TableNotEmptyError(ClientError):
+    """The table segment is not empty and the deletion required it to be."""
+
+
+class WrongHostError(ClientError):
+    """The segment store does not own the segment; the client asks the controller again."""
+
+    retriable = True
+
+
+class ConnectionLostError(ConnectionFailedError, ClientError):
+    """The connection to a segment store broke; in-flight work is retried on a new connection."""
+
+    retriable = True
+
+
+class OperationTimeoutError(ClientError, TimeoutError):
+    """An operation did not complete within its time limit."""
+
+    retriable = True
+
+
+class ClientClosedError(ClientError):
+    """The writer, reader or manager was closed; create a new one."""
+
+
+def error_from_reply(reply: wire.Reply, what: str = "") -> ClientError:
+    """The typed exception for a segment-store error reply (``what`` names the operation for the message)."""
+    prefix = f"{what}: " if what else ""
+    if isinstance(reply, wire.NoSuchSegment):
+        return NoSuchSegmentError(f"{prefix}segment {reply.segment} does not exist")
+    if isinstance(reply, wire.SegmentIsSealed):
+        return SegmentSealedError(f"{prefix}segment {reply.segment} is sealed")
+    if isinstance(reply, wire.SegmentIsTruncated):
+        return SegmentTruncatedError(
+            f"{prefix}segment {reply.segment} starts at {reply.start_offset}", reply.start_offset
+        )
+    if isinstance(reply, wire.WrongHost):
+        return WrongHostError(f"{prefix}segment {reply.segment} is not served by this segment store")
+    if isinstance(reply, wire.ConditionalCheckFailed):
+        return ConditionalCheckFailedError(f"{prefix}conditional append of event {reply.event_number} failed")
+    if isinstance(reply, wire.TableKeyBadVersion):
+        return VersionConflictError(f"{prefix}a key of table {reply.segment} has another version")
+    if isinstance(reply, wire.TableKeyDoesNotExist):
+        return KeyDoesNotExistError(f"{prefix}a key of table {reply.segment} does not exist")
+    if isinstance(reply, wire.TableSegmentNotEmpty):
+        return TableNotEmptyError(f"{prefix}table {reply.segment} is not empty")
+    if isinstance(reply, wire.AuthTokenCheckFailed):
+        return AuthenticationError(f"{prefix}the segment store rejected the delegation token")
+    if isinstance(reply, wire.OperationUnsupported):
+        return SegmentStoreError(f"{prefix}the segment store does not support {reply.operation_name}")
+    if isinstance(reply, wire.ErrorMessage):
+        return SegmentStoreError(f"{prefix}{reply.segment}: {reply.message}")
+    return SegmentStoreError(f"{prefix}unexpected reply {type(reply).__name__}")

@@ -1,0 +1,308 @@
+"""Scenarios driven by the official Pravega Python client (``pravega_client``), one per process.
+
+The official client blocks inside Rust while holding the GIL, so no in-process timeout can stop a
+call that waits for a reply that never comes. Each scenario therefore runs in its own process
+(``python official_scenarios.py SCENARIO CONTROLLER_URI ARGS_JSON``), which the test kills at its
+deadline. A scenario prints one JSON object (its observations) as the last line of stdout; the
+test makes the assertions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pravega_client
+
+Scenario = Callable[[pravega_client.StreamManager, dict[str, Any]], dict[str, Any]]
+SCENARIOS: dict[str, Scenario] = {}
+
+
+def scenario(fn: Scenario) -> Scenario:
+    SCENARIOS[fn.__name__] = fn
+    return fn
+
+
+def read_events(
+    reader: Any, expected: int, timeout: float = 60.0, extra_polls: int = 1
+) -> list[tuple[bytes, int]]:
+    """Read slices until ``expected`` events arrived (then ``extra_polls`` more, to catch duplicates)."""
+    events: list[tuple[bytes, int]] = []
+
+    async def run() -> None:
+        deadline = time.monotonic() + timeout
+        polls_left = extra_polls
+        while time.monotonic() < deadline:
+            if len(events) >= expected:
+                if polls_left == 0:
+                    return
+                polls_left -= 1
+            piece = await reader.get_segment_slice_async()
+            for event in piece:
+                events.append((bytes(event.data()), event.offset()))
+            reader.release_segment(piece)
+
+    asyncio.run(run())
+    return events
+
+
+def read_stream(manager: pravega_client.StreamManager, scope: str, stream: str, expected: int,
+                group: str, timeout: float = 60.0) -> list[bytes]:
+    rg = manager.create_reader_group(group, scope, stream)
+    reader = rg.create_reader("reader-1")
+    events = read_events(reader, expected, timeout)
+    reader.reader_offline()
+    return [data for data, _ in events]
+
+
+@scenario
+def scopes(manager: pravega_client.StreamManager, args: dict[str, Any]) -> dict[str, Any]:
+    names = [f"{args['prefix']}-{i}" for i in range(args.get("count", 3))]
+    created = [manager.create_scope(n) for n in names]
+    again = manager.create_scope(names[0])
+    listed = manager.list_scope()
+    deleted = [manager.delete_scope(n) for n in names]
+    deleted_again = manager.delete_scope(names[0])
+    listed_after = manager.list_scope()
+    return {
+        "created": created, "again": again, "listed": [n for n in listed if n in names],
+        "deleted": deleted, "deleted_again": deleted_again,
+        "listed_after": [n for n in listed_after if n in names],
+    }
+
+
+@scenario
+def invalid_names(manager: pravega_client.StreamManager, args: dict[str, Any]) -> dict[str, Any]:
+    outcome: dict[str, Any] = {}
+    try:
+        manager.create_scope("bad scope!")
+        outcome["scope"] = "accepted"
+    except ValueError as exc:
+        outcome["scope"] = f"ValueError: {exc}"
+    manager.create_scope(args["scope"])
+    try:
+        manager.create_stream(args["scope"], "bad/stream", 1)
+        outcome["stream"] = "accepted"
+    except ValueError as exc:
+        outcome["stream"] = f"ValueError: {exc}"
+    return outcome
+
+
+@scenario
+def streams(manager: pravega_client.StreamManager, args: dict[str, Any]) -> dict[str, Any]:
+    scope = args["scope"]
+    manager.create_scope(scope)
+    policy = pravega_client.StreamScalingPolicy
+    retention = pravega_client.StreamRetentionPolicy
+    out: dict[str, Any] = {
+        "fixed": manager.create_stream(scope, "fixed", 3),
+        "fixed_again": manager.create_stream(scope, "fixed", 3),
+        "by_event_rate": manager.create_stream_with_policy(
+            scope, "events", policy.auto_scaling_policy_by_event_rate(100, 2, 1), retention.by_time(3600_000),
+            ["a", "b"]),
+        "by_data_rate": manager.create_stream_with_policy(
+            scope, "bytes", policy.auto_scaling_policy_by_data_rate(1024, 3, 2), retention.by_size(1 << 30), None),
+    }
+    out["tags_events"] = sorted(manager.get_stream_tags(scope, "events") or [])
+    out["tags_bytes"] = manager.get_stream_tags(scope, "bytes")
+    out["tags_fixed"] = manager.get_stream_tags(scope, "fixed")
+    out["update"] = manager.update_stream_with_policy(
+        scope, "events", policy.auto_scaling_policy_by_event_rate(200, 2, 1), retention.none(), ["c"])
+    out["tags_after_update"] = manager.get_stream_tags(scope, "events")
+    out["listed"] = sorted(n for n in manager.list_stream(scope) if not n.startswith("_"))
+    try:
+        manager.delete_stream(scope, "fixed")
+        out["delete_unsealed"] = "accepted"
+    except ValueError as exc:
+        out["delete_unsealed"] = f"ValueError: {exc}"
+    out["seal"] = manager.seal_stream(scope, "fixed")
+    out["delete"] = manager.delete_stream(scope, "fixed")
+    out["delete_missing"] = manager.delete_stream(scope, "fixed")
+    out["listed_after"] = sorted(n for n in manager.list_stream(scope) if not n.startswith("_"))
+    try:
+        manager.delete_scope(scope)
+        out["delete_scope_not_empty"] = "accepted"
+    except ValueError as exc:
+        out["delete_scope_not_empty"] = f"ValueError: {exc}"
+    return out
+
+
+@scenario
+def write_read(manager: pravega_client.StreamManager, args: dict[str, Any]) -> dict[str, Any]:
+    scope, stream = args["scope"], args["stream"]
+    manager.create_scope(scope)
+    manager.create_stream(scope, stream, args.get("segments", 3))
+    writer = manager.create_writer(scope, stream, args.get("inflight", 100))
+    keys = args.get("keys", 10)
+    count = args["count"]
+    for i in range(count):
+        if i % 3 == 0:
+            writer.write_event(f"k{i % keys}:{i}", routing_key=f"k{i % keys}")
+        elif i % 3 == 1:
+            writer.write_event_bytes(f"k{i % keys}:{i}".encode(), routing_key=f"k{i % keys}")
+        else:
+            writer.write_event(f"nokey:{i}")
+    writer.flush()
+    events = read_stream(manager, scope, stream, count, "rg-" + stream)
+    return {"events": [e.decode() for e in events]}
+
+
+@scenario
+def write_async(manager: pravega_client.StreamManager, args: dict[str, Any]) -> dict[str, Any]:
+    scope, stream = args["scope"], args["stream"]
+    manager.create_scope(scope)
+    manager.create_stream(scope, stream, 2)
+    writer = manager.create_writer(scope, stream)
+
+    async def run() -> None:
+        await asyncio.gather(*(writer.write_event_async(f"e{i}", f"k{i % 4}") for i in range(args["count"])))
+
+    asyncio.run(run())
+    writer.flush()
+    events = read_stream(manager, scope, stream, args["count"], "rg-" + stream)
+    return {"events": sorted(e.decode() for e in events)}
+
+
+@scenario
+def large_event(manager: pravega_client.StreamManager, args: dict[str, Any]) -> dict[str, Any]:
+    scope, stream = args["scope"], args["stream"]
+    manager.create_scope(scope)
+    manager.create_stream(scope, stream, 1)
+    writer = manager.create_writer(scope, stream)
+    big = bytes(range(256)) * (args["size"] // 256)
+    writer.write_event_bytes(b"small-before")
+    writer.write_event_bytes(big)
+    writer.write_event_bytes(b"small-after")
+    writer.flush()
+    events = read_stream(manager, scope, stream, 3, "rg-" + stream)
+    return {"sizes": [len(e) for e in events], "big_ok": any(e == big for e in events),
+            "order": [e if len(e) < 100 else "big" for e in (x.decode("latin-1") for x in events)]}
+
+
+@scenario
+def write_after_seal(manager: pravega_client.StreamManager, args: dict[str, Any]) -> dict[str, Any]:
+    scope, stream = args["scope"], args["stream"]
+    manager.create_scope(scope)
+    manager.create_stream(scope, stream, 1)
+    writer = manager.create_writer(scope, stream)
+    writer.write_event("before")
+    writer.flush()
+    manager.seal_stream(scope, stream)
+    try:
+        writer2 = manager.create_writer(scope, stream)
+        writer2.write_event("after")
+        writer2.flush()
+        outcome = "accepted"
+    except Exception as exc:  # noqa: BLE001 - any failure is the expected outcome; its text is reported
+        outcome = f"{type(exc).__name__}: {exc}"
+    events = read_stream(manager, scope, stream, 1, "rg-" + stream, timeout=20)
+    return {"after_seal": outcome, "events": [e.decode() for e in events]}
+
+
+@scenario
+def transactions(manager: pravega_client.StreamManager, args: dict[str, Any]) -> dict[str, Any]:
+    scope, stream = args["scope"], args["stream"]
+    manager.create_scope(scope)
+    manager.create_stream(scope, stream, 2)
+    txn_writer = manager.create_transaction_writer(scope, stream, 7)
+    committed = txn_writer.begin_txn()
+    out: dict[str, Any] = {"open_before": committed.is_open()}
+    for i in range(10):
+        committed.write_event(f"c{i}", routing_key=f"k{i % 3}")
+    aborted = txn_writer.begin_txn()
+    for i in range(5):
+        aborted.write_event_bytes(f"a{i}".encode(), routing_key="k0")
+    stamped = txn_writer.begin_txn()
+    stamped.write_event("s0")
+    out["txn_id_is_int"] = isinstance(committed.get_txn_id(), int)
+    committed.commit()
+    aborted.abort()
+    stamped.commit_timestamp(int(time.time() * 1000))
+    out["open_after_commit"] = committed.is_open()
+    out["open_after_abort"] = aborted.is_open()
+    reopened = txn_writer.get_txn(committed.get_txn_id())
+    out["reopened_open"] = reopened.is_open()
+    try:
+        committed.write_event("late")
+        out["write_after_commit"] = "accepted"
+    except pravega_client.TxnFailedException as exc:
+        out["write_after_commit"] = f"TxnFailedException: {exc}"
+    events = read_stream(manager, scope, stream, 11, "rg-" + stream)
+    out["events"] = sorted(e.decode() for e in events)
+    return out
+
+
+@scenario
+def reader_groups(manager: pravega_client.StreamManager, args: dict[str, Any]) -> dict[str, Any]:
+    scope, stream = args["scope"], args["stream"]
+    manager.create_scope(scope)
+    manager.create_stream(scope, stream, 4)
+    writer = manager.create_writer(scope, stream, 100)
+    for i in range(200):
+        writer.write_event(f"e{i}", routing_key=f"k{i % 16}")
+    writer.flush()
+    rg = manager.create_reader_group("rg-two", scope, stream)
+    first = rg.create_reader("r1")
+    second = rg.create_reader("r2")
+    got: list[str] = []
+
+    async def run() -> None:
+        deadline = time.monotonic() + 60
+        while len(got) < 200 and time.monotonic() < deadline:
+            for reader in (first, second):
+                piece = await reader.get_segment_slice_async()
+                got.extend(bytes(e.data()).decode() for e in piece)
+                reader.release_segment(piece)
+
+    asyncio.run(run())
+    cut = rg.get_streamcut().get_segment_offset_map()
+    first.reader_offline()
+    rg.reader_offline("r2")
+    tail_rg = manager.create_reader_group("rg-tail", scope, stream, True)
+    for i in range(200, 210):
+        writer.write_event(f"e{i}", routing_key=f"k{i % 16}")
+    writer.flush()
+    tail_reader = tail_rg.create_reader("t1")
+    tail_events = [d.decode() for d, _ in read_events(tail_reader, 10, 30)]
+    tail_reader.reader_offline()
+    manager.delete_reader_group("rg-tail", scope)
+    return {"events": sorted(got), "cut": {str(k): v for k, v in cut.items()}, "tail_events": sorted(tail_events)}
+
+
+@scenario
+def byte_stream(manager: pravega_client.StreamManager, args: dict[str, Any]) -> dict[str, Any]:
+    scope, stream = args["scope"], args["stream"]
+    manager.create_scope(scope)
+    manager.create_stream(scope, stream, 1)
+    bs = manager.create_byte_stream(scope, stream)
+    written = bs.write(b"0123456789" * 10)
+    bs.flush()
+    out: dict[str, Any] = {"written": written, "tail": bs.current_tail_offset(), "head": bs.current_head_offset()}
+    out["seek"] = bs.seek(10, 0)
+    buf = bytearray(20)
+    out["read_n"] = bs.readinto(buf)
+    out["read"] = bytes(buf[: out["read_n"]]).decode()
+    out["tell"] = bs.tell()
+    bs.truncate(50)
+    out["head_after_truncate"] = bs.current_head_offset()
+    out["seek_end"] = bs.seek(0, 2)
+    bs.seek(60, 0)
+    buf = bytearray(5)
+    out["after_truncate_read"] = bytes(buf[: bs.readinto(buf)]).decode()
+    out["seal"] = manager.seal_stream(scope, stream)
+    return out
+
+
+def main() -> None:
+    name, uri, raw_args = sys.argv[1], sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else "{}"
+    manager = pravega_client.StreamManager(uri)
+    result = SCENARIOS[name](manager, json.loads(raw_args))
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
