@@ -1,10 +1,42 @@
-"""Placeholder: filled in by its owner."""
+"""``anabranch controller``: run the controller (gRPC control plane) against a running segment store."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
 
 import click
 
+from anabranch.controller.service import ControllerService
+
+
+def parse_endpoint(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise click.BadParameter(f"expected HOST:PORT, got {text!r}")
+    return host, int(port)
+
+
+async def _run(service: ControllerService) -> None:
+    await service.start()
+    click.echo(f"controller listening on {service.host}:{service.port} "
+               f"(segment store {service.segment_store_host}:{service.segment_store_port})")
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await service.stop()
+
 
 @click.command()
-def controller() -> None:
-    """Not built yet."""
-    raise click.ClickException("not built yet")
-
+@click.option("--segmentstore", "segment_store", required=True, help="HOST:PORT of the segment store.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=9090, show_default=True,
+              help="gRPC port (0 picks a free port).")
+def controller(segment_store: str, host: str, port: int) -> None:
+    """Run a controller serving Pravega's Controller gRPC API; all metadata lives on the segment store."""
+    ss_host, ss_port = parse_endpoint(segment_store)
+    asyncio.run(_run(ControllerService(ss_host, ss_port, host=host, port=port)))

@@ -1,10 +1,56 @@
-"""Placeholder: filled in by its owner."""
+"""``anabranch segmentstore``: run the segment store (data plane) alone until SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import cProfile
+import os
+import signal
+from pathlib import Path
 
 import click
 
+from anabranch.segmentstore.service import MIB, SegmentStoreService
+
+PROFILE_ENV = "ANABRANCH_PROFILE"
+"""When set, the process runs under cProfile and writes its statistics to this path on exit."""
+
+
+async def _run(service: SegmentStoreService) -> None:
+    await service.start()
+    click.echo(f"segment store listening on {service.host}:{service.port} (data in {service.data_dir})")
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await service.stop()
+
 
 @click.command()
-def segmentstore() -> None:
-    """Not built yet."""
-    raise click.ClickException("not built yet")
-
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("anabranch-data"),
+              show_default=True, help="Directory holding the Tier-1 logs and LTS data.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=12345, show_default=True,
+              help="TCP port of the wire protocol (0 picks a free port).")
+@click.option("--containers", type=click.IntRange(1, 1024), default=4, show_default=True,
+              help="Segment containers; fixed for the life of the data directory.")
+@click.option("--cache-size", type=click.IntRange(1), default=256, show_default=True, help="Read cache in MiB.")
+@click.option("--tail-read-timeout", type=click.FloatRange(0.1), default=20.0, show_default=True,
+              help="Seconds a read at the tail of a segment waits for data.")
+def segmentstore(data_dir: Path, host: str, port: int, containers: int, cache_size: int,
+                 tail_read_timeout: float) -> None:
+    """Run a segment store serving the Pravega wire protocol."""
+    service = SegmentStoreService(data_dir, host, port, container_count=containers, cache_size=cache_size * MIB,
+                                  tail_read_timeout=tail_read_timeout)
+    profile_path = os.environ.get(PROFILE_ENV)
+    if not profile_path:
+        asyncio.run(_run(service))
+        return
+    profiler = cProfile.Profile()
+    try:
+        profiler.runcall(asyncio.run, _run(service))
+    finally:
+        profiler.dump_stats(profile_path)

@@ -1,10 +1,50 @@
-"""Placeholder: filled in by its owner."""
+"""``anabranch standalone``: a segment store and a controller in one asyncio loop, until SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
 
 import click
 
+from anabranch.controller.service import ControllerService
+from anabranch.segmentstore.service import SegmentStoreService
+
+
+async def _run(data_dir: Path, host: str, controller_port: int, segmentstore_port: int, containers: int) -> None:
+    store = SegmentStoreService(data_dir, host, segmentstore_port, container_count=containers)
+    await store.start()
+    click.echo(f"segment store listening on {store.host}:{store.port} (data in {data_dir})")
+    controller = ControllerService(host, store.port, host=host, port=controller_port)
+    try:
+        await controller.start()
+    except BaseException:
+        await store.stop()
+        raise
+    click.echo(f"controller listening on {controller.host}:{controller.port}")
+    click.echo(f"clients connect to tcp://{controller.host}:{controller.port}")
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await controller.stop()
+        await store.stop()
+
 
 @click.command()
-def standalone() -> None:
-    """Not built yet."""
-    raise click.ClickException("not built yet")
-
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("anabranch-data"),
+              show_default=True, help="Directory holding all data (segments and controller metadata).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address both servers listen on.")
+@click.option("--controller-port", type=click.IntRange(0, 65535), default=9090, show_default=True,
+              help="gRPC port of the controller.")
+@click.option("--segmentstore-port", type=click.IntRange(0, 65535), default=12345, show_default=True,
+              help="Wire-protocol port of the segment store.")
+@click.option("--containers", type=click.IntRange(1, 1024), default=4, show_default=True,
+              help="Segment containers; fixed for the life of the data directory.")
+def standalone(data_dir: Path, host: str, controller_port: int, segmentstore_port: int, containers: int) -> None:
+    """Run a segment store and a controller in one process (the quickest way to a working Pravega)."""
+    asyncio.run(_run(data_dir, host, controller_port, segmentstore_port, containers))

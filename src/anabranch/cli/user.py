@@ -1,22 +1,234 @@
-"""Placeholder: filled in by its owner."""
+"""User commands: ``anabranch scope ...``, ``anabranch stream ...`` and ``anabranch write SCOPE/STREAM``.
+
+Each command opens a ``StreamManager`` on ``--controller``, runs one asyncio operation and exits;
+client errors become one-line messages (exit code 1), never tracebacks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import sys
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar
 
 import click
+from rich.console import Console
+from rich.table import Table
+
+from anabranch.client.config import ClientConfig, RetentionPolicy, ScalingPolicy, StreamConfiguration
+from anabranch.client.event_writer import EventStreamWriter
+from anabranch.client.segment_writer import ClientContext
+from anabranch.client.stream_manager import StreamManager
+from anabranch.errors import AnabranchError
+from anabranch.model.names import qualified_segment_name
+from anabranch.model.stream_cut import StreamCut
+from anabranch.protocol import commands as wire
+
+T = TypeVar("T")
+controller_option = click.option("--controller", default="tcp://127.0.0.1:9090", show_default=True,
+                                  help="Controller URI (tcp://host:port or tls://host:port).")
 
 
-@click.command()
+def run(controller: str, action: Callable[[StreamManager], Awaitable[T]]) -> T:
+    """Run ``action`` with a manager on ``controller``; client errors become click errors."""
+
+    async def main() -> T:
+        async with StreamManager(ClientConfig(controller, retry_attempts=3)) as manager:
+            return await action(manager)
+
+    try:
+        return asyncio.run(main())
+    except AnabranchError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def split_stream(value: str) -> tuple[str, str]:
+    scope, sep, stream = value.partition("/")
+    if not sep or not scope or not stream:
+        raise click.BadParameter(f"{value!r}: expected SCOPE/STREAM")
+    return scope, stream
+
+
+def print_table(title: str, columns: Iterable[str], rows: Iterable[Iterable[Any]]) -> None:
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(str(cell) for cell in row))
+    Console().print(table)
+
+
+@click.group()
 def scope() -> None:
-    """Not built yet."""
-    raise click.ClickException("not built yet")
+    """Create, delete and list scopes."""
 
 
-@click.command()
+@scope.command("create")
+@click.argument("name")
+@controller_option
+def scope_create(name: str, controller: str) -> None:
+    """Create scope NAME."""
+    created = run(controller, lambda m: m.create_scope(name))
+    click.echo(f"scope {name} " + ("created" if created else "already exists"))
+
+
+@scope.command("delete")
+@click.argument("name")
+@controller_option
+def scope_delete(name: str, controller: str) -> None:
+    """Delete scope NAME (it must be empty)."""
+    deleted = run(controller, lambda m: m.delete_scope(name))
+    click.echo(f"scope {name} " + ("deleted" if deleted else "does not exist"))
+
+
+@scope.command("list")
+@controller_option
+@click.option("--all", "show_all", is_flag=True, help="Include internal scopes (names starting with '_').")
+def scope_list(controller: str, show_all: bool) -> None:
+    """List scopes."""
+
+    async def names(m: StreamManager) -> list[str]:
+        return [s async for s in m.list_scopes(include_internal=show_all)]
+
+    print_table("scopes", ["scope"], [[n] for n in sorted(run(controller, names))])
+
+
+@click.group()
 def stream() -> None:
-    """Not built yet."""
-    raise click.ClickException("not built yet")
+    """Create, list, seal, truncate and delete streams."""
+
+
+@stream.command("create")
+@click.argument("name", metavar="SCOPE/STREAM")
+@controller_option
+@click.option("--segments", default=1, show_default=True, help="Initial (minimum) number of segments.")
+@click.option("--scaling", type=click.Choice(["fixed", "events", "kbytes"]), default="fixed", show_default=True,
+              help="Fixed segment count, or auto-scaling by events/s or KiB/s per segment.")
+@click.option("--target-rate", default=0, help="Auto-scaling target per segment (events/s or KiB/s).")
+@click.option("--scale-factor", default=2, show_default=True, help="Segments a hot segment splits into.")
+@click.option("--retention-time", type=int, help="Keep at least this many milliseconds of data.")
+@click.option("--retention-size", type=int, help="Keep at least this many bytes of data.")
+@click.option("--tag", "tags", multiple=True, help="A tag for the stream (repeatable).")
+def stream_create(name: str, controller: str, segments: int, scaling: str, target_rate: int, scale_factor: int,
+                  retention_time: int | None, retention_size: int | None, tags: tuple[str, ...]) -> None:
+    """Create stream SCOPE/STREAM."""
+    scope_name, stream_name = split_stream(name)
+    try:
+        policy = {
+            "fixed": lambda: ScalingPolicy.fixed(segments),
+            "events": lambda: ScalingPolicy.by_event_rate(target_rate, scale_factor, segments),
+            "kbytes": lambda: ScalingPolicy.by_data_rate(target_rate, scale_factor, segments),
+        }[scaling]()
+        retention = (RetentionPolicy.by_time(retention_time) if retention_time is not None else
+                     RetentionPolicy.by_size(retention_size) if retention_size is not None else RetentionPolicy.none())
+        config = StreamConfiguration(policy, retention, tags)
+    except AnabranchError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    created = run(controller, lambda m: m.create_stream(scope_name, stream_name, config))
+    click.echo(f"stream {name} " + ("created" if created else "already exists"))
+
+
+@stream.command("list")
+@click.argument("scope_name", metavar="SCOPE")
+@controller_option
+@click.option("--tag", help="Only streams with this tag.")
+@click.option("--all", "show_all", is_flag=True, help="Include internal streams (names starting with '_').")
+def stream_list(scope_name: str, controller: str, tag: str | None, show_all: bool) -> None:
+    """List the streams of SCOPE with their segment counts."""
+
+    async def rows(m: StreamManager) -> list[tuple[str, int]]:
+        names = [s async for s in m.list_streams(scope_name, tag=tag, include_internal=show_all)]
+        counts = [len(await m.get_current_segments(scope_name, n)) for n in names]
+        return sorted(zip(names, counts, strict=True))
+
+    print_table(f"streams in {scope_name}", ["stream", "active segments"], run(controller, rows))
+
+
+@stream.command("seal")
+@click.argument("name", metavar="SCOPE/STREAM")
+@controller_option
+def stream_seal(name: str, controller: str) -> None:
+    """Seal SCOPE/STREAM: no more writes."""
+    scope_name, stream_name = split_stream(name)
+    run(controller, lambda m: m.seal_stream(scope_name, stream_name))
+    click.echo(f"stream {name} sealed")
+
+
+@stream.command("delete")
+@click.argument("name", metavar="SCOPE/STREAM")
+@controller_option
+@click.option("--seal", "seal_first", is_flag=True, help="Seal the stream first.")
+def stream_delete(name: str, controller: str, seal_first: bool) -> None:
+    """Delete SCOPE/STREAM (it must be sealed)."""
+    scope_name, stream_name = split_stream(name)
+
+    async def delete(m: StreamManager) -> bool:
+        if seal_first:
+            await m.seal_stream(scope_name, stream_name)
+        return await m.delete_stream(scope_name, stream_name)
+
+    click.echo(f"stream {name} " + ("deleted" if run(controller, delete) else "does not exist"))
+
+
+def _info_request(segment: str, request_id: int) -> wire.GetStreamSegmentInfo:
+    return wire.GetStreamSegmentInfo(request_id, segment, "")
+
+
+async def tail_cut(context: ClientContext, manager: StreamManager, scope_name: str, stream_name: str) -> StreamCut:
+    positions = {}
+    for segment in await manager.get_current_segments(scope_name, stream_name):
+        qualified = qualified_segment_name(scope_name, stream_name, segment.segment_id)
+        reply = await manager.router.request(qualified, functools.partial(_info_request, qualified))
+        if not isinstance(reply, wire.StreamSegmentInfo):
+            raise click.ClickException(f"cannot read the length of {qualified}: {type(reply).__name__}")
+        positions[segment.segment_id] = reply.write_offset
+    return StreamCut(scope_name, stream_name, positions)
+
+
+@stream.command("truncate")
+@click.argument("name", metavar="SCOPE/STREAM")
+@controller_option
+@click.option("--at", "positions", multiple=True, metavar="SEGMENT_ID=OFFSET",
+              help="One position of the stream cut (repeat for each segment).")
+@click.option("--to-tail", is_flag=True, help="Truncate everything written so far.")
+def stream_truncate(name: str, controller: str, positions: tuple[str, ...], to_tail: bool) -> None:
+    """Drop the data of SCOPE/STREAM before a stream cut."""
+    scope_name, stream_name = split_stream(name)
+    if to_tail == bool(positions):
+        raise click.UsageError("give either --to-tail or one --at SEGMENT_ID=OFFSET per segment")
+    try:
+        cut_map = {int(k): int(v) for k, v in (p.split("=", 1) for p in positions)}
+    except ValueError as exc:
+        raise click.BadParameter("--at expects SEGMENT_ID=OFFSET with integers") from exc
+
+    async def truncate(m: StreamManager) -> StreamCut:
+        cut = (await tail_cut(m.context, m, scope_name, stream_name) if to_tail
+               else StreamCut(scope_name, stream_name, cut_map))
+        await m.truncate_stream(cut)
+        return cut
+
+    cut = run(controller, truncate)
+    click.echo(f"stream {name} truncated at {dict(cut.positions)}")
 
 
 @click.command()
-def write() -> None:
-    """Not built yet."""
-    raise click.ClickException("not built yet")
+@click.argument("name", metavar="SCOPE/STREAM")
+@click.argument("messages", nargs=-1)
+@controller_option
+@click.option("--key", help="Routing key for every event (events with one key keep their order).")
+def write(name: str, messages: tuple[str, ...], controller: str, key: str | None) -> None:
+    """Write MESSAGES (or each line of stdin) as events to SCOPE/STREAM."""
+    scope_name, stream_name = split_stream(name)
+    lines: Iterable[str] = messages or (line.rstrip("\n") for line in sys.stdin)
 
+    async def send(m: StreamManager) -> int:
+        count = 0
+        writer: EventStreamWriter[str] = m.create_writer(scope_name, stream_name)
+        for line in lines:
+            await writer.write_event(line, routing_key=key)
+            count += 1
+        await writer.flush()
+        return count
+
+    click.echo(f"wrote {run(controller, send)} events to {name}", err=True)

@@ -22,13 +22,13 @@ from anabranch.protocol.wiretypes import (
     I8,
     I32,
     I64,
-    I64List,
     REST,
     UTF,
     UUID,
     AttributeUpdates,
     BatchMergeResults,
     ChunkInfos,
+    I64List,
     IteratorArgs,
     Opt,
     TableEntriesT,
@@ -96,7 +96,7 @@ class WireCommand:
 
     __slots__ = ()
     TYPE: ClassVar[int]
-    LAYOUT: ClassVar[tuple[tuple[str, WireType], ...]]
+    LAYOUT: ClassVar[tuple[tuple[str, WireType | Opt], ...]]
     IS_REQUEST: ClassVar[bool] = False
     IS_REPLY: ClassVar[bool] = False
 

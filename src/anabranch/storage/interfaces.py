@@ -52,6 +52,10 @@ class StorageSegmentSealedError(StorageError):
     """The LTS segment is sealed and cannot be written."""
 
 
+class StorageSegmentNotSealedError(StorageError):
+    """The operation (concat of a source) needs a sealed LTS segment, and this one is not sealed."""
+
+
 class BadStorageOffsetError(StorageError):
     """A write did not start at the current LTS length, or a read/truncate is out of range."""
 

@@ -52,7 +52,7 @@ def encode_batch(records: Sequence[tuple[RecordKind, bytes, bytes]], batch_offse
     return BATCH_HEADER.pack(MAGIC, len(body), zlib.crc32(body)) + body, offsets
 
 
-def batch_size(buffer: bytes | memoryview, start: int) -> int | None:
+def batch_size(buffer: bytes | bytearray | memoryview, start: int) -> int | None:
     """Total size of the batch starting at ``start`` in ``buffer``, or None if its header is incomplete."""
     if len(buffer) - start < BATCH_HEADER.size:
         return None
@@ -62,7 +62,7 @@ def batch_size(buffer: bytes | memoryview, start: int) -> int | None:
     return BATCH_HEADER.size + int(length)
 
 
-def decode_batch(buffer: bytes | memoryview, start: int, segment_offset: int) -> Iterator[Record]:
+def decode_batch(buffer: bytes | bytearray | memoryview, start: int, segment_offset: int) -> Iterator[Record]:
     """Records of the complete batch at ``buffer[start:]``, which lies at ``segment_offset`` in the segment."""
     magic, length, crc = BATCH_HEADER.unpack_from(buffer, start)
     body_start = start + BATCH_HEADER.size

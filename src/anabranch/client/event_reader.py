@@ -1,0 +1,276 @@
+"""``EventStreamReader``: one member of a reader group, reading the segments the group assigns to it.
+
+The reader syncs with the group state every ``group_refresh_time`` (and whenever it has nothing to read):
+it reports its positions, releases segments beyond its fair share, acquires unassigned ones, and answers
+pending checkpoints (a checkpoint is returned as an ``EventRead`` with ``checkpoint_name`` set and no event;
+automatic checkpoints are silent). Each held segment has a ``SegmentReader`` with one block fetch in flight;
+events of a fetched block are handed out one by one from memory. When a segment ends, the reader asks the
+controller for its successors and records the completion; successors become readable only once all their
+predecessors are complete (the reducer enforces it). Segments at an ending stream cut have no successors.
+
+Invariants: an event is returned at most once per assignment; positions reported to the group are always
+event boundaries after returned events; a released segment is released at the position after the last
+event this reader returned from it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from anabranch.client.errors import ClientClosedError
+from anabranch.client.reader_group import Position, ReaderGroup
+from anabranch.client.reader_group_state import ReaderGroupState
+from anabranch.client.segment_reader import EventBlock, SegmentReader
+from anabranch.client.serializers import BytesSerializer
+from anabranch.model.names import ScopedSegment
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+AUTO_CHECKPOINT_PREFIX = "_auto-"
+IDLE_POLL = 0.1
+"""Seconds between group-state polls of a reader that holds no segment."""
+
+
+@dataclass(frozen=True, slots=True)
+class EventRead(Generic[T]):
+    """One result of ``read_next_event``: an event, a checkpoint marker, or nothing (timeout / end)."""
+
+    event: T | None
+    position: Position
+    checkpoint_name: str | None = None
+    segment: ScopedSegment | None = None
+    offset: int = -1
+    """Where the event starts in its segment."""
+
+    @property
+    def is_checkpoint(self) -> bool:
+        return self.checkpoint_name is not None
+
+
+class EventStreamReader(Generic[T]):
+    """Reads events for one reader of a group. Use ``async with`` or ``close()`` (which takes it offline)."""
+
+    def __init__(self, group: ReaderGroup, reader_id: str, serializer: Any) -> None:
+        self.group = group
+        self.reader_id = reader_id
+        self.serializer = serializer if serializer is not None else BytesSerializer()
+        self._segments: dict[ScopedSegment, SegmentReader] = {}
+        self._positions: dict[ScopedSegment, int] = {}
+        self._fetches: dict[ScopedSegment, asyncio.Task[EventBlock]] = {}
+        self._ready: collections.deque[tuple[ScopedSegment, EventBlock]] = collections.deque()
+        self._current: tuple[ScopedSegment, EventBlock] | None = None
+        self._index = 0
+        self._ended: set[ScopedSegment] = set()
+        self._last_sync = float("-inf")
+        self._closed = False
+
+    @classmethod
+    async def join(cls, group: ReaderGroup, reader_id: str, serializer: Any) -> EventStreamReader[Any]:
+        reader: EventStreamReader[Any] = cls(group, reader_id, serializer)
+        await group.synchronizer.update_state(lambda s: (s.add_reader(reader_id), None))
+        return reader
+
+    async def __aenter__(self) -> EventStreamReader[T]:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def __aiter__(self) -> EventStreamReader[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        """Events until the group has read everything (ending stream cuts reached or streams sealed)."""
+        while True:
+            read = await self.read_next_event(timeout=self.group.config.group_refresh_time)
+            if read.event is not None:
+                return read.event
+            if read.checkpoint_name is None and self._finished():
+                raise StopAsyncIteration
+
+    @property
+    def position(self) -> Position:
+        return Position(dict(self._positions))
+
+    def _finished(self) -> bool:
+        idle = not self._segments and self._current is None and not self._ready
+        return idle and self.group.synchronizer.state.is_finished
+
+    async def read_next_event(self, timeout: float = 10.0) -> EventRead[T]:
+        """The next event, a checkpoint marker, or an empty ``EventRead`` after ``timeout`` seconds."""
+        if self._closed:
+            raise ClientClosedError(f"reader {self.reader_id} is closed")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        refresh = self.group.config.group_refresh_time
+        while True:
+            now = loop.time()
+            if now - self._last_sync >= refresh or (not self._segments and not self._has_buffered()):
+                checkpoint = await self._sync()
+                if checkpoint is not None and not checkpoint.startswith(AUTO_CHECKPOINT_PREFIX):
+                    return EventRead(None, self.position, checkpoint)
+            event = self._next_buffered()
+            if event is not None:
+                return event
+            await self._complete_drained()
+            if self._finished():
+                return EventRead(None, self.position)
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return EventRead(None, self.position)
+            wait = min(remaining, max(0.0, self._last_sync + refresh - loop.time()))
+            await self._fill(wait if self._segments else min(remaining, IDLE_POLL))
+
+    # --- buffered events ------------------------------------------------------------------------
+
+    def _has_buffered(self) -> bool:
+        return self._current is not None or bool(self._ready)
+
+    def _next_buffered(self) -> EventRead[T] | None:
+        while True:
+            if self._current is None:
+                if not self._ready:
+                    return None
+                self._current, self._index = self._ready.popleft(), 0
+            segment, block = self._current
+            if segment not in self._segments or self._index >= len(block.events):
+                self._current = None
+                continue
+            i = self._index
+            self._index += 1
+            self._positions[segment] = block.offsets[i + 1] if i + 1 < len(block.events) else block.end
+            event = self.serializer.deserialize(block.events[i])
+            return EventRead(event, self.position, None, segment, block.offsets[i])
+
+    async def _fill(self, wait: float) -> None:
+        """Waits up to ``wait`` seconds for blocks from the held segments and queues them."""
+        for segment, reader in self._segments.items():
+            if segment not in self._fetches and segment not in self._ended:
+                self._fetches[segment] = asyncio.ensure_future(reader.read_block())
+        if not self._fetches:
+            await asyncio.sleep(wait)
+            return
+        done, _ = await asyncio.wait(set(self._fetches.values()), timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+        for segment, task in list(self._fetches.items()):
+            if task in done:
+                del self._fetches[segment]
+                block = task.result()
+                if block.events:
+                    self._ready.append((segment, block))
+                if block.at_end_of_segment:
+                    await self._drain_then_complete(segment, block)
+
+    async def _drain_then_complete(self, segment: ScopedSegment, block: EventBlock) -> None:
+        self._ended.add(segment)
+        if not block.events:
+            await self._complete(segment)
+
+    async def _complete_drained(self) -> None:
+        """Records the completion of ended segments whose last events were all handed out."""
+        for segment in list(self._ended):
+            if not self._buffered_for(segment):
+                await self._complete(segment)
+
+    # --- group state ----------------------------------------------------------------------------
+
+    async def _complete(self, segment: ScopedSegment) -> None:
+        reader = self._segments.pop(segment)
+        await reader.close()
+        self._positions.pop(segment, None)
+        self._ended.discard(segment)
+        state = self.group.synchronizer.state
+        successors: Mapping[ScopedSegment, list[ScopedSegment]] = {}
+        if segment not in state.end_offsets:
+            found = await self.group.controller.get_successors(segment.scope, segment.stream, segment.segment_id)
+            successors = {
+                ScopedSegment(segment.scope, segment.stream, s.segment.segment_id):
+                    [ScopedSegment(segment.scope, segment.stream, p) for p in s.predecessors]
+                for s in found
+            }
+        log.debug("reader %s finished %s; successors %s", self.reader_id, segment.qualified_name, list(successors))
+        await self.group.synchronizer.update_state(
+            lambda s: (s.segment_completed(self.reader_id, segment, successors), None)
+        )
+
+    async def _sync(self) -> str | None:
+        """Reports positions, rebalances, and answers a pending checkpoint (returns its name)."""
+        await self._complete_drained()
+        self._last_sync = asyncio.get_running_loop().time()
+        sync = self.group.synchronizer
+        await sync.fetch_updates()
+        positions = dict(self._positions)
+        await sync.update_state(lambda s: (s.update_positions(self.reader_id, positions), None))
+        checkpoint = sync.state.checkpoint_for(self.reader_id)
+        if checkpoint is not None:
+            await sync.update_state(lambda s: (s.checkpoint_reached(self.reader_id, checkpoint, positions), None))
+            return checkpoint
+        await self._maybe_auto_checkpoint()
+        for _ in range(sync.state.segments_to_release(self.reader_id)):
+            await self._release_one()
+        taken = await sync.update_state(lambda s: s.acquire(self.reader_id))
+        for segment, offset in taken.items():
+            self._open(segment, offset, sync.state.end_offsets.get(segment))
+        return None
+
+    def _buffered_for(self, segment: ScopedSegment) -> bool:
+        if self._current is not None and self._current[0] == segment and self._index < len(self._current[1].events):
+            return True
+        return any(s == segment for s, _ in self._ready)
+
+    def _open(self, segment: ScopedSegment, offset: int, end: int | None) -> None:
+        self._segments[segment] = SegmentReader(self.group.router, segment.qualified_name, offset, end)
+        self._positions[segment] = offset
+
+    async def _release_one(self) -> None:
+        candidates = [s for s in self._segments if s not in self._ended]
+        if not candidates:
+            return
+        segment = max(candidates, key=lambda s: (s.scope, s.stream, s.segment_id))
+        offset = self._positions[segment]
+        await self._drop(segment)
+        await self.group.synchronizer.update_state(lambda s: (s.release(self.reader_id, segment, offset), None))
+
+    async def _drop(self, segment: ScopedSegment) -> None:
+        reader = self._segments.pop(segment)
+        task = self._fetches.pop(segment, None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        await reader.close()
+        self._positions.pop(segment, None)
+        self._ready = collections.deque((s, b) for s, b in self._ready if s != segment)
+        if self._current is not None and self._current[0] == segment:
+            self._current = None
+
+    async def _maybe_auto_checkpoint(self) -> None:
+        interval = self.group.config.automatic_checkpoint_interval
+        if not interval:
+            return
+        now_ms = int(time.time() * 1000)
+        name = f"{AUTO_CHECKPOINT_PREFIX}{now_ms}"
+
+        def start(state: ReaderGroupState) -> tuple[ReaderGroupState | None, None]:
+            last = max((int(c.name[len(AUTO_CHECKPOINT_PREFIX):]) for c in state.checkpoints
+                        if c.name.startswith(AUTO_CHECKPOINT_PREFIX)), default=0)
+            if state.checkpoint_in_progress or now_ms - last < interval * 1000:
+                return None, None
+            return state.create_checkpoint(name), None
+
+        await self.group.synchronizer.update_state(start)
+
+    async def close(self) -> None:
+        """Takes the reader offline; its segments return to the group at the position after its last event."""
+        if self._closed:
+            return
+        self._closed = True
+        positions = dict(self._positions)
+        for segment in list(self._segments):
+            await self._drop(segment)
+        await self.group.reader_offline(self.reader_id, Position(positions))

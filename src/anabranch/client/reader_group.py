@@ -1,0 +1,323 @@
+"""Reader groups: create, inspect, checkpoint, reset and delete; the shared state behind the readers.
+
+A reader group's state (``ReaderGroupState``) lives in the table segment ``<scope>/_RG<group>_kvtable/0.#epoch.0``
+through a ``StateSynchronizer`` (conditional updates): key ``state`` holds the reducer state, key ``config``
+the configuration. The name cannot collide with the official Rust client's ``<scope>/<group>_kvtable`` table or
+with Java's ``_RG<group>`` stream. Creating a group also registers it with the controller (``createReaderGroup``)
+so Java-style metadata exists; a controller without that rpc only earns a warning.
+
+Starting positions: an unbounded starting cut means the stream's head (``getSegments``); ``read_from_tail``
+means the current segments at their write offsets. Ending cuts bound segments; unbounded means no end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import cbor2
+
+from anabranch.client.controller_client import ControllerClient, ControllerReaderGroupConfig
+from anabranch.client.errors import ClientError, NoSuchReaderGroupError, OperationTimeoutError
+from anabranch.client.reader_group_state import Checkpoint, ReaderGroupState
+from anabranch.client.segment_reader import SegmentRouter
+from anabranch.client.state_synchronizer import RevisionedTableClient, StateSynchronizer, synchronizer_segment
+from anabranch.client.table_client import NO_VERSION, TableSegmentClient
+from anabranch.model.names import READER_GROUP_STREAM_PREFIX, ScopedSegment, validate_name
+from anabranch.model.stream_cut import StreamCut
+from anabranch.protocol.commands import GetStreamSegmentInfo, StreamSegmentInfo
+
+log = logging.getLogger(__name__)
+
+CONFIG_KEY = b"config"
+POLL_INTERVAL = 0.05
+
+
+@dataclass(frozen=True)
+class ReaderGroupConfig:
+    """Which streams a group reads and between which cuts (an unbounded starting cut = the head)."""
+
+    starting_cuts: tuple[StreamCut, ...]
+    ending_cuts: tuple[StreamCut, ...] = ()
+    read_from_tail: bool = False
+    group_refresh_time: float = 3.0
+    """Seconds between a reader's syncs with the group (rebalancing, position updates)."""
+    automatic_checkpoint_interval: float | None = None
+    """Seconds between automatic (silent) checkpoints; None disables them."""
+
+    @classmethod
+    def for_streams(cls, scope: str, *streams: str, **options: Any) -> ReaderGroupConfig:
+        """Read ``streams`` of ``scope`` from their heads (or tails with ``read_from_tail=True``)."""
+        if not streams:
+            raise ClientError("a reader group needs at least one stream")
+        return cls(tuple(StreamCut.unbounded(scope, s) for s in streams), **options)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "start": [_cut_out(c) for c in self.starting_cuts],
+            "end": [_cut_out(c) for c in self.ending_cuts],
+            "tail": self.read_from_tail,
+            "refresh": self.group_refresh_time,
+            "auto_cp": self.automatic_checkpoint_interval,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ReaderGroupConfig:
+        return cls(tuple(_cut_in(c) for c in data["start"]), tuple(_cut_in(c) for c in data["end"]),
+                   data["tail"], data["refresh"], data["auto_cp"])
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where one reader is: the offset after the last event it returned, per segment it holds."""
+
+    offsets: Mapping[ScopedSegment, int] = field(default_factory=dict)
+
+
+def _cut_out(cut: StreamCut) -> dict[str, Any]:
+    return {"scope": cut.scope, "stream": cut.stream, "positions": dict(cut.positions)}
+
+
+def _cut_in(data: Mapping[str, Any]) -> StreamCut:
+    return StreamCut(data["scope"], data["stream"], {int(k): int(v) for k, v in data["positions"].items()})
+
+
+def stream_cuts(positions: Mapping[ScopedSegment, int]) -> dict[tuple[str, str], StreamCut]:
+    """Group segment positions into one stream cut per (scope, stream)."""
+    grouped: dict[tuple[str, str], dict[int, int]] = {}
+    for segment, offset in positions.items():
+        grouped.setdefault((segment.scope, segment.stream), {})[segment.segment_id] = offset
+    return {key: StreamCut(key[0], key[1], cut) for key, cut in grouped.items()}
+
+
+class StateCodec:
+    """CBOR for ``ReaderGroupState``."""
+
+    def serialize(self, state: ReaderGroupState) -> bytes:
+        return cbor2.dumps(state.to_dict())
+
+    def deserialize(self, data: bytes) -> ReaderGroupState:
+        return ReaderGroupState.from_dict(cbor2.loads(data))
+
+
+def state_segment(scope: str, group: str) -> str:
+    return synchronizer_segment(scope, READER_GROUP_STREAM_PREFIX + group)
+
+
+class ReaderGroup:
+    """A handle on an existing reader group. Readers are created with ``create_reader``."""
+
+    def __init__(self, scope: str, name: str, config: ReaderGroupConfig, controller: ControllerClient,
+                 router: SegmentRouter, synchronizer: StateSynchronizer[ReaderGroupState]) -> None:
+        self.scope = scope
+        self.name = name
+        self.config = config
+        self.controller = controller
+        self.router = router
+        self.synchronizer = synchronizer
+
+    @property
+    def table(self) -> TableSegmentClient:
+        return self.synchronizer.client.table
+
+    async def state(self) -> ReaderGroupState:
+        await self.synchronizer.fetch_updates()
+        return self.synchronizer.state
+
+    async def create_reader(self, reader_id: str, serializer: Any = None) -> Any:
+        """A new ``EventStreamReader`` named ``reader_id`` in this group (``serializer`` defaults to bytes)."""
+        from anabranch.client.event_reader import EventStreamReader
+
+        return await EventStreamReader.join(self, reader_id, serializer)
+
+    async def readers(self) -> frozenset[str]:
+        return (await self.state()).readers
+
+    async def reader_offline(self, reader_id: str, last_position: Position | None = None) -> None:
+        """Removes a reader (e.g. one that crashed); its segments go back at ``last_position`` or its last update."""
+        offsets = last_position.offsets if last_position else None
+        await self.synchronizer.update_state(lambda s: (s.remove_reader(reader_id, offsets), None))
+
+    async def initiate_checkpoint(self, name: str, timeout: float = 60.0) -> Checkpoint:
+        """Starts checkpoint ``name`` and waits until every reader reached it (readers must keep reading)."""
+        await self.synchronizer.update_state(lambda s: (s.create_checkpoint(name), None))
+        return await self.wait_for_checkpoint(name, timeout)
+
+    async def wait_for_checkpoint(self, name: str, timeout: float) -> Checkpoint:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            done = (await self.state()).checkpoint(name)
+            if done is not None:
+                return done
+            if loop.time() > deadline:
+                raise OperationTimeoutError(
+                    f"checkpoint {name!r} of {self.scope}/{self.name} not reached by every reader in {timeout} s"
+                )
+            await asyncio.sleep(POLL_INTERVAL)
+
+    async def get_stream_cuts(self) -> dict[tuple[str, str], StreamCut]:
+        """The group's current position per stream (what the readers have read and reported)."""
+        return stream_cuts((await self.state()).positions())
+
+    async def get_head_stream_cuts(self) -> dict[tuple[str, str], StreamCut]:
+        cuts = {}
+        for start in self.config.starting_cuts:
+            head = await self.controller.get_head_segments(start.scope, start.stream)
+            cuts[(start.scope, start.stream)] = StreamCut(start.scope, start.stream, head)
+        return cuts
+
+    async def get_tail_stream_cuts(self) -> dict[tuple[str, str], StreamCut]:
+        cuts = {}
+        for start in self.config.starting_cuts:
+            tail = await tail_positions(self.controller, self.router, start.scope, start.stream)
+            cuts[(start.scope, start.stream)] = StreamCut(start.scope, start.stream, tail)
+        return cuts
+
+    async def unread_bytes(self) -> int:
+        """Bytes between the group's positions and the tails (approximate across several scales)."""
+        positions = (await self.state()).positions()
+        total = 0
+        known = set(positions)
+        for segment, offset in positions.items():
+            info = await segment_info(self.router, segment.qualified_name)
+            if info is not None:
+                total += max(0, info.write_offset - max(offset, info.start_offset))
+        for start in self.config.starting_cuts:
+            for current in await self.controller.get_current_segments(start.scope, start.stream):
+                segment = ScopedSegment(start.scope, start.stream, current.segment_id)
+                if segment not in known:
+                    info = await segment_info(self.router, segment.qualified_name)
+                    if info is not None:
+                        total += info.write_offset - info.start_offset
+        return total
+
+    async def reset_to(self, target: Checkpoint | Iterable[StreamCut]) -> None:
+        """Restarts the group from a checkpoint or stream cuts; current readers must be recreated."""
+        if isinstance(target, Checkpoint):
+            fresh = ReaderGroupState.initial(target.positions, self.synchronizer.state.end_offsets, target.completed)
+        else:
+            config = ReaderGroupConfig(tuple(target), self.config.ending_cuts, False, self.config.group_refresh_time,
+                                       self.config.automatic_checkpoint_interval)
+            fresh = await initial_state(self.controller, self.router, config)
+        await self.synchronizer.update_state(lambda _s: (fresh, None))
+
+    async def delete(self) -> None:
+        await delete_group(self.controller, self.router, self.scope, self.name)
+
+
+async def segment_info(router: SegmentRouter, segment: str) -> StreamSegmentInfo | None:
+    reply = await router.request(segment, lambda rid: GetStreamSegmentInfo(rid, segment, router.delegation_token))
+    return reply if isinstance(reply, StreamSegmentInfo) else None
+
+
+async def tail_positions(controller: ControllerClient, router: SegmentRouter, scope: str,
+                         stream: str) -> dict[int, int]:
+    tail = {}
+    for current in await controller.get_current_segments(scope, stream):
+        info = await segment_info(router, current.qualified_name)
+        tail[current.segment_id] = info.write_offset if info is not None else 0
+    return tail
+
+
+async def initial_state(controller: ControllerClient, router: SegmentRouter,
+                        config: ReaderGroupConfig) -> ReaderGroupState:
+    positions: dict[ScopedSegment, int] = {}
+    for cut in config.starting_cuts:
+        if config.read_from_tail:
+            start = await tail_positions(controller, router, cut.scope, cut.stream)
+        elif cut.is_unbounded:
+            start = await controller.get_head_segments(cut.scope, cut.stream)
+        else:
+            start = dict(cut.positions)
+        positions.update({ScopedSegment(cut.scope, cut.stream, s): o for s, o in start.items()})
+    ends = {
+        ScopedSegment(cut.scope, cut.stream, s): o
+        for cut in config.ending_cuts
+        for s, o in cut.positions.items()
+        if o >= 0
+    }
+    return ReaderGroupState.initial(positions, ends)
+
+
+def _synchronizer(router: SegmentRouter, scope: str, name: str) -> StateSynchronizer[ReaderGroupState]:
+    table = TableSegmentClient(router, state_segment(scope, name))
+    return StateSynchronizer(RevisionedTableClient(table), StateCodec())
+
+
+async def create_group(controller: ControllerClient, router: SegmentRouter, scope: str, name: str,
+                       config: ReaderGroupConfig) -> tuple[ReaderGroup, bool]:
+    """Creates the group, or opens it if it exists (keeping its state); True if this call created it."""
+    validate_name("reader group", name, allow_internal=False)
+    sync = _synchronizer(router, scope, name)
+    await sync.client.create()
+    existing = await sync.client.table.get(CONFIG_KEY)
+    if existing is not None:
+        group = ReaderGroup(scope, name, ReaderGroupConfig.from_dict(cbor2.loads(existing.value)), controller, router,
+                            sync)
+        await sync.fetch_updates()
+        return group, False
+    await _register_with_controller(controller, scope, name, config)
+    state = await initial_state(controller, router, config)
+    created = await sync.initialize(state)
+    await sync.client.table.put(CONFIG_KEY, cbor2.dumps(config.to_dict()), NO_VERSION)
+    return ReaderGroup(scope, name, config, controller, router, sync), created
+
+
+async def open_group(controller: ControllerClient, router: SegmentRouter, scope: str, name: str) -> ReaderGroup:
+    sync = _synchronizer(router, scope, name)
+    stored = await sync.client.table.get(CONFIG_KEY) if await _exists(sync) else None
+    if stored is None:
+        raise NoSuchReaderGroupError(f"reader group {scope}/{name} does not exist: create it first")
+    await sync.fetch_updates()
+    return ReaderGroup(scope, name, ReaderGroupConfig.from_dict(cbor2.loads(stored.value)), controller, router, sync)
+
+
+async def _exists(sync: StateSynchronizer[ReaderGroupState]) -> bool:
+    return await sync.client.read() is not None
+
+
+async def delete_group(controller: ControllerClient, router: SegmentRouter, scope: str, name: str) -> bool:
+    """Deletes the group's state and controller metadata; False if there was no state."""
+    deleted = await TableSegmentClient(router, state_segment(scope, name)).delete()
+    try:
+        stored = await controller.get_reader_group_config(scope, name)
+        await controller.delete_reader_group(scope, name, stored.reader_group_id, stored.generation)
+    except ClientError as exc:
+        log.debug("controller metadata of reader group %s/%s not deleted: %s", scope, name, exc)
+    return deleted
+
+
+async def _register_with_controller(controller: ControllerClient, scope: str, name: str,
+                                    config: ReaderGroupConfig) -> None:
+    cuts: Sequence[StreamCut] = config.starting_cuts
+    try:
+        await controller.create_reader_group(ControllerReaderGroupConfig(
+            scope, name, tuple(cuts), config.ending_cuts,
+            group_refresh_ms=int(config.group_refresh_time * 1000),
+            checkpoint_interval_ms=int((config.automatic_checkpoint_interval or 0) * 1000),
+        ))
+    except ClientError as exc:
+        log.warning("the controller did not record reader group %s/%s (%s); reading works without it", scope, name,
+                    exc)
+
+
+class ReaderGroupManager:
+    """Creates, opens and deletes reader groups (``StreamManager`` delegates here)."""
+
+    def __init__(self, controller: ControllerClient, router: SegmentRouter) -> None:
+        self.controller = controller
+        self.router = router
+
+    async def create_reader_group(self, scope: str, name: str, config: ReaderGroupConfig) -> ReaderGroup:
+        group, _ = await create_group(self.controller, self.router, scope, name, config)
+        return group
+
+    async def get_reader_group(self, scope: str, name: str) -> ReaderGroup:
+        return await open_group(self.controller, self.router, scope, name)
+
+    async def delete_reader_group(self, scope: str, name: str) -> bool:
+        return await delete_group(self.controller, self.router, scope, name)

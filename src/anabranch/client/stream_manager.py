@@ -1,0 +1,182 @@
+"""``StreamManager``: the entry point of the client — scopes, streams, and factories for everything else.
+
+Owns one ``ClientContext`` (settings, controller client, connection pool) shared by every writer,
+reader, reader group and table it creates; closing the manager closes them all. Scopes and streams
+are managed through the controller; reader groups and key-value tables are delegated to their own
+modules. Listing hides internal streams (names starting with ``_``) unless asked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any, TypeVar
+
+from anabranch.client.byte_stream import ByteStreamReader, ByteStreamWriter
+from anabranch.client.config import ClientConfig, StreamConfiguration
+from anabranch.client.connection import ConnectionPool
+from anabranch.client.controller_client import ControllerClient, KeyValueTableConfiguration
+from anabranch.client.event_writer import EventStreamWriter
+from anabranch.client.hashing import SegmentWithRange
+from anabranch.client.segment_reader import SegmentRouter, controller_resolver
+from anabranch.client.segment_writer import ClientContext
+from anabranch.client.serializers import Serializer
+from anabranch.client.transactional_writer import TransactionalEventStreamWriter
+from anabranch.model.names import validate_name
+from anabranch.model.stream_cut import StreamCut
+
+T = TypeVar("T")
+
+
+class StreamManager:
+    """Manage scopes and streams and create writers, readers, reader groups and key-value tables.
+
+    ``async with StreamManager(ClientConfig("tcp://127.0.0.1:9090")) as manager: ...``
+    """
+
+    def __init__(self, config: ClientConfig | str | None = None) -> None:
+        if isinstance(config, str):
+            config = ClientConfig(config)
+        self.config = config or ClientConfig()
+        self.controller = ControllerClient(self.config)
+        self.pool = ConnectionPool(connect_timeout=self.config.connect_timeout)
+        self.context = ClientContext(self.config, self.controller, self.pool)
+        self.router = SegmentRouter(controller_resolver(self.controller), self.pool)
+        self._closeables: list[Any] = []
+
+    async def __aenter__(self) -> StreamManager:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close every writer created here (flushing it), then the connections and the controller channel."""
+        closeables, self._closeables = self._closeables, []
+        try:
+            for item in closeables:
+                await item.close()
+        finally:
+            await self.pool.close()
+            await self.controller.close()
+
+    # ---- scopes ----
+
+    async def create_scope(self, scope: str) -> bool:
+        """True if created, False if it already existed."""
+        return await self.controller.create_scope(validate_name("scope", scope, allow_internal=False))
+
+    async def delete_scope(self, scope: str) -> bool:
+        """True if deleted, False if it did not exist; ScopeNotEmptyError while it holds streams."""
+        return await self.controller.delete_scope(scope)
+
+    async def scope_exists(self, scope: str) -> bool:
+        return await self.controller.scope_exists(scope)
+
+    async def list_scopes(self, *, include_internal: bool = False) -> AsyncIterator[str]:
+        async for scope in self.controller.list_scopes():
+            if include_internal or not scope.startswith("_"):
+                yield scope
+
+    # ---- streams ----
+
+    async def create_stream(self, scope: str, stream: str, config: StreamConfiguration | None = None) -> bool:
+        """True if created, False if a stream of that name existed."""
+        validate_name("stream", stream, allow_internal=False)
+        return await self.controller.create_stream(scope, stream, config or StreamConfiguration())
+
+    async def update_stream(self, scope: str, stream: str, config: StreamConfiguration) -> None:
+        await self.controller.update_stream(scope, stream, config)
+
+    async def get_stream_configuration(self, scope: str, stream: str) -> StreamConfiguration:
+        return await self.controller.get_stream_configuration(scope, stream)
+
+    async def stream_exists(self, scope: str, stream: str) -> bool:
+        return await self.controller.stream_exists(scope, stream)
+
+    async def seal_stream(self, scope: str, stream: str) -> None:
+        """No more writes; readers see the end of the stream after its last event."""
+        await self.controller.seal_stream(scope, stream)
+
+    async def truncate_stream(self, cut: StreamCut) -> None:
+        """Drop all data before ``cut`` (e.g. one from a reader group's ``get_stream_cuts()``)."""
+        await self.controller.truncate_stream(cut)
+
+    async def delete_stream(self, scope: str, stream: str) -> bool:
+        """True if deleted, False if it did not exist. The stream must be sealed first."""
+        return await self.controller.delete_stream(scope, stream)
+
+    async def list_streams(self, scope: str, *, tag: str | None = None,
+                           include_internal: bool = False) -> AsyncIterator[str]:
+        """The streams of a scope (page by page from the controller), optionally only those with ``tag``."""
+        names = self.controller.list_streams(scope) if tag is None else self.controller.list_streams_for_tag(scope, tag)
+        async for name in names:
+            if include_internal or not name.startswith("_"):
+                yield name
+
+    async def get_current_segments(self, scope: str, stream: str) -> list[SegmentWithRange]:
+        return await self.controller.get_current_segments(scope, stream)
+
+    async def get_head_stream_cut(self, scope: str, stream: str) -> StreamCut:
+        return StreamCut(scope, stream, await self.controller.get_head_segments(scope, stream))
+
+    # ---- writers ----
+
+    def _track(self, item: T) -> T:
+        self._closeables.append(item)
+        return item
+
+    def create_writer(self, scope: str, stream: str, serializer: Serializer[T] | None = None) -> EventStreamWriter[T]:
+        return self._track(EventStreamWriter(self.context, scope, stream, serializer))
+
+    def create_transactional_writer(self, scope: str, stream: str, serializer: Serializer[T] | None = None,
+                                    writer_id: int | None = None) -> TransactionalEventStreamWriter[T]:
+        return self._track(TransactionalEventStreamWriter(self.context, scope, stream, serializer, writer_id))
+
+    async def create_byte_stream_writer(self, scope: str, stream: str) -> ByteStreamWriter:
+        return self._track(await ByteStreamWriter.open(self.context, scope, stream))
+
+    async def create_byte_stream_reader(self, scope: str, stream: str) -> ByteStreamReader:
+        return await ByteStreamReader.open(self.context, scope, stream)
+
+    # ---- reader groups and key-value tables (see reader_group.py and kv_table.py) ----
+
+    def _reader_groups(self) -> Any:
+        from anabranch.client.reader_group import ReaderGroupManager
+
+        return ReaderGroupManager(self.controller, self.router)
+
+    async def create_reader_group(self, scope: str, group: str, config: Any) -> Any:
+        """Create a reader group (``ReaderGroupConfig.for_streams(scope, "s1", ...)``) and return it."""
+        return await self._reader_groups().create_reader_group(scope, group, config)
+
+    async def get_reader_group(self, scope: str, group: str) -> Any:
+        return await self._reader_groups().get_reader_group(scope, group)
+
+    async def delete_reader_group(self, scope: str, group: str) -> bool:
+        return bool(await self._reader_groups().delete_reader_group(scope, group))
+
+    async def create_key_value_table(self, scope: str, name: str,
+                                     config: KeyValueTableConfiguration | None = None) -> bool:
+        """True if created, False if it existed."""
+        validate_name("key-value table", name, allow_internal=False)
+        return await self.controller.create_key_value_table(scope, name, config or KeyValueTableConfiguration())
+
+    async def get_key_value_table(self, scope: str, name: str) -> Any:
+        from anabranch.client.kv_table import KeyValueTable
+
+        return await KeyValueTable.open(self.controller, self.router, scope, name)
+
+    async def delete_key_value_table(self, scope: str, name: str) -> bool:
+        return await self.controller.delete_key_value_table(scope, name)
+
+    def list_key_value_tables(self, scope: str) -> AsyncIterator[str]:
+        return self.controller.list_key_value_tables(scope)
+
+    def create_state_synchronizer(self, scope: str, name: str, serializer: Serializer[T]) -> Any:
+        """A ``StateSynchronizer`` for shared state ``name`` (call ``initialize(initial)`` on it first)."""
+        from anabranch.client.state_synchronizer import RevisionedTableClient, StateSynchronizer, synchronizer_segment
+        from anabranch.client.table_client import TableSegmentClient
+
+        validate_name("state synchronizer", name, allow_internal=False)
+        table = TableSegmentClient(self.router, synchronizer_segment(scope, name))
+        return StateSynchronizer(RevisionedTableClient(table), serializer)

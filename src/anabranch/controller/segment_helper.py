@@ -1,0 +1,253 @@
+"""The controller's view of the segment store: stream-segment admin and table segments over the wire protocol.
+
+``SegmentStoreOps`` is the interface the workflows use; ``SegmentHelper`` implements it with
+``anabranch.client.connection.RawConnection`` (one multiplexed connection, re-opened on loss), an in-memory
+implementation lives in ``segment_helper_memory``. Every operation is idempotent where Pravega's
+workflows need it to be: creating an existing segment, sealing a sealed one and deleting a missing one
+succeed. Error replies become typed exceptions from ``controller.errors``; connection loss, timeouts
+and WrongHost (a container still recovering) are retried with bounded backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from anabranch.client.connection import RawConnection, next_request_id
+from anabranch.controller.errors import (
+    BadOffsetError,
+    NoSuchSegmentError,
+    SegmentExistsError,
+    SegmentSealedError,
+    SegmentStoreError,
+    SegmentStoreUnavailableError,
+    TableNotEmptyError,
+    UnexpectedReplyError,
+    WriteConflictError,
+)
+from anabranch.errors import AnabranchError
+from anabranch.protocol import commands as c
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+TableEntryTuple = tuple[bytes, bytes, int]
+"""(key, value, version) of one table entry."""
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentInfo:
+    name: str
+    length: int
+    start_offset: int
+    sealed: bool
+
+
+class SegmentStoreOps(Protocol):
+    """What the controller asks of the segment store."""
+
+    async def create_segment(self, name: str, scale_type: int = 0, target_rate: int = 0,
+                             rollover_size_bytes: int = 0) -> None: ...
+
+    async def seal_segment(self, name: str) -> None: ...
+
+    async def truncate_segment(self, name: str, offset: int) -> None: ...
+
+    async def delete_segment(self, name: str) -> None: ...
+
+    async def update_segment_policy(self, name: str, scale_type: int, target_rate: int) -> None: ...
+
+    async def merge_segments_batch(self, target: str, sources: Sequence[str]) -> list[int]: ...
+
+    async def get_segment_info(self, name: str) -> SegmentInfo: ...
+
+    async def create_table(self, name: str, key_length: int = 0) -> None: ...
+
+    async def delete_table(self, name: str, must_be_empty: bool = False) -> None: ...
+
+    async def update_table(self, name: str, entries: Sequence[TableEntryTuple]) -> list[int]: ...
+
+    async def remove_keys(self, name: str, keys: Sequence[tuple[bytes, int]]) -> None: ...
+
+    async def read_table(self, name: str, keys: Sequence[bytes]) -> list[tuple[bytes, int] | None]: ...
+
+    async def read_entries(self, name: str, token: bytes, count: int) -> tuple[list[TableEntryTuple], bytes]: ...
+
+    async def close(self) -> None: ...
+
+
+async def iterate_entries(ops: SegmentStoreOps, name: str, page: int = 500) -> AsyncIterator[TableEntryTuple]:
+    """Every live entry of a table segment (pages until an empty page)."""
+    token = b""
+    while True:
+        entries, token = await ops.read_entries(name, token, page)
+        if not entries:
+            return
+        for entry in entries:
+            yield entry
+
+
+def raise_for_reply(reply: c.WireCommand, segment: str) -> None:
+    """Turn a wire error reply into the matching exception (no-op for other replies)."""
+    if isinstance(reply, c.NoSuchSegment):
+        raise NoSuchSegmentError(reply.segment or segment, "no such segment")
+    if isinstance(reply, c.SegmentAlreadyExists):
+        raise SegmentExistsError(reply.segment or segment, "segment already exists")
+    if isinstance(reply, c.SegmentIsSealed):
+        raise SegmentSealedError(reply.segment or segment, "segment is sealed")
+    if isinstance(reply, c.SegmentIsTruncated):
+        raise BadOffsetError(reply.segment or segment, f"offset {reply.offset} outside [{reply.start_offset}, end]")
+    if isinstance(reply, c.TableSegmentNotEmpty):
+        raise TableNotEmptyError(reply.segment or segment, "table segment is not empty")
+    if isinstance(reply, c.TableKeyBadVersion | c.TableKeyDoesNotExist):
+        raise WriteConflictError(f"conditional table update failed on {segment}: {type(reply).__name__}")
+    if isinstance(reply, c.ErrorMessage):
+        raise SegmentStoreError(segment, f"segment store error: {reply.message}")
+    if isinstance(reply, c.OperationUnsupported | c.AuthTokenCheckFailed):
+        raise SegmentStoreError(segment, f"segment store refused {type(reply).__name__}")
+
+
+class _WrongHost(AnabranchError):
+    retriable = True
+
+
+class SegmentHelper:
+    """``SegmentStoreOps`` over the wire protocol to one segment store."""
+
+    def __init__(self, host: str, port: int, *, timeout: float = 30.0, attempts: int = 8) -> None:
+        self.host = host
+        self.port = port
+        self.timeout = timeout
+        self.attempts = attempts
+        self._conn: RawConnection | None = None
+        self._lock = asyncio.Lock()
+
+    async def _connection(self) -> RawConnection:
+        async with self._lock:
+            if self._conn is None or self._conn.closed:
+                self._conn = await RawConnection.connect(self.host, self.port, timeout=self.timeout)
+            return self._conn
+
+    async def _drop(self, conn: RawConnection | None = None) -> None:
+        conn = conn or self._conn
+        if conn is self._conn:
+            self._conn = None
+        if conn is not None:
+            try:
+                await conn.close()
+            except Exception:
+                log.debug("closing broken segment store connection failed", exc_info=True)
+
+    async def _request(self, make: Any, segment: str) -> c.WireCommand:
+        """Send ``make(request_id)`` and return the reply, retrying on connection loss and WrongHost."""
+        delay = 0.05
+        last: BaseException | None = None
+        for _attempt in range(self.attempts):
+            conn = None
+            try:
+                conn = await self._connection()
+                reply = await conn.request(make(next_request_id()), timeout=self.timeout)
+                if isinstance(reply, c.WrongHost):
+                    raise _WrongHost(f"segment store does not own {segment} yet")
+                return reply
+            except (OSError, TimeoutError, asyncio.IncompleteReadError, EOFError) as exc:
+                last = exc
+                await self._drop(conn)
+            except AnabranchError as exc:
+                if not exc.retriable:
+                    raise
+                last = exc
+                if not isinstance(exc, _WrongHost):
+                    await self._drop(conn)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+        raise SegmentStoreUnavailableError(
+            f"segment store {self.host}:{self.port} unavailable for {segment} after {self.attempts} tries: {last}"
+        )
+
+    async def close(self) -> None:
+        await self._drop()
+
+    async def create_segment(self, name: str, scale_type: int = 0, target_rate: int = 0,
+                             rollover_size_bytes: int = 0) -> None:
+        reply = await self._request(
+            lambda rid: c.CreateSegment(rid, name, target_rate, scale_type, "", rollover_size_bytes), name)
+        if isinstance(reply, c.SegmentAlreadyExists):
+            return
+        self._expect(reply, c.SegmentCreated, name)
+
+    async def seal_segment(self, name: str) -> None:
+        reply = await self._request(lambda rid: c.SealSegment(rid, name, ""), name)
+        if isinstance(reply, c.SegmentIsSealed):
+            return
+        self._expect(reply, c.SegmentSealed, name)
+
+    async def truncate_segment(self, name: str, offset: int) -> None:
+        reply = await self._request(lambda rid: c.TruncateSegment(rid, name, offset, ""), name)
+        self._expect(reply, c.SegmentTruncated, name)
+
+    async def delete_segment(self, name: str) -> None:
+        reply = await self._request(lambda rid: c.DeleteSegment(rid, name, ""), name)
+        if isinstance(reply, c.NoSuchSegment):
+            return
+        self._expect(reply, c.SegmentDeleted, name)
+
+    async def update_segment_policy(self, name: str, scale_type: int, target_rate: int) -> None:
+        reply = await self._request(lambda rid: c.UpdateSegmentPolicy(rid, name, target_rate, scale_type, ""), name)
+        self._expect(reply, c.SegmentPolicyUpdated, name)
+
+    async def merge_segments_batch(self, target: str, sources: Sequence[str]) -> list[int]:
+        reply = await self._request(lambda rid: c.MergeSegmentsBatch(rid, target, tuple(sources), ""), target)
+        merged = self._expect(reply, c.SegmentsBatchMerged, target)
+        return [offset for _, offset in merged.results]
+
+    async def get_segment_info(self, name: str) -> SegmentInfo:
+        reply = await self._request(lambda rid: c.GetStreamSegmentInfo(rid, name, ""), name)
+        info = self._expect(reply, c.StreamSegmentInfo, name)
+        if not info.exists or info.is_deleted:
+            raise NoSuchSegmentError(name, "no such segment")
+        return SegmentInfo(name, info.write_offset, info.start_offset, info.is_sealed)
+
+    async def create_table(self, name: str, key_length: int = 0) -> None:
+        reply = await self._request(lambda rid: c.CreateTableSegment(rid, name, "", False, key_length), name)
+        if isinstance(reply, c.SegmentAlreadyExists):
+            return
+        self._expect(reply, c.SegmentCreated, name)
+
+    async def delete_table(self, name: str, must_be_empty: bool = False) -> None:
+        reply = await self._request(lambda rid: c.DeleteTableSegment(rid, name, must_be_empty, ""), name)
+        if isinstance(reply, c.NoSuchSegment):
+            return
+        self._expect(reply, c.SegmentDeleted, name)
+
+    async def update_table(self, name: str, entries: Sequence[TableEntryTuple]) -> list[int]:
+        wire = tuple(c.TableEntry(c.TableKey(key, version), value) for key, value, version in entries)
+        reply = await self._request(lambda rid: c.UpdateTableEntries(rid, name, "", wire), name)
+        return list(self._expect(reply, c.TableEntriesUpdated, name).updated_versions)
+
+    async def remove_keys(self, name: str, keys: Sequence[tuple[bytes, int]]) -> None:
+        wire = tuple(c.TableKey(key, version) for key, version in keys)
+        reply = await self._request(lambda rid: c.RemoveTableKeys(rid, name, "", wire), name)
+        self._expect(reply, c.TableKeysRemoved, name)
+
+    async def read_table(self, name: str, keys: Sequence[bytes]) -> list[tuple[bytes, int] | None]:
+        wire = tuple(c.TableKey(key) for key in keys)
+        reply = await self._request(lambda rid: c.ReadTable(rid, name, "", wire), name)
+        read = self._expect(reply, c.TableRead, name)
+        return [None if e.key.version < 0 else (e.value, e.key.version) for e in read.entries]
+
+    async def read_entries(self, name: str, token: bytes, count: int) -> tuple[list[TableEntryTuple], bytes]:
+        args = c.TableIteratorArgs(continuation_token=token)
+        reply = await self._request(lambda rid: c.ReadTableEntries(rid, name, "", count, args), name)
+        read = self._expect(reply, c.TableEntriesRead, name)
+        return [(e.key.key, e.value, e.key.version) for e in read.entries], read.continuation_token
+
+    @staticmethod
+    def _expect(reply: c.WireCommand, kind: type[T], segment: str) -> T:
+        if isinstance(reply, kind):
+            return reply
+        raise_for_reply(reply, segment)
+        raise UnexpectedReplyError(f"unexpected reply {type(reply).__name__} for {segment}, wanted {kind.__name__}")

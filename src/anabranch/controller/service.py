@@ -1,0 +1,77 @@
+"""``ControllerService``: the controller as a server: a grpc.aio server on ``host:port`` in front of a
+``Controller`` that keeps all its metadata on one segment store.
+
+``start`` connects to the segment store, creates the system tables, finishes any workflow a crash
+interrupted (the startup sweep), then listens and starts the transaction lease timer. ``stop``
+reverses that. The controller holds no state of its own: kill it at any point and start it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+import grpc
+
+from anabranch.controller.context import wall_clock_ms
+from anabranch.controller.facade import Controller
+from anabranch.controller.segment_helper import SegmentHelper, SegmentStoreOps
+from anabranch.controller.servicer import ControllerServicer
+from anabranch.protocol import controller_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+
+class ControllerService:
+    def __init__(self, segment_store_host: str, segment_store_port: int, *, host: str = "127.0.0.1",
+                 port: int = 9090, ops: SegmentStoreOps | None = None, monotonic: Callable[[], float] = time.monotonic,
+                 wall_ms: Callable[[], int] = wall_clock_ms, lease_check_interval: float = 1.0) -> None:
+        self.segment_store_host = segment_store_host
+        self.segment_store_port = segment_store_port
+        self.host = host
+        self.port = port
+        self.ops: SegmentStoreOps = ops or SegmentHelper(segment_store_host, segment_store_port)
+        self.monotonic = monotonic
+        self.wall_ms = wall_ms
+        self.lease_check_interval = lease_check_interval
+        self.controller: Controller | None = None
+        self._server: grpc.aio.Server | None = None
+        self._lease_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        controller = Controller(self.ops, self.segment_store_host, self.segment_store_port, host=self.host,
+                                port=self.port, monotonic=self.monotonic, wall_ms=self.wall_ms)
+        await controller.bootstrap()
+        server = grpc.aio.server()
+        pb_grpc.add_ControllerServiceServicer_to_server(ControllerServicer(controller), server)
+        bound = server.add_insecure_port(f"{self.host}:{self.port}")
+        if bound == 0:
+            raise OSError(f"controller cannot listen on {self.host}:{self.port}")
+        self.port = controller.port = bound
+        await server.start()
+        self.controller, self._server = controller, server
+        self._lease_task = asyncio.get_running_loop().create_task(
+            controller.txns.run_lease_timer(self.lease_check_interval), name="controller-txn-leases")
+        log.info("controller listening on %s:%d (segment store %s:%d)", self.host, self.port,
+                 self.segment_store_host, self.segment_store_port)
+
+    async def stop(self, grace: float = 1.0) -> None:
+        if self._lease_task is not None:
+            self._lease_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._lease_task
+            self._lease_task = None
+        if self._server is not None:
+            await self._server.stop(grace)
+            self._server = None
+        await self.ops.close()
+
+    async def __aenter__(self) -> ControllerService:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()

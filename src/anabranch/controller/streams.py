@@ -1,0 +1,333 @@
+"""Scope and stream lifecycle workflows: create, update, seal, truncate, delete, tags.
+
+Each workflow returns the name of its proto status enum value (``"SUCCESS"``, ``"STREAM_EXISTS"``...)
+and is idempotent: it records its intent (state CREATING/SEALING/..., a truncation record) before
+touching the segment store, so ``resume`` can finish it after a crash. Workflows on one stream run
+one at a time (per-stream lock). Scaling lives in ``scaling``, transactions in ``transactions``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+
+import cbor2
+
+from anabranch.controller.context import ControllerContext, StreamView
+from anabranch.controller.epochs import (
+    all_segments,
+    cut_not_behind,
+    first_epoch,
+    initial_ranges,
+    is_before,
+    is_cut_valid,
+)
+from anabranch.controller.errors import NoSuchSegmentError, StreamNotFoundError, TableNotEmptyError
+from anabranch.controller.metadata import SCOPE_INDEXES
+from anabranch.controller.records import StreamConfiguration, StreamState
+from anabranch.controller.scaling import Scaling
+from anabranch.model.names import SYSTEM_SCOPE, is_valid_name, mark_stream_name
+from anabranch.protocol.commands import NO_VERSION
+
+log = logging.getLogger(__name__)
+
+MAX_TAGS = 128
+MAX_TAG_LENGTH = 256
+
+
+def config_problem(config: StreamConfiguration) -> str | None:
+    """Why a stream configuration is unacceptable (answered FAILURE), or None."""
+    s = config.scaling
+    if s.scale_type not in (0, 1, 2):
+        return f"unknown scale type {s.scale_type}"
+    if s.min_segments <= 0:
+        return "minNumSegments must be > 0"
+    if s.scale_type != 0 and (s.target_rate <= 0 or s.scale_factor <= 0):
+        return "rate-based scaling needs targetRate > 0 and scaleFactor > 0"
+    if config.retention is not None and config.retention.retention_type not in (0, 1, 2):
+        return f"unknown retention type {config.retention.retention_type}"
+    if len(config.tags) >= MAX_TAGS or any(len(t) >= MAX_TAG_LENGTH for t in config.tags):
+        return f"at most {MAX_TAGS - 1} tags of at most {MAX_TAG_LENGTH - 1} characters"
+    if config.rollover_size_bytes < 0:
+        return "rolloverSizeBytes must be >= 0"
+    return None
+
+
+def _tag_key(tag: str, stream: str) -> bytes:
+    return cbor2.dumps([tag, stream])
+
+
+class Streams:
+    """Scopes and stream lifecycle."""
+
+    def __init__(self, ctx: ControllerContext, scaling: Scaling) -> None:
+        self.ctx = ctx
+        self.store = ctx.store
+        self.scaling = scaling
+        self.before_seal: list[Callable[[StreamView], Awaitable[None]]] = []
+
+    # ---- scopes ----
+
+    async def create_scope(self, scope: str) -> str:
+        if not is_valid_name(scope):
+            return "INVALID_SCOPE_NAME"
+        async with self.ctx.lock(scope, ""):
+            if await self.store.scope_exists(scope):
+                return "SCOPE_EXISTS"
+            for index in SCOPE_INDEXES:
+                await self.store.scope_index(scope, index).create()
+            await self.store.scopes.put(scope, {"created": self.ctx.wall_ms()})
+            return "SUCCESS"
+
+    async def delete_scope(self, scope: str) -> str:
+        async with self.ctx.lock(scope, ""):
+            if not await self.store.scope_exists(scope):
+                return "SCOPE_NOT_FOUND"
+            for index in ("streams", "readerGroups", "kvTables"):
+                if not await self.store.scope_index(scope, index).is_empty():
+                    return "SCOPE_NOT_EMPTY"
+            await self.store.scopes.remove(scope)
+            for index in SCOPE_INDEXES:
+                try:
+                    await self.store.scope_index(scope, index).delete(must_be_empty=index != "tags")
+                except TableNotEmptyError:
+                    log.warning("scope %s index %s not empty while deleting the scope", scope, index)
+            return "SUCCESS"
+
+    async def list_page(self, table_kind: str, scope: str, token: bytes, count: int) -> tuple[list[str], bytes]:
+        table = self.store.scopes if table_kind == "scopes" else self.store.scope_index(scope, table_kind)
+        entries, next_token = await table.page(token, count)
+        return [key.decode() for key, _ in entries], next_token
+
+    async def streams_with_tag(self, scope: str, tag: str) -> list[str]:
+        found = []
+        async for key, _value, _version in self.store.scope_index(scope, "tags").items():
+            entry_tag, stream = cbor2.loads(key)
+            if entry_tag == tag:
+                found.append(stream)
+        return sorted(found)
+
+    # ---- create ----
+
+    async def create_stream(self, scope: str, stream: str, config: StreamConfiguration) -> str:
+        if not is_valid_name(stream):
+            return "INVALID_STREAM_NAME"
+        problem = config_problem(config)
+        if problem is not None:
+            log.info("refusing stream %s/%s: %s", scope, stream, problem)
+            return "FAILURE"
+        async with self.ctx.lock(scope, stream):
+            if not await self.store.scope_exists(scope):
+                return "SCOPE_NOT_FOUND"
+            table = self.store.stream_table(scope, stream)
+            await table.create()
+            state = await table.get_value("state")
+            if state is not None and state["state"] != StreamState.CREATING:
+                return "STREAM_EXISTS"
+            if state is None:
+                start = await self.store.deleted_streams.get_value(f"{scope}/{stream}") or 0
+                epoch0 = first_epoch(initial_ranges(config.scaling.min_segments), start, self.ctx.wall_ms())
+                await table.put_many([
+                    ("config", config.encode(), -1),
+                    ("state", {"state": StreamState.CREATING.value}, -1),
+                    ("epochs", {"active": 0, "latest": 0, "next": start + len(epoch0.segments)}, -1),
+                    ("epoch/0", epoch0.encode(), -1),
+                ])
+                await self.store.scope_index(scope, "streams").put(stream, {"created": self.ctx.wall_ms()})
+            await self._finish_create(await self.ctx.view(scope, stream))
+        return "SUCCESS"
+
+    async def _finish_create(self, view: StreamView) -> None:
+        scaling = view.config.scaling
+        for seg in (await self.ctx.epoch(view, 0)).segments:
+            await self.ctx.ops.create_segment(view.segment_name(seg.id), scaling.scale_type, scaling.target_rate,
+                                              view.config.rollover_size_bytes)
+        await self._index_tags(view.scope, view.stream, (), view.config.tags)
+        if not view.stream.startswith("_"):
+            await self.create_stream(view.scope, mark_stream_name(view.stream), StreamConfiguration())
+        await self.ctx.set_state(view, StreamState.ACTIVE)
+
+    async def _index_tags(self, scope: str, stream: str, old: tuple[str, ...], new: tuple[str, ...]) -> None:
+        index = self.store.scope_index(scope, "tags")
+        gone = [(_tag_key(t, stream), NO_VERSION) for t in set(old) - set(new)]
+        if gone:
+            await self.ctx.ops.remove_keys(index.name, gone)
+        added: list[tuple[str | bytes, object, int]] = [(_tag_key(t, stream), {}, NO_VERSION) for t in sorted(set(new))]
+        if added:
+            await index.put_many(added)
+
+    async def get_config(self, scope: str, stream: str) -> StreamConfiguration:
+        return (await self.ctx.view(scope, stream)).config
+
+    # ---- update ----
+
+    async def update_stream(self, scope: str, stream: str, config: StreamConfiguration) -> str:
+        async with self.ctx.lock(scope, stream):
+            try:
+                view = await self.ctx.view(scope, stream)
+            except StreamNotFoundError:
+                return "STREAM_NOT_FOUND"
+            if view.state in (StreamState.SEALED, StreamState.SEALING):
+                return "STREAM_SEALED"
+            if view.state is StreamState.CREATING or config_problem(config) is not None:
+                return "FAILURE"
+            old = view.config
+            await self.ctx.set_state(view, StreamState.UPDATING)
+            await view.table.put("config", config.encode())
+            view.config = config
+            await self._finish_update(view, old.tags)
+        return "SUCCESS"
+
+    async def _finish_update(self, view: StreamView, old_tags: tuple[str, ...]) -> None:
+        scaling = view.config.scaling
+        active = await self.ctx.active_segments(view)
+        for seg in active:
+            await self.ctx.ops.update_segment_policy(view.segment_name(seg.id), scaling.scale_type,
+                                                     scaling.target_rate)
+        await self._index_tags(view.scope, view.stream, old_tags, view.config.tags)
+        count, wanted = len(active), scaling.min_segments
+        if count < wanted or (scaling.scale_type == 0 and count != wanted):
+            await self.scaling.scale_locked(view, [s.id for s in active], initial_ranges(wanted))
+            view = await self.ctx.view(view.scope, view.stream)
+        await self.ctx.set_state(view, StreamState.ACTIVE)
+
+    # ---- seal ----
+
+    async def seal_stream(self, scope: str, stream: str) -> str:
+        async with self.ctx.lock(scope, stream):
+            try:
+                view = await self.ctx.view(scope, stream)
+            except StreamNotFoundError:
+                return "STREAM_NOT_FOUND"
+            if view.state is StreamState.SEALED:
+                return "SUCCESS"
+            if view.state is StreamState.CREATING:
+                return "FAILURE"
+            await self.ctx.set_state(view, StreamState.SEALING)
+            await self._finish_seal(view)
+        return "SUCCESS"
+
+    async def _finish_seal(self, view: StreamView) -> None:
+        for hook in self.before_seal:
+            await hook(view)
+        view = await self.ctx.view(view.scope, view.stream)
+        for seg in (await self.ctx.epoch(view, view.active)).segments:
+            await self.ctx.ops.seal_segment(view.segment_name(seg.id))
+        await self.ctx.set_state(view, StreamState.SEALED)
+
+    # ---- delete ----
+
+    async def delete_stream(self, scope: str, stream: str) -> str:
+        async with self.ctx.lock(scope, stream):
+            try:
+                view = await self.ctx.view(scope, stream)
+            except StreamNotFoundError:
+                return "STREAM_NOT_FOUND"
+            if view.state not in (StreamState.SEALED, StreamState.CREATING):
+                return "STREAM_NOT_SEALED"
+            await self._delete_locked(view)
+        if not stream.startswith("_"):
+            await self.delete_internal_stream(scope, mark_stream_name(stream))
+        return "SUCCESS"
+
+    async def delete_internal_stream(self, scope: str, stream: str) -> None:
+        """Seal (if needed) and delete an internal stream such as ``_MARK<s>`` or ``_RG<g>``; missing is fine."""
+        if await self.seal_stream(scope, stream) == "STREAM_NOT_FOUND":
+            return
+        await self.delete_stream(scope, stream)
+
+    async def _delete_locked(self, view: StreamView) -> None:
+        for seg_id in all_segments(await self.ctx.all_epochs(view)):
+            await self.ctx.ops.delete_segment(view.segment_name(seg_id))
+        await self.store.deleted_streams.put(f"{view.scope}/{view.stream}", view.next_number)
+        await self._index_tags(view.scope, view.stream, view.config.tags, ())
+        await view.table.delete()
+        await self.store.scope_index(view.scope, "streams").remove(view.stream)
+        self.store.forget_stream(view.scope, view.stream)
+
+    # ---- truncate ----
+
+    async def truncate_stream(self, scope: str, stream: str, cut: Mapping[int, int]) -> str:
+        async with self.ctx.lock(scope, stream):
+            try:
+                view = await self.ctx.view(scope, stream)
+            except StreamNotFoundError:
+                return "STREAM_NOT_FOUND"
+            if view.state in (StreamState.SEALED, StreamState.SEALING):
+                return "STREAM_SEALED"
+            if view.state is not StreamState.ACTIVE:
+                return "FAILURE"
+            segments = all_segments(await self.ctx.all_epochs(view))
+            if not is_cut_valid(cut, segments):
+                return "FAILURE"
+            previous = await view.table.get_value("truncation")
+            if previous is not None and not cut_not_behind(cut, previous["cut"], segments):
+                return "FAILURE"
+            for seg_id, offset in cut.items():
+                if offset > 0:
+                    try:
+                        info = await self.ctx.ops.get_segment_info(view.segment_name(seg_id))
+                    except NoSuchSegmentError:
+                        return "FAILURE"
+                    if offset > info.length:
+                        return "FAILURE"
+            await self.ctx.set_state(view, StreamState.TRUNCATING)
+            await view.table.put("truncation", {"cut": dict(cut), "done": False})
+            await self._finish_truncate(view)
+        return "SUCCESS"
+
+    async def _finish_truncate(self, view: StreamView) -> None:
+        record = await view.table.get_value("truncation")
+        cut: dict[int, int] = {int(k): int(v) for k, v in record["cut"].items()}
+        segments = all_segments(await self.ctx.all_epochs(view))
+        for seg_id, offset in cut.items():
+            if offset > 0:
+                await self.ctx.ops.truncate_segment(view.segment_name(seg_id), offset)
+        cut_segs = [segments[i] for i in cut]
+        for seg in segments.values():
+            if seg.id not in cut and is_before(seg, cut_segs):
+                await self.ctx.ops.delete_segment(view.segment_name(seg.id))
+        await view.table.put("truncation", {"cut": cut, "done": True})
+        await self.ctx.set_state(view, StreamState.ACTIVE)
+
+    # ---- crash recovery ----
+
+    async def resume(self, scope: str, stream: str) -> None:
+        """Finish whatever workflow a crash interrupted on this stream."""
+        async with self.ctx.lock(scope, stream):
+            try:
+                view = await self.ctx.view(scope, stream)
+            except StreamNotFoundError:
+                return
+            if view.transition is not None:
+                await self.scaling.complete(view)
+                view = await self.ctx.view(scope, stream)
+            if view.state is StreamState.CREATING:
+                await self._finish_create(view)
+            elif view.state is StreamState.UPDATING:
+                await self._finish_update(view, ())
+            elif view.state is StreamState.SEALING:
+                await self._finish_seal(view)
+            elif view.state is StreamState.TRUNCATING:
+                await self._finish_truncate(view)
+            elif view.state is StreamState.SCALING:
+                await self.ctx.set_state(view, StreamState.ACTIVE)
+
+    async def resume_all(self) -> None:
+        """The startup sweep: every stream of every scope, plus index entries whose stream vanished."""
+        async for scope_key, _value, _version in self.store.scopes.items():
+            scope = scope_key.decode()
+            if scope == SYSTEM_SCOPE:
+                continue
+            try:
+                names = [k.decode() async for k, _v, _ver in self.store.scope_index(scope, "streams").items()]
+            except NoSuchSegmentError:
+                continue
+            for stream in names:
+                if not await self.store.stream_exists(scope, stream):
+                    await self.store.scope_index(scope, "streams").remove(stream)
+                    continue
+                try:
+                    await self.resume(scope, stream)
+                except Exception:
+                    log.exception("could not resume workflows of stream %s/%s", scope, stream)

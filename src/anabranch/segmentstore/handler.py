@@ -1,0 +1,385 @@
+"""The request handler of one segment-store connection (spec §3, §4, §5, §8).
+
+Takes the ``Request | Append`` items a ServerConnection decoded and writes replies to an ``Output``; no
+sockets here, so it is tested by feeding commands and reading replies. Invariants:
+- every reply echoes the request id of its request; Hello is answered at once (and the connection closed if
+  the versions do not overlap), KeepAlive is echoed;
+- requests run concurrently (one task per request, never per event); appends go through the
+  :class:`AppendPipeline` (one store call per block, acks in order per writer);
+- an error the protocol can report becomes its reply (spec §8.2); anything else is logged and closes this
+  connection only;
+- transient segments created on this connection are deleted when it closes unless they were merged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from anabranch.model.names import transient_segment_name
+from anabranch.protocol.codec import encode
+from anabranch.protocol.commands import (
+    OLDEST_COMPATIBLE_VERSION,
+    WIRE_VERSION,
+    AppendSetup,
+    CreateSegment,
+    CreateTableSegment,
+    CreateTransientSegment,
+    DeleteSegment,
+    DeleteTableSegment,
+    GetSegmentAttribute,
+    GetStreamSegmentInfo,
+    GetTableSegmentInfo,
+    Hello,
+    KeepAlive,
+    LocateOffset,
+    MergeSegments,
+    MergeSegmentsBatch,
+    OffsetLocated,
+    ReadSegment,
+    ReadTable,
+    ReadTableEntries,
+    ReadTableEntriesDelta,
+    ReadTableKeys,
+    RemoveTableKeys,
+    Reply,
+    Request,
+    SealSegment,
+    SegmentAttribute,
+    SegmentAttributeUpdated,
+    SegmentCreated,
+    SegmentDeleted,
+    SegmentPolicyUpdated,
+    SegmentRead,
+    SegmentSealed,
+    SegmentTruncated,
+    SetupAppend,
+    StreamSegmentInfo,
+    TruncateSegment,
+    UpdateSegmentAttribute,
+    UpdateSegmentPolicy,
+    UpdateTableEntries,
+)
+from anabranch.segmentstore.errors import ContainerClosedError
+from anabranch.segmentstore.handler_appends import AppendPipeline
+from anabranch.segmentstore.handler_errors import error_reply
+from anabranch.segmentstore.handler_merges import MergeHistory, merge, merge_batch
+from anabranch.segmentstore.handler_tables import TableRequest, handle_table_request
+
+if TYPE_CHECKING:
+    from anabranch.protocol.server_connection import Append
+    from anabranch.segmentstore.store import SegmentStore
+    from anabranch.segmentstore.tables import TableStore
+
+log = logging.getLogger(__name__)
+
+MAX_READ_LENGTH = 2 * 1024 * 1024
+MIN_READ_LENGTH = 8
+MAX_INFLIGHT_BYTES = 32 * 1024 * 1024
+"""Reading from the socket pauses while this many append bytes are waiting for the store."""
+
+_TABLE_REQUESTS = (
+    CreateTableSegment,
+    DeleteTableSegment,
+    UpdateTableEntries,
+    RemoveTableKeys,
+    ReadTable,
+    ReadTableKeys,
+    ReadTableEntries,
+    ReadTableEntriesDelta,
+    GetTableSegmentInfo,
+)
+
+
+class Output(Protocol):
+    """Where a handler writes: the transport of its connection (or a test double)."""
+
+    def write(self, frame: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+
+class ConnectionHandler:
+    """Answers the requests of one connection."""
+
+    def __init__(
+        self,
+        store: SegmentStore,
+        tables: TableStore,
+        output: Output,
+        *,
+        remove_writer: Callable[[uuid.UUID], None] = lambda _: None,
+        tail_read_timeout: float = 20.0,
+        peer: str = "?",
+        max_inflight_bytes: int = MAX_INFLIGHT_BYTES,
+        merges: MergeHistory | None = None,
+    ) -> None:
+        self._store = store
+        self._tables = tables
+        self._output = output
+        self._tail_read_timeout = tail_read_timeout
+        self._merges = merges if merges is not None else MergeHistory()
+        self._peer = peer
+        self._max_inflight = max_inflight_bytes
+        self._paused = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._transients: set[str] = set()
+        self.closed = False
+        self._appends = AppendPipeline(store, self.reply, self.fail, remove_writer, self._flow)
+        self._handlers: dict[type[Request], Callable[[Any], Awaitable[None]]] = {
+            CreateTransientSegment: self._create_transient,
+            ReadSegment: self._read_segment,
+            GetStreamSegmentInfo: self._segment_info,
+            CreateSegment: self._create_segment,
+            SealSegment: self._seal,
+            TruncateSegment: self._truncate,
+            DeleteSegment: self._delete,
+            UpdateSegmentPolicy: self._update_policy,
+            MergeSegments: self._merge,
+            MergeSegmentsBatch: self._merge_batch,
+            GetSegmentAttribute: self._get_attribute,
+            UpdateSegmentAttribute: self._update_attribute,
+            LocateOffset: self._locate_offset,
+        }
+
+    # --- output ------------------------------------------------------------------------------
+
+    def reply(self, reply: Reply) -> None:
+        if not self.closed:
+            self._output.write(encode(reply))
+
+    def fail(self, reason: str) -> None:
+        """Close this connection because of ``reason`` (logged once)."""
+        if not self.closed:
+            log.warning("closing connection from %s: %s", self._peer, reason)
+            self._close_output()
+
+    def _close_output(self) -> None:
+        self.closed = True
+        self._output.close()
+
+    def _flow(self, inflight_bytes: int) -> None:
+        if not self._paused and inflight_bytes > self._max_inflight:
+            self._paused = True
+            self._output.pause_reading()
+        elif self._paused and inflight_bytes <= self._max_inflight // 2:
+            self._paused = False
+            self._output.resume_reading()
+
+    # --- input -------------------------------------------------------------------------------
+
+    def handle_all(self, items: Iterable[Request | Append]) -> None:
+        for item in items:
+            if self.closed:
+                return
+            self.handle(item)
+
+    def handle(self, item: Request | Append) -> None:
+        if not isinstance(item, Request):
+            self._appends.append(item)
+        elif isinstance(item, Hello):
+            self._hello(item)
+        elif isinstance(item, KeepAlive):
+            self.reply(KeepAlive())
+        elif isinstance(item, SetupAppend):
+            self._setup_append(item)
+        elif isinstance(item, _TABLE_REQUESTS):
+            self._spawn(self._table_request(item))
+        else:
+            handler = self._handlers.get(type(item))
+            if handler is None:
+                self.fail(f"{type(item).__name__} is not a request the segment store serves")
+            else:
+                self._spawn(handler(item))
+
+    def _hello(self, hello: Hello) -> None:
+        self.reply(Hello(WIRE_VERSION, OLDEST_COMPATIBLE_VERSION))
+        if hello.low_version > WIRE_VERSION or hello.high_version < OLDEST_COMPATIBLE_VERSION:
+            self.fail(f"client wire versions {hello.low_version}..{hello.high_version} are incompatible")
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def aclose(self) -> None:
+        """The connection ended: stop its requests and delete the transient segments it left unmerged."""
+        self.closed = True
+        self._appends.close()
+        for task in list(self._tasks):
+            task.cancel()
+        for name in sorted(self._transients):
+            try:
+                await self._store.delete(name)
+            except Exception as exc:  # the segment may already be gone; nothing else to do
+                log.debug("could not delete transient segment %s: %r", name, exc)
+        self._transients.clear()
+
+    async def _guard(self, request_id: int, segment: str, work: Awaitable[Reply | None], *, offset: int = -1,
+                     report_against: str | None = None) -> None:
+        """Await ``work`` and send its reply (None: it replied itself), or the reply for its error, or close."""
+        try:
+            reply = await work
+        except asyncio.CancelledError:
+            raise
+        except ContainerClosedError as exc:
+            self.fail(f"segment container unavailable: {exc}")
+            return
+        except Exception as exc:
+            error = error_reply(exc, request_id, segment, offset, report_against=report_against)
+            if error is None:
+                log.error("request %d on %s from %s failed", request_id, segment, self._peer, exc_info=exc)
+                self.fail(f"request {request_id} on {segment!r} failed: {exc!r}")
+                return
+            reply = error
+        if reply is not None:
+            self.reply(reply)
+
+    # --- appends -----------------------------------------------------------------------------
+
+    def _setup_append(self, request: SetupAppend) -> None:
+        state = self._appends.begin_setup(request.writer_id, request.segment)
+
+        async def setup() -> None:
+            try:
+                last = await self._store.get_writer_event_number(request.segment, request.writer_id)
+            except BaseException:
+                self._appends.abandon_setup(state)
+                raise
+            self.reply(AppendSetup(request.request_id, request.segment, request.writer_id, last))
+            self._appends.finish_setup(state, last)
+
+        self._spawn(self._guard(request.request_id, request.segment, setup()))
+
+    # --- segment requests --------------------------------------------------------------------
+
+    async def _create_transient(self, request: CreateTransientSegment) -> None:
+        async def work() -> Reply:
+            await self._store.get_info(request.parent_segment)
+            name = transient_segment_name(request.parent_segment, request.writer_id, uuid.uuid4())
+            await self._store.create_segment(name)
+            self._transients.add(name)
+            return SegmentCreated(request.request_id, name)
+
+        await self._guard(request.request_id, request.parent_segment, work())
+
+    async def _read_segment(self, request: ReadSegment) -> None:
+        length = min(MAX_READ_LENGTH, max(MIN_READ_LENGTH, request.suggested_length))
+
+        async def work() -> Reply:
+            try:
+                result = await self._store.read(
+                    request.segment, request.offset, length, wait_timeout=self._tail_read_timeout
+                )
+            except ContainerClosedError:
+                return SegmentRead(request.segment, request.offset, True, False, b"", request.request_id)
+            return SegmentRead(
+                request.segment, request.offset, result.at_tail, result.end_of_segment, bytes(result.data),
+                request.request_id,
+            )
+
+        await self._guard(request.request_id, request.segment, work(), offset=request.offset)
+
+    async def _segment_info(self, request: GetStreamSegmentInfo) -> None:
+        async def work() -> Reply:
+            info = await self._store.get_info(request.segment_name)
+            return StreamSegmentInfo(
+                request.request_id, request.segment_name, True, info.sealed, False, info.last_modified_ms,
+                info.length, info.start_offset,
+            )
+
+        await self._guard(request.request_id, request.segment_name, work())
+
+    async def _create_segment(self, request: CreateSegment) -> None:
+        async def work() -> Reply:
+            await self._store.create_segment(
+                request.segment, scale_type=request.scale_type, target_rate=request.target_rate,
+                rollover_size=max(0, request.rollover_size_bytes),
+            )
+            return SegmentCreated(request.request_id, request.segment)
+
+        await self._guard(request.request_id, request.segment, work())
+
+    async def _seal(self, request: SealSegment) -> None:
+        async def work() -> Reply:
+            await self._store.seal(request.segment)
+            return SegmentSealed(request.request_id, request.segment)
+
+        await self._guard(request.request_id, request.segment, work())
+
+    async def _truncate(self, request: TruncateSegment) -> None:
+        async def work() -> Reply:
+            await self._store.truncate(request.segment, request.truncation_offset)
+            return SegmentTruncated(request.request_id, request.segment)
+
+        await self._guard(request.request_id, request.segment, work(), offset=request.truncation_offset)
+
+    async def _delete(self, request: DeleteSegment) -> None:
+        async def work() -> Reply:
+            await self._store.delete(request.segment)
+            self._tables.forget(request.segment)
+            self._transients.discard(request.segment)
+            return SegmentDeleted(request.request_id, request.segment)
+
+        await self._guard(request.request_id, request.segment, work())
+
+    async def _update_policy(self, request: UpdateSegmentPolicy) -> None:
+        async def work() -> Reply:
+            await self._store.update_policy(request.segment, request.scale_type, request.target_rate)
+            return SegmentPolicyUpdated(request.request_id, request.segment)
+
+        await self._guard(request.request_id, request.segment, work())
+
+    async def _merge(self, request: MergeSegments) -> None:
+        async def work() -> Reply:
+            reply = await merge(self._store, self._tables, self._merges, request)
+            self._transients.discard(request.source)
+            return reply
+
+        await self._guard(request.request_id, request.source, work(), report_against=request.source)
+
+    async def _merge_batch(self, request: MergeSegmentsBatch) -> None:
+        async def work() -> Reply:
+            reply = await merge_batch(self._store, self._tables, self._merges, request)
+            self._transients.difference_update(request.sources)
+            return reply
+
+        await self._guard(request.request_id, request.target, work())
+
+    async def _get_attribute(self, request: GetSegmentAttribute) -> None:
+        async def work() -> Reply:
+            value = await self._store.get_attribute(request.segment_name, request.attribute_id)
+            return SegmentAttribute(request.request_id, value)
+
+        await self._guard(request.request_id, request.segment_name, work())
+
+    async def _update_attribute(self, request: UpdateSegmentAttribute) -> None:
+        async def work() -> Reply:
+            ok = await self._store.update_attributes(
+                request.segment_name, [(request.attribute_id, request.new_value, request.expected_value)]
+            )
+            return SegmentAttributeUpdated(request.request_id, ok)
+
+        await self._guard(request.request_id, request.segment_name, work())
+
+    async def _locate_offset(self, request: LocateOffset) -> None:
+        """The target offset clamped to [start offset, length] (events are not parsed)."""
+
+        async def work() -> Reply:
+            info = await self._store.get_info(request.segment)
+            offset = min(max(request.target_offset, info.start_offset), info.length)
+            return OffsetLocated(request.request_id, request.segment, offset)
+
+        await self._guard(request.request_id, request.segment, work())
+
+    async def _table_request(self, request: TableRequest) -> None:
+        segment = request.segment_name if isinstance(request, GetTableSegmentInfo) else request.segment
+        offset = request.table_segment_offset if isinstance(request, UpdateTableEntries | RemoveTableKeys) else -1
+        await self._guard(request.request_id, segment, handle_table_request(self._tables, request), offset=offset)

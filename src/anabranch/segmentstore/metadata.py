@@ -1,0 +1,143 @@
+"""Container metadata: per-segment state, its staged (queued, not yet durable) view, and checkpoints.
+
+Each ``SegmentMetadata`` holds two views. The committed fields (``length``, ``sealed``,
+``attributes``...) change only when an operation has been made durable by the log and is applied;
+readers and ``get_info`` see only them. The staged fields (``staged_*``) change when an operation is
+validated and queued, so that validation of later queued operations sees the effect of earlier
+ones. Without a failure, staged == committed once the log is idle. ``storage_length`` is how many
+bytes are already in LTS (moved forward by the storage writer, never by the log); ``storage_exists``
+is not checkpointed: recovery learns it from LTS.
+A checkpoint serializes the committed state (CBOR); loading one sets staged = committed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+import cbor2
+
+from anabranch.errors import DataCorruptionError
+
+_CHECKPOINT_VERSION = 1
+
+
+@dataclass(slots=True)
+class PendingMerge:
+    """Bytes [target_offset, target_offset + lts_length) of a target still live in the source's LTS object."""
+
+    target_offset: int
+    source_lts_name: str
+    lts_length: int
+    length: int
+
+
+@dataclass(slots=True)
+class SegmentMetadata:
+    segment_id: int
+    name: str
+    lts_name: str
+    created_ms: int
+    scale_type: int = 0
+    target_rate: int = 0
+    rollover_size: int = 0
+    is_table: bool = False
+    length: int = 0
+    start_offset: int = 0
+    sealed: bool = False
+    deleted: bool = False
+    last_modified_ms: int = 0
+    attributes: dict[uuid.UUID, int] = field(default_factory=dict)
+    storage_length: int = 0
+    storage_sealed: bool = False
+    storage_start_offset: int = 0
+    pending_merges: list[PendingMerge] = field(default_factory=list)
+    storage_exists: bool = False
+    staged_length: int = 0
+    staged_start_offset: int = 0
+    staged_sealed: bool = False
+    staged_attributes: dict[uuid.UUID, int] = field(default_factory=dict)
+
+    def reset_staged(self) -> None:
+        self.staged_length = self.length
+        self.staged_start_offset = self.start_offset
+        self.staged_sealed = self.sealed
+        self.staged_attributes = dict(self.attributes)
+
+    @property
+    def unflushed(self) -> bool:
+        """Whether the storage writer has work for this segment."""
+        return (
+            self.storage_length < self.length
+            or (self.sealed and not self.storage_sealed)
+            or self.storage_start_offset < min(self.start_offset, self.storage_length)
+        )
+
+
+def lts_name_of(name: str, segment_id: int) -> str:
+    """LTS object name of one incarnation of a segment (unique: a re-created name gets a new id)."""
+    return f"{name}$s{segment_id}"
+
+
+@dataclass(slots=True)
+class ContainerMetadata:
+    container_id: int
+    next_segment_id: int = 1
+    segments: dict[int, SegmentMetadata] = field(default_factory=dict)
+    by_name: dict[str, SegmentMetadata] = field(default_factory=dict)
+    staged_by_name: dict[str, SegmentMetadata] = field(default_factory=dict)
+    lts_deletes: list[str] = field(default_factory=list)
+
+    def new_segment_id(self) -> int:
+        segment_id = self.next_segment_id
+        self.next_segment_id += 1
+        return segment_id
+
+    def add(self, meta: SegmentMetadata) -> None:
+        self.segments[meta.segment_id] = meta
+        self.by_name[meta.name] = meta
+
+    def remove(self, meta: SegmentMetadata) -> None:
+        meta.deleted = True
+        self.segments.pop(meta.segment_id, None)
+        if self.by_name.get(meta.name) is meta:
+            del self.by_name[meta.name]
+
+    def reset_staged(self) -> None:
+        self.staged_by_name = dict(self.by_name)
+        for meta in self.segments.values():
+            meta.reset_staged()
+
+    def serialize(self) -> bytes:
+        segments = [
+            [
+                m.segment_id, m.name, m.lts_name, m.created_ms, m.scale_type, m.target_rate, m.rollover_size,
+                m.is_table, m.length, m.start_offset, m.sealed, m.last_modified_ms,
+                [[k.bytes, v] for k, v in m.attributes.items()],
+                m.storage_length, m.storage_sealed, m.storage_start_offset,
+                [[p.target_offset, p.source_lts_name, p.lts_length, p.length] for p in m.pending_merges],
+            ]
+            for m in self.segments.values()
+        ]
+        return cbor2.dumps([_CHECKPOINT_VERSION, self.container_id, self.next_segment_id, segments, self.lts_deletes])
+
+    @classmethod
+    def deserialize(cls, data: bytes) -> ContainerMetadata:
+        try:
+            version, container_id, next_id, segments, lts_deletes = cbor2.loads(data)
+            if version != _CHECKPOINT_VERSION:
+                raise DataCorruptionError(f"unsupported checkpoint version {version}")
+            result = cls(container_id, next_id, lts_deletes=list(lts_deletes))
+            for row in segments:
+                (seg_id, name, lts_name, created, scale_type, rate, rollover, is_table, length, start, sealed,
+                 modified, attrs, storage_length, storage_sealed, storage_start, merges) = row
+                meta = SegmentMetadata(
+                    seg_id, name, lts_name, created, scale_type, rate, rollover, is_table, length, start, sealed,
+                    False, modified, {uuid.UUID(bytes=k): v for k, v in attrs}, storage_length, storage_sealed,
+                    storage_start, [PendingMerge(*p) for p in merges],
+                )
+                result.add(meta)
+        except (ValueError, TypeError, cbor2.CBORDecodeError) as exc:
+            raise DataCorruptionError(f"malformed metadata checkpoint: {exc}") from exc
+        result.reset_staged()
+        return result

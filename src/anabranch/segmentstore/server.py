@@ -1,0 +1,151 @@
+"""The segment store's TCP server: asyncio Protocols feeding ServerConnection → ConnectionHandler.
+
+One ``WireProtocol`` per connection: ``data_received`` decodes frames (sans-IO ServerConnection) and hands the
+items to the connection's handler, which writes replies to the transport. Bad input (ProtocolError) is logged
+once at WARNING with the peer address and closes that connection only; reading pauses while too many append
+bytes wait for the store. Knows nothing about segments beyond passing them on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
+
+from anabranch.errors import ProtocolError
+from anabranch.protocol.server_connection import ServerConnection
+from anabranch.segmentstore.handler import ConnectionHandler
+from anabranch.segmentstore.handler_merges import MergeHistory
+
+if TYPE_CHECKING:
+    from anabranch.segmentstore.store import SegmentStore
+    from anabranch.segmentstore.tables import TableStore
+
+log = logging.getLogger(__name__)
+
+
+class _TransportOutput:
+    """The handler's Output over an asyncio transport.
+
+    Replies written during one event-loop iteration (e.g. the acks of one group commit) leave in one write.
+    """
+
+    __slots__ = ("_loop", "_pending", "_transport")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._loop = asyncio.get_running_loop()
+        self._pending: list[bytes] = []
+
+    def write(self, frame: bytes) -> None:
+        if not self._pending:
+            self._loop.call_soon(self._flush)
+        self._pending.append(frame)
+
+    def _flush(self) -> None:
+        if self._pending:
+            frames, self._pending = self._pending, []
+            if not self._transport.is_closing():
+                self._transport.writelines(frames)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def pause_reading(self) -> None:
+        if not self._transport.is_closing():
+            self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if not self._transport.is_closing():
+            self._transport.resume_reading()
+
+
+class WireProtocol(asyncio.Protocol):
+    """One client connection."""
+
+    def __init__(self, server: WireServer) -> None:
+        self._server = server
+        self._connection = ServerConnection()
+        self._handler: ConnectionHandler | None = None
+        self._transport: asyncio.Transport | None = None
+        self._peer = "?"
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        peer = transport.get_extra_info("peername")
+        self._peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        self._handler = ConnectionHandler(
+            self._server.store,
+            self._server.tables,
+            _TransportOutput(transport),
+            remove_writer=self._connection.remove_writer,
+            tail_read_timeout=self._server.tail_read_timeout,
+            peer=self._peer,
+            merges=self._server.merges,
+        )
+        self._server.connections.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        handler = self._handler
+        if handler is None or handler.closed:
+            return
+        try:
+            items = self._connection.receive_data(data)
+        except ProtocolError as exc:
+            handler.fail(f"bad input: {exc}")
+            return
+        handler.handle_all(items)
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._server.connections.discard(self)
+        if self._handler is not None:
+            self._server.track(self._handler.aclose())
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+
+class WireServer:
+    """Listens on ``host:port`` and serves every connection with the shared store and table store."""
+
+    def __init__(self, store: SegmentStore, tables: TableStore, *, tail_read_timeout: float = 20.0) -> None:
+        self.store = store
+        self.tables = tables
+        self.tail_read_timeout = tail_read_timeout
+        self.connections: set[WireProtocol] = set()
+        self.merges = MergeHistory()
+        self._server: asyncio.Server | None = None
+        self._cleanups: set[asyncio.Task[None]] = set()
+
+    async def start(self, host: str, port: int) -> int:
+        """Start listening; returns the bound port (``port`` 0 picks a free one)."""
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: WireProtocol(self), host, port, backlog=1024)
+        bound = int(self._server.sockets[0].getsockname()[1])
+        log.debug("wire server listening on %s:%d", host, bound)
+        return bound
+
+    def track(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run a connection's cleanup in the background; ``stop`` waits for it."""
+        task = asyncio.ensure_future(coro)
+        self._cleanups.add(task)
+        task.add_done_callback(self._cleanups.discard)
+
+    async def stop(self) -> None:
+        """Stop accepting, close every connection and wait for their cleanup."""
+        if self._server is not None:
+            self._server.close()
+        for connection in list(self.connections):
+            connection.close()
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+        if self._cleanups:
+            await asyncio.wait(list(self._cleanups), timeout=10)

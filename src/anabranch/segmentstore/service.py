@@ -1,0 +1,77 @@
+"""SegmentStoreService: the segment store as one object: store + table store + wire server.
+
+``start`` opens (and recovers) the store, then listens; ``stop`` stops accepting, closes connections and
+closes the store (flushing everything pending). Used by ``anabranch segmentstore`` and, in-process, by
+``anabranch standalone``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+from anabranch.segmentstore.server import WireServer
+from anabranch.segmentstore.store import SegmentStore, open_segment_store
+from anabranch.segmentstore.tables import TableStore
+
+log = logging.getLogger(__name__)
+
+MIB = 1024 * 1024
+
+
+class SegmentStoreService:
+    """A segment store serving the Pravega wire protocol on ``host:port`` with data under ``data_dir``."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        host: str = "127.0.0.1",
+        port: int = 12345,
+        *,
+        container_count: int = 4,
+        cache_size: int = 256 * MIB,
+        tail_read_timeout: float = 20.0,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.host = host
+        self.port = port
+        self.container_count = container_count
+        self.cache_size = cache_size
+        self.tail_read_timeout = tail_read_timeout
+        self.store: SegmentStore | None = None
+        self.tables: TableStore | None = None
+        self._server: WireServer | None = None
+        self._stopped = asyncio.Event()
+
+    async def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = await open_segment_store(self.data_dir, self.container_count, cache_size=self.cache_size)
+        self.tables = TableStore(self.store)
+        self._server = WireServer(self.store, self.tables, tail_read_timeout=self.tail_read_timeout)
+        try:
+            self.port = await self._server.start(self.host, self.port)
+        except BaseException:
+            await self.store.close()
+            raise
+        log.debug("segment store listening on %s:%d (data in %s)", self.host, self.port, self.data_dir)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            await self._server.stop()
+            self._server = None
+        if self.store is not None:
+            await self.store.close()
+            self.store = None
+        self._stopped.set()
+
+    async def serve_forever(self) -> None:
+        """Serve until ``stop`` is called."""
+        await self._stopped.wait()
+
+    async def __aenter__(self) -> SegmentStoreService:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()

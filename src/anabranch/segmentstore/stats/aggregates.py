@@ -1,0 +1,104 @@
+"""Per-segment traffic rates as Pravega's segment store keeps them (``SegmentAggregates``).
+
+A ``SegmentAggregate`` counts what arrived since the last tick (bytes for scale type 1, events for scale
+type 2) and, on each tick, folds the instant rate into exponentially decaying averages over four windows
+(default 2, 5, 10 and 20 minutes) with ``alpha = 1 - exp(-elapsed / window)``; with the default 5 s tick
+that is Pravega's ``1 - exp(-5 / window)``. Ticks without traffic decay the rates toward 0. Rates are in
+KiB/s (scale type 1) or events/s (scale type 2). ``record`` is O(1) and allocation-free: it sits on the
+append path and is called once per append block. Transaction merges are amortised over the transaction's
+lifetime (the EWMA of a constant extra rate ``q`` held for ``d`` seconds grows by ``q * (1 - exp(-d / w))``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from anabranch.errors import ConfigError
+
+SCALE_NONE = 0
+SCALE_BY_KIB = 1
+SCALE_BY_EVENTS = 2
+_IDLE_RATE = 1e-9
+
+
+@dataclass(frozen=True, slots=True)
+class AutoScaleConfig:
+    """Timing of the segment-store side of auto-scaling (seconds). Compress it for demos and tests."""
+
+    tick: float = 5.0
+    windows: tuple[float, float, float, float] = (120.0, 300.0, 600.0, 1200.0)
+    cooldown: float = 600.0
+    mute: float = 600.0
+    report_interval: float = 120.0
+    idle_expiry: float = 1200.0
+
+    def __post_init__(self) -> None:
+        if self.tick <= 0 or any(w <= 0 for w in self.windows) or len(self.windows) != 4:
+            raise ConfigError(f"auto-scale tick and the four windows must be positive, got {self}")
+        if min(self.cooldown, self.mute, self.report_interval, self.idle_expiry) < 0:
+            raise ConfigError(f"auto-scale cool-down, mute, report interval and expiry must be >= 0, got {self}")
+
+    @classmethod
+    def compressed(cls, factor: float) -> AutoScaleConfig:
+        """Pravega's defaults with every duration divided by ``factor`` (a demo with factor 60 runs in seconds)."""
+        base = cls()
+        return cls(base.tick / factor, (base.windows[0] / factor, base.windows[1] / factor,
+                                        base.windows[2] / factor, base.windows[3] / factor),
+                   base.cooldown / factor, base.mute / factor, base.report_interval / factor,
+                   base.idle_expiry / factor)
+
+
+class SegmentAggregate:
+    """Decaying traffic rates of one segment with a rate-based scaling policy."""
+
+    __slots__ = ("by_bytes", "last_report", "last_tick", "pending", "rates", "start_time", "target_rate",
+                 "traffic", "windows")
+
+    def __init__(self, scale_type: int, target_rate: int, now: float, windows: tuple[float, ...]) -> None:
+        self.by_bytes = scale_type == SCALE_BY_KIB
+        self.target_rate = target_rate
+        self.windows = windows
+        self.start_time = now
+        self.last_tick = now
+        self.last_report = now
+        self.pending = 0
+        self.traffic = False
+        self.rates = [0.0, 0.0, 0.0, 0.0]
+
+    def set_policy(self, scale_type: int, target_rate: int) -> None:
+        self.by_bytes = scale_type == SCALE_BY_KIB
+        self.target_rate = target_rate
+
+    def record(self, nbytes: int, events: int) -> None:
+        self.pending += nbytes if self.by_bytes else events
+        self.traffic = True
+
+    def record_merge(self, nbytes: int, events: int, txn_age: float, now: float) -> None:
+        """A transaction's traffic, spread over its lifetime (at most the aggregate's own age)."""
+        amount = nbytes / 1024 if self.by_bytes else events
+        duration = min(txn_age, now - self.start_time)
+        self.traffic = True
+        if duration <= now - self.last_tick or duration <= 0:
+            self.pending += nbytes if self.by_bytes else events
+            return
+        extra = amount / duration
+        rates = self.rates
+        for i, window in enumerate(self.windows):
+            rates[i] += extra * (1.0 - math.exp(-duration / window))
+
+    def tick(self, now: float) -> bool:
+        """Fold the traffic since the last tick into the rates; True if there was any."""
+        elapsed = now - self.last_tick
+        if elapsed <= 0:
+            return False
+        self.last_tick = now
+        count, self.pending = self.pending, 0
+        traffic, self.traffic = self.traffic, False
+        rates = self.rates
+        if count == 0 and max(rates) < _IDLE_RATE:
+            return traffic
+        instant = (count / 1024 if self.by_bytes else count) / elapsed
+        for i, window in enumerate(self.windows):
+            rates[i] += (1.0 - math.exp(-elapsed / window)) * (instant - rates[i])
+        return traffic

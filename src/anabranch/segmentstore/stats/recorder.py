@@ -1,0 +1,172 @@
+"""``SegmentStatsRecorder``: the segment store's per-segment traffic statistics and its auto-scale reports.
+
+The request handler calls ``record_*`` as segments are created, appended to (once per append block), merged,
+sealed and deleted; every call is O(1) and does no I/O. ``run`` ticks on the clock every ``config.tick``
+seconds: it folds traffic into each aggregate's rates, lets segments with traffic in that tick report to the
+``AutoScaleProcessor`` at most every ``report_interval`` seconds, expires idle segments (silent DOWN), and
+hands the resulting ``ScaleRequest``s to the reporter. Only stream segments with a rate policy (scale
+type 1 or 2 and a positive target) are tracked; transaction segments never are. After a restart the
+recorder learns a segment's policy on its first append through ``policy_lookup`` (resolved on the next tick).
+Reporter failures are logged and do not stop the ticks.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from anabranch.clock import Clock
+from anabranch.errors import InvalidNameError
+from anabranch.model.names import TRANSACTION_DELIMITER, TRANSIENT_DELIMITER, ScopedSegment
+from anabranch.segmentstore.stats.aggregates import SCALE_BY_EVENTS, SCALE_BY_KIB, AutoScaleConfig, SegmentAggregate
+from anabranch.segmentstore.stats.processor import AutoScaleProcessor
+from anabranch.segmentstore.stats.requests import ScaleRequest
+
+log = logging.getLogger(__name__)
+
+ScaleReporter = Callable[[ScaleRequest], Awaitable[None]]
+PolicyLookup = Callable[[str], Awaitable[tuple[int, int] | None]]
+"""segment name → (scale type, target rate), or None if the segment does not exist."""
+
+
+def _trackable(segment: str, scale_type: int, target_rate: int) -> bool:
+    if scale_type not in (SCALE_BY_KIB, SCALE_BY_EVENTS) or target_rate <= 0:
+        return False
+    if TRANSACTION_DELIMITER in segment or TRANSIENT_DELIMITER in segment:
+        return False
+    try:
+        ScopedSegment.parse(segment)
+    except InvalidNameError:
+        return False
+    return True
+
+
+class SegmentStatsRecorder:
+    def __init__(self, clock: Clock, reporter: ScaleReporter, *, cooldown: float = 600.0, mute: float = 600.0,
+                 report_interval: float = 120.0, idle_expiry: float = 1200.0, tick: float = 5.0,
+                 windows: tuple[float, float, float, float] = (120.0, 300.0, 600.0, 1200.0),
+                 policy_lookup: PolicyLookup | None = None) -> None:
+        self.clock = clock
+        self.config = AutoScaleConfig(tick, windows, cooldown, mute, report_interval, idle_expiry)
+        self._reporter = reporter
+        self._lookup = policy_lookup
+        self._processor = AutoScaleProcessor(self.config)
+        self._aggregates: dict[str, SegmentAggregate] = {}
+        self._untracked: set[str] = set()
+        self._unknown: set[str] = set()
+        self.reported = 0
+
+    @classmethod
+    def from_config(cls, clock: Clock, reporter: ScaleReporter, config: AutoScaleConfig, *,
+                    policy_lookup: PolicyLookup | None = None) -> SegmentStatsRecorder:
+        return cls(clock, reporter, cooldown=config.cooldown, mute=config.mute,
+                   report_interval=config.report_interval, idle_expiry=config.idle_expiry, tick=config.tick,
+                   windows=config.windows, policy_lookup=policy_lookup)
+
+    # --- hooks (hot path: O(1), no I/O) -----------------------------------------------------
+
+    def record_create(self, segment: str, scale_type: int, target_rate: int) -> None:
+        self.record_policy(segment, scale_type, target_rate)
+
+    def record_policy(self, segment: str, scale_type: int, target_rate: int) -> None:
+        """A segment was created or its policy changed."""
+        self._unknown.discard(segment)
+        if not _trackable(segment, scale_type, target_rate):
+            self._aggregates.pop(segment, None)
+            self._processor.forget(segment)
+            self._untracked.add(segment)
+            return
+        self._untracked.discard(segment)
+        aggregate = self._aggregates.get(segment)
+        if aggregate is None:
+            self._aggregates[segment] = SegmentAggregate(scale_type, target_rate, self.clock.monotonic(),
+                                                         self.config.windows)
+        else:
+            aggregate.set_policy(scale_type, target_rate)
+
+    def record_append(self, segment: str, nbytes: int, events: int) -> None:
+        aggregate = self._aggregates.get(segment)
+        if aggregate is not None:
+            aggregate.record(nbytes, events)
+        elif self._lookup is not None and segment not in self._untracked:
+            self._unknown.add(segment)
+
+    def record_merge(self, target: str, nbytes: int, events: int, txn_age: float) -> None:
+        """A transaction of ``txn_age`` seconds with ``nbytes``/``events`` was merged into ``target``."""
+        aggregate = self._aggregates.get(target)
+        if aggregate is not None:
+            aggregate.record_merge(nbytes, events, txn_age, self.clock.monotonic())
+
+    def record_seal(self, segment: str) -> None:
+        self._forget(segment)
+
+    def record_delete(self, segment: str) -> None:
+        self._forget(segment)
+
+    def _forget(self, segment: str) -> None:
+        self._aggregates.pop(segment, None)
+        self._unknown.discard(segment)
+        self._untracked.add(segment)
+        self._processor.forget(segment)
+
+    # --- introspection ----------------------------------------------------------------------
+
+    def rates(self, segment: str) -> tuple[float, float, float, float] | None:
+        """(r2, r5, r10, r20) of a tracked segment."""
+        aggregate = self._aggregates.get(segment)
+        if aggregate is None:
+            return None
+        r2, r5, r10, r20 = aggregate.rates
+        return r2, r5, r10, r20
+
+    def statistics(self) -> dict[str, int]:
+        return {"tracked_segments": len(self._aggregates), "scale_requests_reported": self.reported}
+
+    # --- ticks ------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Tick forever on the clock (cancel to stop)."""
+        while True:
+            await self.clock.sleep(self.config.tick)
+            try:
+                await self.tick()
+            except Exception:
+                log.exception("auto-scale statistics tick failed")
+
+    async def tick(self) -> None:
+        await self._resolve_unknown()
+        now = self.clock.monotonic()
+        wall_ms = int(self.clock.time() * 1000)
+        requests: list[ScaleRequest] = []
+        interval = self.config.report_interval
+        for segment, aggregate in self._aggregates.items():
+            if aggregate.tick(now) and now - aggregate.last_report >= interval:
+                aggregate.last_report = now
+                request = self._processor.report(segment, aggregate.target_rate, aggregate.start_time,
+                                                 aggregate.rates, now, wall_ms)
+                if request is not None:
+                    requests.append(request)
+        requests.extend(self._processor.expire(now, wall_ms))
+        for request in requests:
+            try:
+                await self._reporter(request)
+                self.reported += 1
+                log.info("auto-scale request: %s %s (splits %d, silent %s)", request.direction.name,
+                         request.segment_name, request.num_splits, request.silent)
+            except Exception:
+                log.exception("could not report auto-scale request for %s", request.segment_name)
+
+    async def _resolve_unknown(self) -> None:
+        if not self._unknown or self._lookup is None:
+            return
+        pending, self._unknown = self._unknown, set()
+        for segment in pending:
+            try:
+                policy = await self._lookup(segment)
+            except Exception:
+                log.warning("could not look up the scaling policy of %s", segment, exc_info=True)
+                continue
+            if policy is None:
+                self._untracked.add(segment)
+            else:
+                self.record_policy(segment, *policy)

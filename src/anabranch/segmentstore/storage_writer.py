@@ -1,0 +1,275 @@
+"""The storage writer: moves durable data and state changes from the read index to LTS, then
+checkpoints the metadata and truncates Tier-1.
+
+One background task runs cycles (every ``flush_interval``, or sooner when unflushed bytes pass
+``flush_threshold`` or someone calls ``flush_now``). A cycle handles the segments that are due: with
+at least ``segment_flush_bytes`` unflushed, or unflushed for ``max_flush_delay`` seconds, or with a
+pending seal/merge/truncate (all of them under memory pressure or in ``flush_now``). Per segment
+it creates its LTS object,
+writes the bytes above ``storage_length`` in large writes, concatenates pending merges when the
+LTS length reaches their offset, seals, truncates; then deletes LTS objects of deleted segments.
+After a cycle that changed LTS it writes a checkpoint record and truncates Tier-1 below the newest
+checkpoint that precedes every record still holding unflushed data. Invariants: ``storage_length``
+only grows; Tier-1 records holding bytes not in LTS are never truncated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from anabranch.clock import Clock, SystemClock
+from anabranch.errors import DataCorruptionError
+from anabranch.segmentstore.durable_log import CheckpointRequest, OperationProcessor
+from anabranch.segmentstore.errors import ContainerClosedError
+from anabranch.segmentstore.metadata import ContainerMetadata, PendingMerge, SegmentMetadata
+from anabranch.segmentstore.read_index import ReadIndex
+from anabranch.storage.interfaces import (
+    BadStorageOffsetError,
+    DurableDataLog,
+    SegmentStorage,
+    StorageError,
+    StorageSegmentExistsError,
+    StorageSegmentNotFoundError,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class StorageWriterConfig:
+    max_unflushed_bytes: int = 128 * 1024 * 1024
+    """Appends wait while more bytes than this are not yet in LTS."""
+    flush_threshold: int = 4 * 1024 * 1024
+    """A cycle starts early once this many bytes are not yet in LTS."""
+    flush_interval: float = 0.5
+    segment_flush_bytes: int = 1024 * 1024
+    """A segment with this many bytes not in LTS is flushed in the next cycle."""
+    max_flush_delay: float = 2.0
+    """A segment's bytes stay at most about this long (plus one interval) out of LTS."""
+    max_write_bytes: int = 16 * 1024 * 1024
+
+
+class StorageWriter:
+    def __init__(self, container_id: int, metadata: ContainerMetadata, read_index: ReadIndex,
+                 storage: SegmentStorage, processor: OperationProcessor, durable_log: DurableDataLog,
+                 config: StorageWriterConfig, on_progress: Callable[[], None], clock: Clock | None = None) -> None:
+        self._container_id = container_id
+        self._metadata = metadata
+        self._read_index = read_index
+        self._storage = storage
+        self._processor = processor
+        self._log = durable_log
+        self.config = config
+        self._on_progress = on_progress
+        self._clock = clock or SystemClock()
+        self._dirty_since: dict[int, float] = {}
+        self._force = False
+        self._wakeup = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._checkpoints: list[int] = []
+        self._truncated_upto = 0
+        self.bytes_flushed = 0
+        self.cycles = 0
+        self.checkpoints_written = 0
+        self.errors = 0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"storage-writer-{self._container_id}")
+
+    def wake(self, *, force: bool = False) -> None:
+        """Start a cycle now; ``force`` flushes every segment (appends are waiting for room)."""
+        self._force = self._force or force
+        self._wakeup.set()
+
+    def maybe_wake(self) -> None:
+        if self._read_index.unflushed_bytes >= self.config.flush_threshold:
+            self._wakeup.set()
+
+    async def flush_now(self) -> None:
+        """Run a cycle that flushes every segment, whether due or not."""
+        async with self._lock:
+            await self._cycle(force=True)
+
+    async def close(self) -> None:
+        """Let the current cycle finish (a cancelled LTS write could complete unrecorded), stop, then
+        run one last full cycle."""
+        self._stopping = True
+        self._wakeup.set()
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+        with contextlib.suppress(ContainerClosedError):
+            await self.flush_now()
+
+    async def abort(self) -> None:
+        """Stop at once (a simulated crash; recovery reconciles with whatever reached LTS)."""
+        self._stopping = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), self.config.flush_interval)
+            self._wakeup.clear()
+            force = self._force or self._read_index.unflushed_bytes >= self.config.flush_threshold
+            self._force = False
+            try:
+                async with self._lock:
+                    await self._cycle(force=force)
+            except ContainerClosedError:
+                return
+            except Exception:
+                self.errors += 1
+                log.exception("container %d: storage writer cycle failed; retrying", self._container_id)
+
+    def _due(self, meta: SegmentMetadata, force: bool, now: float) -> bool:
+        if force or meta.pending_merges or (meta.sealed and not meta.storage_sealed):
+            return True
+        if meta.length - meta.storage_length >= self.config.segment_flush_bytes:
+            return True
+        since = self._dirty_since.setdefault(meta.segment_id, now)
+        return now - since >= self.config.max_flush_delay
+
+    async def _cycle(self, *, force: bool) -> None:
+        self.cycles += 1
+        changed = False
+        now = self._clock.monotonic()
+        for segment_id in [i for i in self._dirty_since if i not in self._metadata.segments]:
+            del self._dirty_since[segment_id]
+        for meta in list(self._metadata.segments.values()):
+            if meta.deleted or not (meta.unflushed or meta.pending_merges) or not self._due(meta, force, now):
+                continue
+            try:
+                await self._flush_segment(meta)
+                self._dirty_since.pop(meta.segment_id, None)
+                changed = True
+            except StorageError as exc:
+                self.errors += 1
+                log.warning("container %d: cannot move %r to LTS yet: %s", self._container_id, meta.name, exc)
+            finally:
+                self._on_progress()
+        changed = await self._delete_objects() or changed
+        if changed and not self._processor.failed:
+            await self._checkpoint_and_truncate()
+        self._on_progress()
+
+    async def _flush_segment(self, meta: SegmentMetadata) -> None:
+        if not meta.storage_exists:
+            with contextlib.suppress(StorageSegmentExistsError):
+                await self._storage.create(meta.lts_name)
+            meta.storage_exists = True
+        while not meta.deleted:
+            pending = meta.pending_merges[0] if meta.pending_merges else None
+            if pending is not None and pending.target_offset <= meta.storage_length:
+                await self._concat(meta, pending)
+                continue
+            if meta.storage_length >= meta.length:
+                break
+            stop = min(pending.target_offset if pending else meta.length,
+                       meta.storage_length + self.config.max_write_bytes)
+            pieces = self._read_index.gather(meta.segment_id, meta.storage_length, stop)
+            if not pieces:
+                raise DataCorruptionError(
+                    f"bytes {meta.storage_length}..{stop} of {meta.name!r} are neither in LTS nor in memory"
+                )
+            size = sum(p.nbytes if isinstance(p, memoryview) else len(p) for p in pieces)
+            try:
+                await self._storage.write(meta.lts_name, meta.storage_length, pieces)
+            except BadStorageOffsetError:
+                if not await self._adopt_lts_length(meta):
+                    raise
+                continue
+            if meta.deleted:
+                return
+            self._advance(meta, meta.storage_length + size)
+        if meta.deleted:
+            return
+        if meta.sealed and not meta.storage_sealed and meta.storage_length == meta.length:
+            await self._storage.seal(meta.lts_name)
+            meta.storage_sealed = True
+        truncate_at = min(meta.start_offset, meta.storage_length)
+        if truncate_at > meta.storage_start_offset:
+            await self._storage.truncate(meta.lts_name, truncate_at)
+            meta.storage_start_offset = truncate_at
+
+    def _advance(self, meta: SegmentMetadata, storage_length: int) -> None:
+        self.bytes_flushed += storage_length - meta.storage_length
+        meta.storage_length = storage_length
+        self._read_index.mark_flushed(meta.segment_id, storage_length)
+        self._on_progress()
+
+    async def _adopt_lts_length(self, meta: SegmentMetadata) -> bool:
+        """After a rejected write: if LTS already holds more of this segment (a write that completed
+        unrecorded), take its length. Returns whether anything was adopted."""
+        info = await self._storage.get_info(meta.lts_name)
+        limit = meta.pending_merges[0].target_offset if meta.pending_merges else meta.length
+        if meta.storage_length < info.length <= limit:
+            log.warning("container %d: LTS holds %d bytes of %r, more than recorded (%d); adopting them",
+                        self._container_id, info.length, meta.name, meta.storage_length)
+            self._advance(meta, info.length)
+            return True
+        return False
+
+    async def _concat(self, meta: SegmentMetadata, pending: PendingMerge) -> None:
+        added = 0
+        if await self._storage.exists(pending.source_lts_name):
+            info = await self._storage.get_info(pending.source_lts_name)
+            if not info.sealed:
+                await self._storage.seal(pending.source_lts_name)
+            if info.length > 0:
+                await self._storage.concat(meta.lts_name, pending.source_lts_name)
+            else:
+                await self._storage.delete(pending.source_lts_name)
+            added = info.length
+        if pending in meta.pending_merges:
+            meta.pending_merges.remove(pending)
+        if not meta.deleted:
+            self._advance(meta, meta.storage_length + added)
+
+    async def _delete_objects(self) -> bool:
+        deleted = False
+        for name in list(self._metadata.lts_deletes):
+            try:
+                await self._storage.delete(name)
+            except StorageSegmentNotFoundError:
+                pass
+            except StorageError as exc:
+                self.errors += 1
+                log.warning("container %d: cannot delete LTS object %r yet: %s", self._container_id, name, exc)
+                continue
+            self._metadata.lts_deletes.remove(name)
+            deleted = True
+        return deleted
+
+    async def _checkpoint_and_truncate(self) -> None:
+        sequence = await self._processor.submit(CheckpointRequest(self._metadata.serialize))
+        self.checkpoints_written += 1
+        self._checkpoints.append(sequence)
+        needed = [seq for index in self._read_index.segments.values()
+                  if (seq := index.first_unflushed_seq()) is not None]
+        oldest_needed = min(needed) if needed else None
+        usable = [c for c in self._checkpoints if oldest_needed is None or c < oldest_needed]
+        if not usable:
+            return
+        newest = max(usable)
+        self._checkpoints = [c for c in self._checkpoints if c >= newest]
+        if newest - 1 > self._truncated_upto:
+            await self._log.truncate(newest - 1)
+            self._truncated_upto = newest - 1
+
+    def statistics(self) -> dict[str, int]:
+        return {
+            "lts_bytes_flushed": self.bytes_flushed,
+            "writer_cycles": self.cycles,
+            "checkpoints": self.checkpoints_written,
+            "writer_errors": self.errors,
+            "tier1_truncated_upto": self._truncated_upto,
+        }

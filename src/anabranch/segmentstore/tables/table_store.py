@@ -1,0 +1,342 @@
+"""TableStore: key-value tables on top of table segments of a SegmentStore.
+
+Owns the in-memory index of each table (key → version, value), rebuilt lazily on first use after a restart
+by scanning the table segment (see :mod:`records`). Invariants:
+- every change is ONE conditional append (``expected_offset`` = the table's current length) of one batch, made
+  under the table's lock after checking the conditions against the index, so a batch is all-or-nothing and
+  durable before it is acknowledged; the index changes only after the append returned;
+- a version is the segment offset of the entry's record, so versions strictly increase.
+It knows nothing about the wire protocol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import logging
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from anabranch.errors import DataCorruptionError
+from anabranch.protocol.commands import NO_VERSION, NOT_EXISTS, NULL_TABLE_SEGMENT_OFFSET
+from anabranch.segmentstore.errors import BadOffsetError
+from anabranch.segmentstore.tables.errors import (
+    TableArgumentError,
+    TableKeyBadVersionError,
+    TableKeyDoesNotExistError,
+    TableSegmentNotEmptyError,
+)
+from anabranch.segmentstore.tables.records import (
+    RECORD_HEADER,
+    Record,
+    RecordKind,
+    batch_size,
+    decode_batch,
+    encode_batch,
+)
+
+if TYPE_CHECKING:
+    from anabranch.segmentstore.store import SegmentStore
+
+log = logging.getLogger(__name__)
+
+MAX_KEY_LENGTH = 8192
+MAX_VALUE_LENGTH = 1024 * 1024 - 8192
+PAGE_BYTES = 2 * 1024 * 1024
+READ_CHUNK = 1024 * 1024
+_TOKEN_PREFIX = b"\x01"
+
+
+@dataclass(frozen=True, slots=True)
+class TableInfo:
+    start_offset: int
+    length: int
+    entry_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeltaRead:
+    """Live entries (key, version, value) seen in a window of the record log; see spec §5.2."""
+
+    entries: list[tuple[bytes, int, bytes]]
+    should_clear: bool
+    reached_end: bool
+    last_position: int
+
+
+@dataclass(slots=True)
+class _Table:
+    length: int = 0
+    index: dict[bytes, tuple[int, bytes]] = field(default_factory=dict)
+    batch_starts: list[int] = field(default_factory=list)
+    sorted_keys: list[bytes] | None = None
+
+    def apply(self, records: Sequence[Record], batch_offset: int, new_length: int) -> None:
+        for record in records:
+            if record.kind is RecordKind.PUT:
+                if record.key not in self.index:
+                    self.sorted_keys = None
+                self.index[record.key] = (record.offset, record.value)
+            elif self.index.pop(record.key, None) is not None:
+                self.sorted_keys = None
+        self.batch_starts.append(batch_offset)
+        self.length = new_length
+
+    def keys_in_order(self) -> list[bytes]:
+        if self.sorted_keys is None:
+            self.sorted_keys = sorted(self.index)
+        return self.sorted_keys
+
+
+def _check_key(key: bytes) -> None:
+    if not key:
+        raise TableArgumentError("table keys must not be empty")
+    if len(key) > MAX_KEY_LENGTH:
+        raise TableArgumentError(f"table key of {len(key)} bytes exceeds the limit of {MAX_KEY_LENGTH} bytes")
+
+
+def _check_value(value: bytes) -> None:
+    if len(value) > MAX_VALUE_LENGTH:
+        raise TableArgumentError(f"table value of {len(value)} bytes exceeds the limit of {MAX_VALUE_LENGTH} bytes")
+
+
+def _record_end(record: Record) -> int:
+    return record.offset + RECORD_HEADER.size + len(record.key) + len(record.value)
+
+
+class TableStore:
+    """Key-value tables stored in table segments of ``store``."""
+
+    def __init__(self, store: SegmentStore) -> None:
+        self._store = store
+        self._tables: dict[str, _Table] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def create_table(self, name: str) -> None:
+        async with self._lock(name):
+            await self._store.create_segment(name, is_table=True)
+            self._tables[name] = _Table()
+
+    async def delete_table(self, name: str, must_be_empty: bool) -> None:
+        async with self._lock(name):
+            table = await self._loaded(name)
+            if must_be_empty and table.index:
+                raise TableSegmentNotEmptyError(f"table segment {name} holds {len(table.index)} entries")
+            self._tables.pop(name, None)
+            await self._store.delete(name)
+
+    def forget(self, name: str) -> None:
+        """Drop the cached index of ``name`` (the segment was deleted, merged or changed behind our back)."""
+        self._tables.pop(name, None)
+
+    # --- changes -----------------------------------------------------------------------------
+
+    async def update(
+        self, name: str, entries: Sequence[tuple[bytes, bytes, int]], table_segment_offset: int
+    ) -> list[int]:
+        """Put (key, value, version) entries; returns the new versions in request order."""
+        for key, value, _ in entries:
+            _check_key(key)
+            _check_value(value)
+        conditional = any(version != NO_VERSION for _, _, version in entries)
+        async with self._lock(name):
+            for attempt in range(2):
+                table = await self._loaded(name)
+                self._check_offset(name, table, table_segment_offset)
+                if conditional:
+                    self._check_versions(name, table, [(key, version) for key, _, version in entries])
+                records = [(RecordKind.PUT, key, value) for key, value, _ in entries]
+                try:
+                    return await self._append(name, table, records)
+                except BadOffsetError:
+                    self._stale(name, attempt)
+        raise AssertionError("unreachable")
+
+    async def remove(self, name: str, keys: Sequence[tuple[bytes, int]], table_segment_offset: int) -> None:
+        """Remove keys; an unconditional removal of an absent key is a no-op."""
+        for key, _ in keys:
+            _check_key(key)
+        conditional = any(version != NO_VERSION for _, version in keys)
+        async with self._lock(name):
+            for attempt in range(2):
+                table = await self._loaded(name)
+                self._check_offset(name, table, table_segment_offset)
+                if conditional:
+                    self._check_versions(name, table, keys)
+                records = [(RecordKind.REMOVE, key, b"") for key, _ in keys if key in table.index]
+                if not records:
+                    return
+                try:
+                    await self._append(name, table, records)
+                    return
+                except BadOffsetError:
+                    self._stale(name, attempt)
+
+    def _stale(self, name: str, attempt: int) -> None:
+        """The segment grew behind the index (someone appended directly): reload once, then give up."""
+        self._tables.pop(name, None)
+        if attempt:
+            raise BadOffsetError(name, -1, f"table segment {name} keeps changing outside the table store")
+        log.warning("table segment %s changed outside the table store; reloading its index", name)
+
+    @staticmethod
+    def _check_offset(name: str, table: _Table, table_segment_offset: int) -> None:
+        if table_segment_offset != NULL_TABLE_SEGMENT_OFFSET and table.length != table_segment_offset:
+            raise BadOffsetError(
+                name, table.length, f"table segment length is {table.length}, not {table_segment_offset}"
+            )
+
+    @staticmethod
+    def _check_versions(name: str, table: _Table, keys: Sequence[tuple[bytes, int]]) -> None:
+        for key, version in keys:
+            if version == NO_VERSION:
+                continue
+            current = table.index.get(key)
+            if version == NOT_EXISTS:
+                if current is not None:
+                    raise TableKeyBadVersionError(f"key {key!r} of table {name} exists (version {current[0]})")
+            elif current is None:
+                raise TableKeyDoesNotExistError(f"key {key!r} of table {name} does not exist")
+            elif current[0] != version:
+                raise TableKeyBadVersionError(
+                    f"key {key!r} of table {name} has version {current[0]}, not {version}"
+                )
+
+    async def _append(self, name: str, table: _Table, records: list[tuple[RecordKind, bytes, bytes]]) -> list[int]:
+        batch_offset = table.length
+        data, offsets = encode_batch(records, batch_offset)
+        result = await self._store.append(name, data, expected_offset=batch_offset)
+        table.apply(
+            [Record(kind, key, value, offset) for (kind, key, value), offset in zip(records, offsets, strict=True)],
+            batch_offset,
+            result.new_length,
+        )
+        return offsets
+
+    # --- queries -----------------------------------------------------------------------------
+
+    async def get(self, name: str, keys: Sequence[bytes]) -> list[tuple[int, bytes] | None]:
+        """(version, value) of each key, None where absent."""
+        table = await self._loaded_locked(name)
+        return [table.index.get(key) for key in keys]
+
+    async def iterate_entries(
+        self, name: str, token: bytes, count: int
+    ) -> tuple[list[tuple[bytes, int, bytes]], bytes]:
+        """A page of live entries (key, version, value) after ``token`` (b"" = start), and the next token."""
+        table = await self._loaded_locked(name)
+        keys = table.keys_in_order()
+        start = 0
+        if token:
+            if not token.startswith(_TOKEN_PREFIX):
+                raise TableArgumentError(f"invalid continuation token for table {name}")
+            start = bisect.bisect_right(keys, token[len(_TOKEN_PREFIX) :])
+        page: list[tuple[bytes, int, bytes]] = []
+        size = 0
+        for key in keys[start:]:
+            if len(page) >= max(1, count) or size >= PAGE_BYTES:
+                break
+            version, value = table.index[key]
+            page.append((key, version, value))
+            size += len(key) + len(value) + 24
+        next_token = _TOKEN_PREFIX + page[-1][0] if page else token
+        return page, next_token
+
+    async def iterate_keys(self, name: str, token: bytes, count: int) -> tuple[list[tuple[bytes, int]], bytes]:
+        page, next_token = await self.iterate_entries(name, token, count)
+        return [(key, version) for key, version, _ in page], next_token
+
+    async def info(self, name: str) -> TableInfo:
+        table = await self._loaded_locked(name)
+        segment = await self._store.get_info(name)
+        return TableInfo(segment.start_offset, table.length, len(table.index))
+
+    async def read_delta(self, name: str, from_position: int, count: int) -> DeltaRead:
+        table = await self._loaded_locked(name)
+        length = table.length
+        if from_position < 0 or from_position > length:
+            raise TableArgumentError(
+                f"delta position {from_position} is outside table segment {name} (length {length})"
+            )
+        if from_position == length:
+            return DeltaRead([], False, True, length)
+        first = bisect.bisect_right(table.batch_starts, from_position) - 1
+        scan_from = table.batch_starts[max(first, 0)]
+        found: dict[bytes, tuple[int, bytes]] = {}
+        size = 0
+        last_position = from_position
+        limit = max(1, count)
+        async for _, batch_end, records in self._scan(name, scan_from, length):
+            for record in records:
+                if record.offset < from_position:
+                    continue
+                if record.kind is RecordKind.PUT:
+                    found.pop(record.key, None)
+                    found[record.key] = (record.offset, record.value)
+                    size += len(record.key) + len(record.value)
+                else:
+                    found.pop(record.key, None)
+                last_position = _record_end(record)
+                if len(found) >= limit or size >= PAGE_BYTES:
+                    break
+            else:
+                last_position = batch_end
+                continue
+            break
+        entries = [(key, version, value) for key, (version, value) in found.items()]
+        return DeltaRead(entries, False, last_position >= length, last_position)
+
+    # --- index -------------------------------------------------------------------------------
+
+    def _lock(self, name: str) -> asyncio.Lock:
+        lock = self._locks.get(name)
+        if lock is None:
+            lock = self._locks[name] = asyncio.Lock()
+        return lock
+
+    async def _loaded_locked(self, name: str) -> _Table:
+        table = self._tables.get(name)
+        if table is not None:
+            return table
+        async with self._lock(name):
+            return await self._loaded(name)
+
+    async def _loaded(self, name: str) -> _Table:
+        """The table's index, rebuilt from the segment if not cached; call with the table's lock held."""
+        table = self._tables.get(name)
+        if table is not None:
+            return table
+        info = await self._store.get_info(name)
+        table = _Table()
+        async for batch_offset, batch_end, records in self._scan(name, info.start_offset, info.length):
+            table.apply(records, batch_offset, batch_end)
+        table.length = info.length
+        self._tables[name] = table
+        log.debug("loaded table segment %s: %d entries, length %d", name, len(table.index), table.length)
+        return table
+
+    async def _scan(self, name: str, start: int, end: int) -> AsyncIterator[tuple[int, int, list[Record]]]:
+        """(batch offset, batch end offset, records) of every batch in [start, end) of the segment."""
+        buffer = bytearray()
+        buffer_offset = start
+        read_offset = start
+        while True:
+            position = 0
+            while (size := batch_size(buffer, position)) is not None and position + size <= len(buffer):
+                batch_offset = buffer_offset + position
+                yield batch_offset, batch_offset + size, list(decode_batch(buffer, position, batch_offset))
+                position += size
+            del buffer[:position]
+            buffer_offset += position
+            if read_offset >= end:
+                if buffer:
+                    raise DataCorruptionError(f"table segment {name} ends inside a batch at offset {buffer_offset}")
+                return
+            result = await self._store.read(name, read_offset, min(READ_CHUNK, end - read_offset))
+            if not result.data:
+                raise DataCorruptionError(f"table segment {name} returned no data at offset {read_offset}")
+            buffer += result.data
+            read_offset += len(result.data)

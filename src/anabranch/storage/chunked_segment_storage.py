@@ -1,0 +1,248 @@
+"""``SegmentStorage`` on any ``ChunkStorage``: segments as ordered chunk lists, metadata journaled in LTS.
+
+Owns the segment -> chunks mapping (``segment_metadata``) made durable by a ``MetadataJournal`` in the
+same chunk storage, under ``ns-<namespace>/meta/``; segment data lives in ``ns-<namespace>/data/``.
+
+Invariants:
+- data is written to chunks first, and only then the metadata record that makes it visible, so a crash
+  leaves at worst an unreferenced chunk (deleted on the next ``open``) or a chunk longer than its
+  metadata (the extra bytes are ignored, and nothing is appended to it again);
+- writes append to the last chunk only if this instance created it (so its real length is known) and
+  the backend can append; otherwise, or when it is full (``max_chunk_size``), a new chunk is rolled;
+- ``concat`` relinks chunks (no copy); ``truncate`` deletes whole chunks below the new start offset;
+- operations on one segment are serialized; different segments proceed concurrently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+from anabranch.storage.chunk_rules import escape_component
+from anabranch.storage.interfaces import (
+    BadStorageOffsetError,
+    Buffer,
+    ChunkNotFoundError,
+    ChunkStorage,
+    StorageError,
+    StorageSegmentExistsError,
+    StorageSegmentInfo,
+    StorageSegmentNotFoundError,
+    StorageSegmentNotSealedError,
+    StorageSegmentSealedError,
+)
+from anabranch.storage.metadata_journal import MetadataJournal
+from anabranch.storage.segment_metadata import Op, SegmentState
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_CHUNK_SIZE = 64 * 1024 * 1024
+
+
+class ChunkedSegmentStorage:
+    """LTS segments made of chunks. Call ``await open()`` before use (it replays the metadata journal).
+
+    ``namespace`` separates owners sharing one chunk storage (one per container); ``epoch`` is the owner's
+    fencing epoch in cluster mode (a new owner of the namespace opens with a higher epoch).
+    """
+
+    def __init__(
+        self,
+        chunks: ChunkStorage,
+        *,
+        max_chunk_size: int = DEFAULT_MAX_CHUNK_SIZE,
+        namespace: str = "",
+        epoch: int = 0,
+        snapshot_every: int = 256,
+    ) -> None:
+        if max_chunk_size <= 0:
+            raise ValueError(f"max_chunk_size must be positive, got {max_chunk_size}")
+        self._chunks = chunks
+        self._max_chunk_size = max_chunk_size
+        self._root = f"ns-{escape_component(namespace)}/"
+        self._journal = MetadataJournal(chunks, self._root + "meta/", epoch=epoch, snapshot_every=snapshot_every)
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._appendable_tails: set[str] = set()
+        self._opened = False
+
+    async def open(self) -> None:
+        """Replay the metadata from LTS and delete data chunks no segment references."""
+        await self._journal.open()
+        referenced = {chunk.name for state in self._journal.segments.values() for chunk in state.chunks}
+        for name in await self._chunks.list(self._root + "data/"):
+            if name not in referenced:
+                log.info("deleting LTS chunk %s: no segment references it (left by a crash)", name)
+                await self._delete_chunks([name])
+        self._opened = True
+
+    @asynccontextmanager
+    async def _locked(self, *segments: str) -> AsyncIterator[None]:
+        """Hold the locks of ``segments`` (taken in name order, so concurrent callers never deadlock)."""
+        registered: list[str] = []
+        held: list[asyncio.Lock] = []
+        try:
+            for name in sorted(set(segments)):
+                lock, users = self._locks.get(name, (asyncio.Lock(), 0))
+                self._locks[name] = (lock, users + 1)
+                registered.append(name)
+                await lock.acquire()
+                held.append(lock)
+            yield
+        finally:
+            for lock in held:
+                lock.release()
+            for name in registered:
+                lock, users = self._locks[name]
+                if users == 1:
+                    del self._locks[name]
+                else:
+                    self._locks[name] = (lock, users - 1)
+
+    def _state(self, segment: str) -> SegmentState:
+        if not self._opened:
+            raise StorageError("ChunkedSegmentStorage is not open; call await open() first")
+        try:
+            return self._journal.segments[segment]
+        except KeyError:
+            raise StorageSegmentNotFoundError(f"LTS holds no segment {segment!r}") from None
+
+    def _new_chunk_name(self, segment: str) -> str:
+        return f"{self._root}data/{escape_component(segment)}.{uuid.uuid4().hex[:16]}"
+
+    async def _delete_chunks(self, names: list[str]) -> None:
+        for name in names:
+            try:
+                await self._chunks.delete(name)
+            except ChunkNotFoundError:
+                pass
+            except StorageError as error:
+                log.warning("could not delete LTS chunk %s (deleted on next open): %s", name, error)
+
+    async def create(self, segment: str) -> None:
+        async with self._locked(segment):
+            if not self._opened:
+                raise StorageError("ChunkedSegmentStorage is not open; call await open() first")
+            if segment in self._journal.segments:
+                raise StorageSegmentExistsError(f"LTS already holds segment {segment!r}")
+            await self._journal.commit([["create", segment]])
+
+    async def write(self, segment: str, offset: int, data: Buffer | Sequence[Buffer]) -> None:
+        if not isinstance(data, bytes | bytearray | memoryview):
+            data = data[0] if len(data) == 1 else b"".join(data)
+        view = memoryview(data).cast("B")
+        async with self._locked(segment):
+            state = self._state(segment)
+            if state.sealed:
+                raise StorageSegmentSealedError(f"LTS segment {segment!r} is sealed")
+            if offset != state.length:
+                raise BadStorageOffsetError(
+                    f"write to LTS segment {segment!r} at offset {offset}, but its length is {state.length}"
+                )
+            if not view.nbytes:
+                return
+            try:
+                await self._journal.commit(await self._write_chunks(segment, state, view))
+            except BaseException:
+                self._appendable_tails.discard(segment)
+                raise
+            if self._chunks.supports_append:
+                self._appendable_tails.add(segment)
+
+    async def _write_chunks(self, segment: str, state: SegmentState, view: memoryview) -> list[Op]:
+        ops: list[Op] = []
+        position = 0
+        tail = state.chunks[-1] if state.chunks else None
+        if tail is not None and segment in self._appendable_tails and tail.length < self._max_chunk_size:
+            size = min(self._max_chunk_size - tail.length, view.nbytes)
+            await self._chunks.write(tail.name, tail.length, view[:size])
+            ops.append(["grow", segment, tail.length + size])
+            position = size
+        while position < view.nbytes:
+            size = min(self._max_chunk_size, view.nbytes - position)
+            name = self._new_chunk_name(segment)
+            await self._chunks.create(name)
+            await self._chunks.write(name, 0, view[position : position + size])
+            ops.append(["add", segment, name, state.length + position, size])
+            position += size
+        return ops
+
+    async def read(self, segment: str, offset: int, length: int) -> bytes:
+        state = self._state(segment)
+        if offset < state.start_offset or offset > state.length or length < 0:
+            raise BadStorageOffsetError(
+                f"read of LTS segment {segment!r} at offset {offset} is outside [{state.start_offset}, {state.length}]"
+            )
+        end = min(offset + length, state.length)
+        if end == offset:
+            return b""
+        chunks = list(state.chunks)
+        parts: list[bytes] = []
+        index = state.chunk_index_at(offset)
+        position = offset
+        while position < end:
+            chunk = chunks[index]
+            size = min(chunk.end, end) - position
+            part = await self._chunks.read(chunk.name, position - chunk.start, size)
+            if len(part) != size:
+                raise StorageError(f"LTS chunk {chunk.name!r} is shorter than its metadata says")
+            parts.append(part)
+            position += size
+            index += 1
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    async def get_info(self, segment: str) -> StorageSegmentInfo:
+        state = self._state(segment)
+        return StorageSegmentInfo(segment, state.length, state.start_offset, state.sealed)
+
+    async def exists(self, segment: str) -> bool:
+        if not self._opened:
+            raise StorageError("ChunkedSegmentStorage is not open; call await open() first")
+        return segment in self._journal.segments
+
+    async def seal(self, segment: str) -> None:
+        async with self._locked(segment):
+            if not self._state(segment).sealed:
+                await self._journal.commit([["seal", segment]])
+
+    async def concat(self, target: str, source: str) -> None:
+        if target == source:
+            raise StorageError(f"cannot concat LTS segment {target!r} into itself")
+        async with self._locked(target, source):
+            target_state, source_state = self._state(target), self._state(source)
+            if target_state.sealed:
+                raise StorageSegmentSealedError(f"LTS concat target {target!r} is sealed")
+            if not source_state.sealed:
+                raise StorageSegmentNotSealedError(f"LTS concat source {source!r} must be sealed first")
+            if source_state.start_offset:
+                raise BadStorageOffsetError(f"LTS concat source {source!r} is truncated; it cannot be merged")
+            await self._journal.commit([["concat", target, source]])
+            self._appendable_tails.discard(target)
+            self._appendable_tails.discard(source)
+
+    async def truncate(self, segment: str, offset: int) -> None:
+        async with self._locked(segment):
+            state = self._state(segment)
+            if offset > state.length:
+                raise BadStorageOffsetError(
+                    f"truncate of LTS segment {segment!r} at {offset} is beyond its length {state.length}"
+                )
+            if offset <= state.start_offset:
+                return
+            released = await self._journal.commit([["truncate", segment, offset]])
+            if not self._journal.segments[segment].chunks:
+                self._appendable_tails.discard(segment)
+            await self._delete_chunks(released)
+
+    async def delete(self, segment: str) -> None:
+        async with self._locked(segment):
+            self._state(segment)
+            released = await self._journal.commit([["delete", segment]])
+            self._appendable_tails.discard(segment)
+            await self._delete_chunks(released)
+
+    async def close(self) -> None:
+        await self._journal.close()
+        self._opened = False

@@ -1,0 +1,104 @@
+"""The chunk metadata of LTS segments and the journal operations that change it.
+
+Owns ``ChunkRef``/``SegmentState`` (a segment is an ordered list of chunks, each starting at chunk
+offset 0 and covering ``[start, start + length)`` of the segment) and the pure, deterministic
+``apply_ops`` used both live and when replaying the metadata journal, plus the snapshot codec.
+Operations are plain lists so they serialize with CBOR:
+
+- ``["create", seg]``, ``["seal", seg]``, ``["delete", seg]``
+- ``["add", seg, chunk, start, length]``: a new last chunk
+- ``["grow", seg, length]``: the last chunk now holds ``length`` bytes
+- ``["truncate", seg, offset]``: start offset moves to ``offset``; chunks wholly below it are dropped
+- ``["concat", target, source]``: source's chunks are relinked after target's; source disappears
+
+Invariants: chunks are contiguous and end at ``length``; ``start_offset <= length``; no I/O here.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+from typing import Any
+
+from anabranch.errors import DataCorruptionError
+
+Op = list[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkRef:
+    name: str
+    start: int
+    length: int
+
+    @property
+    def end(self) -> int:
+        return self.start + self.length
+
+
+@dataclass(slots=True)
+class SegmentState:
+    length: int = 0
+    start_offset: int = 0
+    sealed: bool = False
+    chunks: list[ChunkRef] = field(default_factory=list)
+
+    def chunk_index_at(self, offset: int) -> int:
+        """Index of the chunk holding byte ``offset`` (which must be covered by a chunk)."""
+        return bisect.bisect_right(self.chunks, offset, key=lambda chunk: chunk.start) - 1
+
+
+def apply_ops(segments: dict[str, SegmentState], ops: list[Op]) -> list[str]:
+    """Apply ``ops`` in order; return names of chunks that are no longer referenced (to delete)."""
+    released: list[str] = []
+    for op in ops:
+        kind = op[0]
+        try:
+            if kind == "create":
+                segments[op[1]] = SegmentState()
+            elif kind == "add":
+                state = segments[op[1]]
+                state.chunks.append(ChunkRef(op[2], op[3], op[4]))
+                state.length = op[3] + op[4]
+            elif kind == "grow":
+                state = segments[op[1]]
+                last = state.chunks[-1]
+                state.chunks[-1] = ChunkRef(last.name, last.start, op[2])
+                state.length = last.start + op[2]
+            elif kind == "seal":
+                segments[op[1]].sealed = True
+            elif kind == "truncate":
+                state = segments[op[1]]
+                state.start_offset = op[2]
+                keep = [chunk for chunk in state.chunks if chunk.end > op[2]]
+                released.extend(chunk.name for chunk in state.chunks[: len(state.chunks) - len(keep)])
+                state.chunks = keep
+            elif kind == "concat":
+                target, source = segments[op[1]], segments.pop(op[2])
+                base = target.length
+                target.chunks.extend(ChunkRef(c.name, base + c.start, c.length) for c in source.chunks)
+                target.length = base + source.length
+            elif kind == "delete":
+                released.extend(chunk.name for chunk in segments.pop(op[1]).chunks)
+            else:
+                raise DataCorruptionError(f"unknown LTS metadata operation {kind!r}")
+        except (KeyError, IndexError, TypeError) as error:
+            raise DataCorruptionError(f"LTS metadata operation {op!r} does not fit the current metadata") from error
+    return released
+
+
+def encode_snapshot(segments: dict[str, SegmentState]) -> dict[str, Any]:
+    return {
+        name: [s.length, s.start_offset, s.sealed, [[c.name, c.start, c.length] for c in s.chunks]]
+        for name, s in segments.items()
+    }
+
+
+def decode_snapshot(data: Any) -> dict[str, SegmentState]:
+    try:
+        return {
+            name: SegmentState(length, start, sealed, [ChunkRef(n, s, ln) for n, s, ln in chunks])
+            for name, (length, start, sealed, chunks) in data.items()
+        }
+    except (AttributeError, TypeError, ValueError) as error:
+        raise DataCorruptionError("an LTS metadata snapshot has an unexpected structure") from error

@@ -1,0 +1,135 @@
+"""Reader groups and event readers over an in-memory store and controller (one component: the read path)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from anabranch.client.event_reader import EventStreamReader
+from anabranch.client.reader_group import ReaderGroup, ReaderGroupConfig, create_group, open_group
+from anabranch.model.stream_cut import StreamCut
+from tests.unit.client_read.fake_store import FakeController, FakeStore, events, router
+
+SCOPE, STREAM = "sc", "st"
+FAST = {"group_refresh_time": 0.05}
+
+
+async def make_group(segments: int, name: str = "rg", **options: Any) -> tuple[FakeStore, FakeController, ReaderGroup]:
+    store = FakeStore()
+    controller = FakeController(store, SCOPE, STREAM, segments)
+    config = ReaderGroupConfig.for_streams(SCOPE, STREAM, **{**FAST, **options})
+    group, created = await create_group(controller, router(store), SCOPE, name, config)  # type: ignore[arg-type]
+    assert created
+    return store, controller, group
+
+
+async def drain(reader: EventStreamReader[Any], count: int, timeout: float = 10.0) -> list[bytes]:
+    out: list[bytes] = []
+
+    async def run() -> None:
+        while len(out) < count:
+            read = await reader.read_next_event(timeout=0.2)
+            if read.event is not None:
+                out.append(read.event)
+
+    await asyncio.wait_for(run(), timeout)
+    return out
+
+
+async def test_single_reader_reads_everything_then_finishes_on_seal() -> None:
+    store, controller, group = await make_group(2)
+    store.append(controller.name(0), events(b"a0", b"a1"))
+    store.append(controller.name(1), events(b"b0"))
+    reader = await group.create_reader("r1")
+    assert sorted(await drain(reader, 3)) == [b"a0", b"a1", b"b0"]
+    store.seal(controller.name(0))
+    store.seal(controller.name(1))
+    assert [e async for e in reader] == []
+    await reader.close()
+    assert (await group.state()).readers == frozenset()
+
+
+async def test_two_readers_split_segments_without_duplicates() -> None:
+    store, controller, group = await make_group(4)
+    for i in range(4):
+        store.append(controller.name(i), events(*[b"%d-%d" % (i, j) for j in range(5)]))
+    r1 = await group.create_reader("r1")
+    r2 = await group.create_reader("r2")
+    got: list[bytes] = []
+
+    async def consume(reader: EventStreamReader[Any]) -> None:
+        while len(got) < 20:
+            read = await reader.read_next_event(timeout=0.1)
+            if read.event is not None:
+                got.append(read.event)
+
+    await asyncio.wait_for(asyncio.gather(consume(r1), consume(r2)), 10)
+    assert sorted(got) == sorted(b"%d-%d" % (i, j) for i in range(4) for j in range(5))
+    state = await group.state()
+    assert sorted(len(state.segments_of(r)) for r in ("r1", "r2")) == [2, 2]
+
+
+async def test_offline_reader_segments_resume_at_its_position() -> None:
+    store, controller, group = await make_group(1)
+    store.append(controller.name(0), events(*[b"e%d" % i for i in range(6)]))
+    r1 = await group.create_reader("r1")
+    assert await drain(r1, 2) == [b"e0", b"e1"]
+    await r1.close()
+    r2 = await group.create_reader("r2")
+    assert await drain(r2, 4) == [b"e2", b"e3", b"e4", b"e5"]
+
+
+async def test_successors_read_only_after_all_predecessors() -> None:
+    store, controller, group = await make_group(2)
+    store.append(controller.name(0), events(b"old0"))
+    store.append(controller.name(1), events(b"old1"))
+    (merged,) = controller.scale([0, 1], [(0.0, 1.0)])
+    store.append(controller.name(merged), events(b"new"))
+    reader = await group.create_reader("r1")
+    got = await drain(reader, 3)
+    assert got.index(b"new") == 2
+
+
+async def test_checkpoint_and_reset_to_it() -> None:
+    store, controller, group = await make_group(1)
+    store.append(controller.name(0), events(b"x0", b"x1", b"x2", b"x3"))
+    reader = await group.create_reader("r1")
+    assert await drain(reader, 1) == [b"x0"]
+    checkpoint_task = asyncio.ensure_future(group.initiate_checkpoint("cp", timeout=5))
+    before: list[bytes] = []
+    while True:
+        read = await asyncio.wait_for(reader.read_next_event(timeout=0.2), 5)
+        if read.checkpoint_name is not None:
+            break
+        if read.event is not None:
+            before.append(read.event)
+    checkpoint = await checkpoint_task
+    assert read.checkpoint_name == "cp"
+    assert list(checkpoint.positions.values()) == [10 * (1 + len(before))]
+    after = await drain(reader, 3 - len(before))
+    assert before + after == [b"x1", b"x2", b"x3"]
+    await reader.close()
+    await group.reset_to(checkpoint)
+    again = await group.create_reader("r2")
+    assert await drain(again, 3 - len(before)) == after
+
+
+async def test_reading_between_two_stream_cuts() -> None:
+    store = FakeStore()
+    controller = FakeController(store, SCOPE, STREAM, 1)
+    store.append(controller.name(0), events(b"a", b"b", b"c", b"d"))
+    config = ReaderGroupConfig((StreamCut(SCOPE, STREAM, {0: 9}),), (StreamCut(SCOPE, STREAM, {0: 27}),),
+                               group_refresh_time=0.05)
+    group, _ = await create_group(controller, router(store), SCOPE, "between", config)  # type: ignore[arg-type]
+    reader = await group.create_reader("r")
+    assert [e async for e in reader] == [b"b", b"c"]
+    reopened = await open_group(controller, router(store), SCOPE, "between")  # type: ignore[arg-type]
+    assert (await reopened.state()).is_finished
+
+
+async def test_truncated_segment_is_skipped_to_its_head() -> None:
+    store, controller, group = await make_group(1)
+    store.append(controller.name(0), events(b"gone", b"kept"))
+    store.truncate(controller.name(0), 12)
+    reader = await group.create_reader("r")
+    assert await drain(reader, 1) == [b"kept"]

@@ -1,0 +1,127 @@
+"""EventStreamWriter against an in-memory segment store: batching, per-key order, exactly once, scaling."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+
+import pytest
+from client_write_fakes import FakeController, FakeSegmentStore, make_context, segment_name
+
+from anabranch.client.errors import StreamSealedError
+from anabranch.client.event_writer import EventStreamWriter
+from anabranch.client.hashing import hash_routing_key
+
+
+def _by_key(store: FakeSegmentStore, names: list[str]) -> dict[str, list[int]]:
+    seen: dict[str, list[int]] = defaultdict(list)
+    for name in names:
+        for event in store.events(name):
+            key, number = event.decode().split(":")
+            seen[key].append(int(number))
+    return seen
+
+
+async def test_keyed_events_land_in_the_hashed_segment_in_order(
+        fake_store: FakeSegmentStore, fake_controller: FakeController) -> None:
+    segments = fake_controller.create_stream("sc", "st", 4)
+    context = make_context(fake_controller)
+    async with EventStreamWriter(context, "sc", "st") as writer:
+        for i in range(2000):
+            await writer.write_event(f"k{i % 37}:{i}", routing_key=f"k{i % 37}")
+    names = [s.qualified_name for s in segments]
+    assert sum(len(fake_store.events(n)) for n in names) == 2000
+    assert fake_store.appends < 2000 // 4, "events must be batched into blocks"
+    for s in segments:
+        for event in fake_store.events(s.qualified_name):
+            position = hash_routing_key(event.decode().split(":")[0])
+            assert s.min_key <= position <= s.max_key
+    for numbers in _by_key(fake_store, names).values():
+        assert numbers == sorted(numbers)
+    await context.pool.close()
+
+
+async def test_ack_future_completes_when_durable(fake_store: FakeSegmentStore, fake_controller: FakeController) -> None:
+    fake_controller.create_stream("sc", "st", 1)
+    context = make_context(fake_controller)
+    writer: EventStreamWriter[bytes] = EventStreamWriter(context, "sc", "st")
+    fake_store.hold_acks = True
+    ack = await writer.write_event(b"x")
+    await asyncio.sleep(0.05)
+    assert not ack.done()
+    fake_store.hold_acks = False
+    fake_store.drop_connections()
+    await asyncio.wait_for(ack, 10)
+    assert fake_store.events(segment_name("sc", "st", 0)) == [b"x"], "the retransmission was deduplicated"
+    await writer.close()
+    await context.pool.close()
+
+
+async def test_reconnect_resends_only_unacked_blocks(fake_store: FakeSegmentStore,
+                                                     fake_controller: FakeController) -> None:
+    fake_controller.create_stream("sc", "st", 1)
+    context = make_context(fake_controller, max_block_events=10)
+    writer: EventStreamWriter[str] = EventStreamWriter(context, "sc", "st")
+    fake_store.hold_acks = True
+    for i in range(200):
+        await writer.write_event(f"a:{i}", routing_key="a")
+        if i in (10, 20, 30, 100, 150):
+            fake_store.hold_acks = i < 30
+            fake_store.drop_connections()
+            await asyncio.sleep(0.01)
+    await asyncio.wait_for(writer.flush(), 10)
+    numbers = [int(e.decode().split(":")[1]) for e in fake_store.events(segment_name("sc", "st", 0))]
+    assert numbers == list(range(200))
+    await writer.close()
+    await context.pool.close()
+
+
+async def test_scale_reroutes_pending_events_keeping_key_order(fake_store: FakeSegmentStore,
+                                                               fake_controller: FakeController) -> None:
+    fake_controller.create_stream("sc", "st", 2)
+    context = make_context(fake_controller, max_block_events=20)
+    writer: EventStreamWriter[str] = EventStreamWriter(context, "sc", "st")
+    keys = [f"key-{k}" for k in range(50)]
+    for i in range(3000):
+        await writer.write_event(f"{keys[i % 50]}:{i}", routing_key=keys[i % 50])
+        if i == 1000:
+            fake_controller.scale("sc", "st", 0, 2, 2, 1)
+        if i == 2000:
+            fake_controller.scale("sc", "st", 1, 3, 4, 2)
+    await asyncio.wait_for(writer.flush(), 20)
+    by_epoch = sorted(fake_store.segments, key=lambda n: int(n.rsplit(".", 1)[1]))
+    seen = _by_key(fake_store, by_epoch)
+    for key in keys:
+        assert seen[key] == [i for i in range(3000) if keys[i % 50] == key], f"order or loss for {key}"
+    assert any(fake_store.events(n) for n in by_epoch if n.endswith(".#epoch.2"))
+    await writer.close()
+    await context.pool.close()
+
+
+async def test_sealed_stream_fails_pending_writes(fake_store: FakeSegmentStore,
+                                                  fake_controller: FakeController) -> None:
+    fake_controller.create_stream("sc", "st", 1)
+    context = make_context(fake_controller)
+    writer: EventStreamWriter[bytes] = EventStreamWriter(context, "sc", "st")
+    await (await writer.write_event(b"before"))
+    fake_store.segments[segment_name("sc", "st", 0)].sealed = True
+    ack = await writer.write_event(b"after")
+    with pytest.raises(StreamSealedError):
+        await asyncio.wait_for(ack, 10)
+    with pytest.raises(StreamSealedError):
+        await writer.write_event(b"later")
+    await writer.close(flush=False)
+    await context.pool.close()
+
+
+async def test_large_event_goes_through_a_transient_segment(fake_store: FakeSegmentStore,
+                                                            fake_controller: FakeController) -> None:
+    fake_controller.create_stream("sc", "st", 1)
+    context = make_context(fake_controller)
+    big = bytes(range(256)) * (40 * 1024 + 3)
+    async with EventStreamWriter(context, "sc", "st") as writer:
+        await writer.write_event(b"small-1")
+        await writer.write_event(big)
+        await writer.write_event(b"small-2")
+    assert fake_store.events(segment_name("sc", "st", 0)) == [b"small-1", big, b"small-2"]
+    await context.pool.close()

@@ -1,0 +1,264 @@
+"""Segment traffic statistics and the segment store's auto-scale decisions (spec §5.1), on a ManualClock."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from anabranch.clock import ManualClock
+from anabranch.errors import DataCorruptionError
+from anabranch.model.names import qualified_segment_name, segment_id
+from anabranch.segmentstore.stats import (
+    AUTOSCALE_TABLE,
+    AutoScaleConfig,
+    ScaleDirection,
+    ScaleRequest,
+    SegmentAggregate,
+    SegmentStatsRecorder,
+    TableScaleReporter,
+    decide,
+)
+from anabranch.segmentstore.store import open_segment_store
+from anabranch.segmentstore.tables import TableStore
+
+SEG = qualified_segment_name("sc", "st", segment_id(0, 0))
+WINDOWS = (120.0, 300.0, 600.0, 1200.0)
+
+
+class Collect:
+    def __init__(self) -> None:
+        self.requests: list[ScaleRequest] = []
+
+    async def __call__(self, request: ScaleRequest) -> None:
+        self.requests.append(request)
+
+
+async def drive(clock: ManualClock, recorder: SegmentStatsRecorder, seconds: float, events_per_second: float,
+                segment: str = SEG, nbytes_per_event: int = 100) -> None:
+    tick = recorder.config.tick
+    for _ in range(round(seconds / tick)):
+        events = round(events_per_second * tick)
+        if events:
+            recorder.record_append(segment, events * nbytes_per_event, events)
+        clock.advance(tick)
+        await recorder.tick()
+
+
+# --- aggregates -------------------------------------------------------------------------------
+
+def test_constant_rate_converges_and_idle_decays() -> None:
+    agg = SegmentAggregate(2, 10, 0.0, WINDOWS)
+    now = 0.0
+    for _ in range(2000):
+        agg.record(0, 50)
+        now += 5
+        agg.tick(now)
+    assert all(math.isclose(r, 10.0, rel_tol=1e-3) for r in agg.rates)
+    before = list(agg.rates)
+    now += 120
+    agg.tick(now)
+    assert math.isclose(agg.rates[0], before[0] * math.exp(-1), rel_tol=1e-9)
+    assert math.isclose(agg.rates[3], before[3] * math.exp(-0.1), rel_tol=1e-9)
+
+
+def test_one_tick_uses_pravega_alpha() -> None:
+    agg = SegmentAggregate(2, 10, 0.0, WINDOWS)
+    agg.record(0, 500)
+    agg.tick(5.0)
+    for rate, window in zip(agg.rates, WINDOWS, strict=True):
+        assert math.isclose(rate, 100 * (1 - math.exp(-5 / window)))
+
+
+def test_throughput_rates_are_kib_per_second() -> None:
+    agg = SegmentAggregate(1, 10, 0.0, WINDOWS)
+    agg.record(5 * 1024 * 7, 1)
+    agg.tick(5.0)
+    assert math.isclose(agg.rates[0], 7 * (1 - math.exp(-5 / 120)))
+
+
+def test_long_transaction_is_amortised_over_its_life() -> None:
+    agg = SegmentAggregate(2, 10, 0.0, WINDOWS)
+    agg.tick(3000.0)
+    agg.record_merge(0, 6000, 600.0, 3000.0)
+    assert math.isclose(agg.rates[2], 10 * (1 - math.exp(-1)))
+    assert agg.pending == 0
+    agg.record_merge(0, 7, 1.0, 3002.0)
+    assert agg.pending == 7
+
+
+# --- the decision -----------------------------------------------------------------------------
+
+def test_decide_follows_pravega_rules() -> None:
+    c = AutoScaleConfig()
+    assert decide(c, 10, 599, 100, 100, 100, 100) is None
+    assert decide(c, 10, 700, 51, 0, 0, 0) == (ScaleDirection.UP, 5)
+    assert decide(c, 10, 700, 0, 21, 0, 0) == (ScaleDirection.UP, 2)
+    assert decide(c, 10, 700, 0, 0, 10.5, 0) == (ScaleDirection.UP, 2)
+    assert decide(c, 10, 700, 0, 0, 0, 0) is None
+    assert decide(c, 10, 1300, 9, 9, 9, 4.9) == (ScaleDirection.DOWN, 0)
+    assert decide(c, 10, 1300, 9, 9, 9, 5.0) is None
+    fast = AutoScaleConfig(cooldown=0)
+    assert decide(fast, 10, 299, 49, 19, 10.5, 0) is None
+    assert decide(fast, 10, 301, 49, 19, 10.5, 0) is None
+    assert decide(fast, 10, 301, 49, 21, 10.5, 0) == (ScaleDirection.UP, 4)
+    assert decide(fast, 10, 121, 51, 21, 10.5, 0) == (ScaleDirection.UP, 5)
+
+
+@given(st.floats(1, 1e6), st.floats(0, 1e5), st.lists(st.floats(0, 1e7), min_size=4, max_size=4))
+def test_decide_never_splits_into_fewer_than_two(target: float, age: float, rates: list[float]) -> None:
+    decision = decide(AutoScaleConfig(), target, age, *rates)
+    if age <= 600:
+        assert decision is None
+    if decision is not None and decision[0] is ScaleDirection.UP:
+        assert decision[1] >= 2
+        assert decision[1] >= math.floor(max(rates[:3]) / target)
+
+
+# --- the recorder -----------------------------------------------------------------------------
+
+async def test_hot_segment_asks_to_split_once_then_is_muted() -> None:
+    clock, out = ManualClock(), Collect()
+    recorder = SegmentStatsRecorder(clock, out)
+    recorder.record_create(SEG, 2, 10)
+    await drive(clock, recorder, 600, 60)
+    assert out.requests == []
+    await drive(clock, recorder, 120, 60)
+    assert len(out.requests) == 1
+    request = out.requests[0]
+    assert (request.scope, request.stream, request.segment_id) == ("sc", "st", 0)
+    assert request.direction is ScaleDirection.UP and not request.silent
+    assert request.num_splits >= 2
+    assert request.timestamp == int(clock.time() * 1000)
+    await drive(clock, recorder, 590, 60)
+    assert len(out.requests) == 1
+    await drive(clock, recorder, 130, 60)
+    assert len(out.requests) == 2
+
+
+async def test_cool_segment_asks_to_merge() -> None:
+    clock, out = ManualClock(), Collect()
+    recorder = SegmentStatsRecorder(clock, out)
+    recorder.record_create(SEG, 2, 100)
+    await drive(clock, recorder, 1320, 10)
+    downs = [r for r in out.requests if r.direction is ScaleDirection.DOWN]
+    assert len(downs) == 1 and not downs[0].silent
+
+
+async def test_idle_segment_gets_a_silent_merge_request() -> None:
+    clock, out = ManualClock(), Collect()
+    recorder = SegmentStatsRecorder(clock, out, cooldown=10_000)
+    recorder.record_create(SEG, 2, 100)
+    await drive(clock, recorder, 125, 10)
+    await drive(clock, recorder, 1190, 0)
+    assert out.requests == []
+    await drive(clock, recorder, 10, 0)
+    assert [(r.direction, r.silent) for r in out.requests] == [(ScaleDirection.DOWN, True)]
+
+
+async def test_untracked_segments_never_report() -> None:
+    clock, out = ManualClock(), Collect()
+    recorder = SegmentStatsRecorder(clock, out, cooldown=0, idle_expiry=30)
+    txn = SEG + "#transaction." + "ab" * 16
+    recorder.record_create(txn, 2, 1)
+    recorder.record_create("sc/st/1.#epoch.0", 0, 0)
+    recorder.record_create("_system/_tables/x", 2, 1)
+    for name in (txn, "sc/st/1.#epoch.0", "_system/_tables/x"):
+        recorder.record_append(name, 10**6, 10**4)
+    await drive(clock, recorder, 300, 0)
+    assert out.requests == [] and recorder.statistics()["tracked_segments"] == 0
+
+
+async def test_sealed_segment_is_forgotten() -> None:
+    clock, out = ManualClock(), Collect()
+    recorder = SegmentStatsRecorder(clock, out, cooldown=0, report_interval=5, idle_expiry=30)
+    recorder.record_create(SEG, 2, 1000)
+    await drive(clock, recorder, 10, 1)
+    recorder.record_seal(SEG)
+    recorder.record_append(SEG, 10, 1)
+    await drive(clock, recorder, 100, 0)
+    assert out.requests == [] and recorder.rates(SEG) is None
+
+
+async def test_policy_is_looked_up_after_a_restart() -> None:
+    clock, out = ManualClock(), Collect()
+    looked_up: list[str] = []
+
+    async def lookup(name: str) -> tuple[int, int] | None:
+        looked_up.append(name)
+        return (2, 10) if name == SEG else None
+
+    recorder = SegmentStatsRecorder(clock, out, policy_lookup=lookup)
+    recorder.record_append(SEG, 100, 1)
+    recorder.record_append("sc/st/9.#epoch.0", 100, 1)
+    await recorder.tick()
+    recorder.record_append("sc/st/9.#epoch.0", 100, 1)
+    await recorder.tick()
+    assert sorted(looked_up) == [SEG, "sc/st/9.#epoch.0"]
+    assert recorder.rates(SEG) == (0.0, 0.0, 0.0, 0.0)
+
+
+async def test_reporter_failure_does_not_stop_the_ticks() -> None:
+    clock = ManualClock()
+    calls: list[ScaleRequest] = []
+
+    async def broken(request: ScaleRequest) -> None:
+        calls.append(request)
+        raise OSError("table unavailable")
+
+    recorder = SegmentStatsRecorder(clock, broken, cooldown=0, report_interval=5, idle_expiry=5)
+    recorder.record_create(SEG, 2, 10)
+    recorder.record_create("sc/st/1.#epoch.0", 2, 10)
+    recorder.record_append(SEG, 1, 1)
+    recorder.record_append("sc/st/1.#epoch.0", 1, 1)
+    await drive(clock, recorder, 200, 0)
+    assert len(calls) == 2
+
+
+async def test_compressed_config_runs_on_the_clock() -> None:
+    config = AutoScaleConfig.compressed(60)
+    assert config.tick == 5 / 60 and config.cooldown == 10
+    clock, out = ManualClock(), Collect()
+    recorder = SegmentStatsRecorder.from_config(clock, out, config)
+    recorder.record_create(SEG, 2, 10)
+    task = asyncio.create_task(recorder.run())
+    try:
+        for _ in range(round(13 / config.tick)):
+            await clock.wait_for_sleepers(1)
+            recorder.record_append(SEG, 0, 60)
+            clock.advance(config.tick)
+        await clock.wait_for_sleepers(1)
+    finally:
+        task.cancel()
+    assert [r.direction for r in out.requests] == [ScaleDirection.UP]
+
+
+async def test_table_reporter_stores_the_latest_request_per_segment(tmp_path: Path) -> None:
+    store = await open_segment_store(tmp_path, 2, durable=False)
+    try:
+        tables = TableStore(store)
+        reporter = TableScaleReporter(tables)
+        first = ScaleRequest("sc", "st", 0, ScaleDirection.UP, 3, False, 1000)
+        second = ScaleRequest("sc", "st", 0, ScaleDirection.DOWN, 0, True, 2000)
+        other = ScaleRequest("sc", "st", segment_id(4, 1), ScaleDirection.UP, 2, False, 1500)
+        await reporter(first)
+        await reporter(other)
+        await TableScaleReporter(tables)(second)
+        entries, _ = await tables.iterate_entries(AUTOSCALE_TABLE, b"", 10)
+        stored = {key: ScaleRequest.decode(value) for key, _, value in entries}
+        assert stored == {SEG.encode(): second, b"sc/st/4.#epoch.1": other}
+    finally:
+        await store.close()
+
+
+def test_request_round_trips_and_rejects_garbage() -> None:
+    request = ScaleRequest("a", "b", segment_id(3, 2), ScaleDirection.DOWN, 0, True, 123)
+    assert ScaleRequest.decode(request.encode()) == request
+    assert request.key() == b"a/b/3.#epoch.2"
+    for raw in (b"", b"{}", b'{"direction": "SIDEWAYS"}', b"\xff"):
+        with pytest.raises(DataCorruptionError):
+            ScaleRequest.decode(raw)
