@@ -297,10 +297,104 @@ def byte_stream(manager: pravega_client.StreamManager, args: dict[str, Any]) -> 
     return out
 
 
+def controller_stub(uri: str) -> Any:
+    """A plain gRPC stub of the Controller API, for what the official Python client cannot do (scaling)."""
+    import grpc
+
+    from anabranch.protocol import controller_pb2_grpc
+
+    return controller_pb2_grpc.ControllerServiceStub(grpc.insecure_channel(uri.removeprefix("tcp://")))
+
+
+def scale(uri: str, scope: str, stream: str, sealed: list[int], ranges: list[tuple[float, float]]) -> list[int]:
+    """Scale through the Controller API and wait until it completes; returns the new segment ids."""
+    from anabranch.protocol import controller_pb2 as pb
+
+    stub = controller_stub(uri)
+    info = pb.StreamInfo(scope=scope, stream=stream)
+    request = pb.ScaleRequest(streamInfo=info, sealedSegments=sealed, scaleTimestamp=int(time.time() * 1000),
+                              newKeyRanges=[pb.ScaleRequest.KeyRangeEntry(start=a, end=b) for a, b in ranges])
+    response = stub.scale(request, timeout=30)
+    if response.status != pb.ScaleResponse.STARTED:
+        raise RuntimeError(f"scale refused: {response}")
+    deadline = time.monotonic() + 30
+    while stub.checkScale(pb.ScaleStatusRequest(streamInfo=info, epoch=response.epoch), timeout=30).status \
+            != pb.ScaleStatusResponse.SUCCESS:
+        if time.monotonic() > deadline:
+            raise TimeoutError("scale did not complete")
+        time.sleep(0.05)
+    return [r.segmentId.segmentId for r in response.segments]
+
+
+def current_segment_ids(uri: str, scope: str, stream: str) -> list[int]:
+    from anabranch.protocol import controller_pb2 as pb
+
+    ranges = controller_stub(uri).getCurrentSegments(pb.StreamInfo(scope=scope, stream=stream), timeout=30)
+    return [r.segmentId.segmentId for r in ranges.segmentRanges]
+
+
+@scenario
+def read_across_scale(manager: pravega_client.StreamManager, args: dict[str, Any]) -> dict[str, Any]:
+    scope, stream, uri = args["scope"], args["stream"], args["uri"]
+    manager.create_scope(scope)
+    manager.create_stream(scope, stream, 2)
+    writer = manager.create_writer(scope, stream, 50)
+    per_phase = args.get("per_phase", 300)
+
+    def write(phase: int) -> None:
+        for i in range(phase * per_phase, (phase + 1) * per_phase):
+            writer.write_event(f"k{i % 12}:{i}", routing_key=f"k{i % 12}")
+        writer.flush()
+
+    write(0)
+    split = scale(uri, scope, stream, [0], [(0.0, 0.25), (0.25, 0.5)])
+    write(1)
+    merged = scale(uri, scope, stream, split, [(0.0, 0.5)])
+    write(2)
+    events = read_stream(manager, scope, stream, 3 * per_phase, "rg-" + stream, timeout=90)
+    return {"events": [e.decode() for e in events], "split": split, "merged": merged,
+            "current": current_segment_ids(uri, scope, stream)}
+
+
+@scenario
+def reader_group_from_stream_cut(manager: pravega_client.StreamManager, args: dict[str, Any]) -> dict[str, Any]:
+    scope, stream = args["scope"], args["stream"]
+    manager.create_scope(scope)
+    manager.create_stream(scope, stream, 1)
+    writer = manager.create_writer(scope, stream, 100)
+    for i in range(20):
+        writer.write_event(f"e{i}")
+    writer.flush()
+    rg = manager.create_reader_group("rg-first", scope, stream)
+    reader = rg.create_reader("r1")
+    first = read_events(reader, 20, 30)
+    reader.reader_offline()
+    cut = rg.get_streamcut()
+    for i in range(20, 30):
+        writer.write_event(f"e{i}")
+    writer.flush()
+    rg2 = manager.create_reader_group("rg-from-cut", scope, stream, False, cut)
+    reader2 = rg2.create_reader("r2")
+    rest = read_events(reader2, 10, 30)
+    reader2.reader_offline()
+    return {"first": [d.decode() for d, _ in first], "offsets": [o for _, o in first],
+            "cut": {str(k): v for k, v in cut.get_segment_offset_map().items()},
+            "rest": [d.decode() for d, _ in rest]}
+
+
+@scenario
+def scope_paging(manager: pravega_client.StreamManager, args: dict[str, Any]) -> dict[str, Any]:
+    names = {f"{args['prefix']}-{i}" for i in range(args["count"])}
+    for name in names:
+        manager.create_scope(name)
+    listed = [n for n in manager.list_scope() if n in names]
+    return {"listed": len(listed), "distinct": len(set(listed))}
+
+
 def main() -> None:
     name, uri, raw_args = sys.argv[1], sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else "{}"
     manager = pravega_client.StreamManager(uri)
-    result = SCENARIOS[name](manager, json.loads(raw_args))
+    result = SCENARIOS[name](manager, {"uri": uri, **json.loads(raw_args)})
     print(json.dumps(result), flush=True)
 
 

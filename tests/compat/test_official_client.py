@@ -135,3 +135,24 @@ def test_byte_stream(shared_standalone: Standalone) -> None:
     assert out["seek_end"] == 100
     assert out["after_truncate_read"] == "01234"
     assert out["seal"] is True
+
+
+def test_reading_continues_across_manual_scale_in_key_order(shared_standalone: Standalone) -> None:
+    out = run_official(shared_standalone, "read_across_scale", scope=unique("scale"), stream="s", deadline=150)
+    assert out["split"] == [(1 << 32) | 2, (1 << 32) | 3]
+    assert out["merged"] == [(2 << 32) | 4]
+    assert sorted(out["current"]) == sorted([1, (2 << 32) | 4])
+    check_per_key_order(out["events"], 900)
+
+
+def test_reader_group_from_a_stream_cut(shared_standalone: Standalone) -> None:
+    out = run_official(shared_standalone, "reader_group_from_stream_cut", scope=unique("cut"), stream="s")
+    assert out["first"] == [f"e{i}" for i in range(20)]
+    assert out["offsets"] == [i * 10 for i in range(10)] + [100 + i * 11 for i in range(10)]
+    assert out["cut"] == {"0": 210}
+    assert out["rest"] == [f"e{i}" for i in range(20, 30)]
+
+
+def test_scope_listing_pages_past_one_thousand(shared_standalone: Standalone) -> None:
+    out = run_official(shared_standalone, "scope_paging", prefix=unique("page"), count=1005, deadline=150)
+    assert out == {"listed": 1005, "distinct": 1005}

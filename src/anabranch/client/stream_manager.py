@@ -9,7 +9,7 @@ modules. Listing hides internal streams (names starting with ``_``) unless asked
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from anabranch.client.byte_stream import ByteStreamReader, ByteStreamWriter
 from anabranch.client.config import ClientConfig, StreamConfiguration
@@ -125,11 +125,27 @@ class StreamManager:
         self._closeables.append(item)
         return item
 
-    def create_writer(self, scope: str, stream: str, serializer: Serializer[T] | None = None) -> EventStreamWriter[T]:
+    @overload
+    def create_writer(self, scope: str, stream: str) -> EventStreamWriter[Any]: ...
+
+    @overload
+    def create_writer(self, scope: str, stream: str, serializer: Serializer[T]) -> EventStreamWriter[T]: ...
+
+    def create_writer(self, scope: str, stream: str,
+                      serializer: Serializer[Any] | None = None) -> EventStreamWriter[Any]:
+        """A writer; without a serializer it takes ``bytes`` as they are and ``str`` as UTF-8."""
         return self._track(EventStreamWriter(self.context, scope, stream, serializer))
 
-    def create_transactional_writer(self, scope: str, stream: str, serializer: Serializer[T] | None = None,
-                                    writer_id: int | None = None) -> TransactionalEventStreamWriter[T]:
+    @overload
+    def create_transactional_writer(self, scope: str, stream: str, *,
+                                    writer_id: int | None = None) -> TransactionalEventStreamWriter[Any]: ...
+
+    @overload
+    def create_transactional_writer(self, scope: str, stream: str, serializer: Serializer[T],
+                                    writer_id: int | None = None) -> TransactionalEventStreamWriter[T]: ...
+
+    def create_transactional_writer(self, scope: str, stream: str, serializer: Serializer[Any] | None = None,
+                                    writer_id: int | None = None) -> TransactionalEventStreamWriter[Any]:
         return self._track(TransactionalEventStreamWriter(self.context, scope, stream, serializer, writer_id))
 
     async def create_byte_stream_writer(self, scope: str, stream: str) -> ByteStreamWriter:

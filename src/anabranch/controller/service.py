@@ -1,9 +1,10 @@
 """``ControllerService``: the controller as a server: a grpc.aio server on ``host:port`` in front of a
 ``Controller`` that keeps all its metadata on one segment store.
 
-``start`` connects to the segment store, creates the system tables, finishes any workflow a crash
-interrupted (the startup sweep), then listens and starts the transaction lease timer. ``stop``
-reverses that. The controller holds no state of its own: kill it at any point and start it again.
+``start`` connects to the segment store (waiting up to ``startup_timeout`` for it), creates the system
+tables, finishes any workflow a crash interrupted (the startup sweep), then listens and starts the
+transaction lease timer. ``stop`` reverses that. The controller holds no state of its own: kill it at
+any point and start it again.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Callable
 import grpc
 
 from anabranch.controller.context import wall_clock_ms
+from anabranch.controller.errors import SegmentStoreUnavailableError
 from anabranch.controller.facade import Controller
 from anabranch.controller.segment_helper import SegmentHelper, SegmentStoreOps
 from anabranch.controller.servicer import ControllerServicer
@@ -28,7 +30,8 @@ log = logging.getLogger(__name__)
 class ControllerService:
     def __init__(self, segment_store_host: str, segment_store_port: int, *, host: str = "127.0.0.1",
                  port: int = 9090, ops: SegmentStoreOps | None = None, monotonic: Callable[[], float] = time.monotonic,
-                 wall_ms: Callable[[], int] = wall_clock_ms, lease_check_interval: float = 1.0) -> None:
+                 wall_ms: Callable[[], int] = wall_clock_ms, lease_check_interval: float = 1.0,
+                 startup_timeout: float = 60.0) -> None:
         self.segment_store_host = segment_store_host
         self.segment_store_port = segment_store_port
         self.host = host
@@ -37,6 +40,7 @@ class ControllerService:
         self.monotonic = monotonic
         self.wall_ms = wall_ms
         self.lease_check_interval = lease_check_interval
+        self.startup_timeout = startup_timeout
         self.controller: Controller | None = None
         self._server: grpc.aio.Server | None = None
         self._lease_task: asyncio.Task[None] | None = None
@@ -44,8 +48,17 @@ class ControllerService:
     async def start(self) -> None:
         controller = Controller(self.ops, self.segment_store_host, self.segment_store_port, host=self.host,
                                 port=self.port, monotonic=self.monotonic, wall_ms=self.wall_ms)
-        await controller.bootstrap()
-        server = grpc.aio.server()
+        deadline = time.monotonic() + self.startup_timeout
+        while True:
+            try:
+                await controller.bootstrap()
+                break
+            except SegmentStoreUnavailableError:
+                if time.monotonic() > deadline:
+                    raise
+                log.warning("segment store %s:%d not reachable yet; retrying", self.segment_store_host,
+                            self.segment_store_port)
+        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
         pb_grpc.add_ControllerServiceServicer_to_server(ControllerServicer(controller), server)
         bound = server.add_insecure_port(f"{self.host}:{self.port}")
         if bound == 0:

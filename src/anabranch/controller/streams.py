@@ -80,6 +80,8 @@ class Streams:
             return "SUCCESS"
 
     async def delete_scope(self, scope: str) -> str:
+        if scope == SYSTEM_SCOPE:
+            return "FAILURE"
         async with self.ctx.lock(scope, ""):
             if not await self.store.scope_exists(scope):
                 return "SCOPE_NOT_FOUND"

@@ -64,9 +64,9 @@ class Transactions:
             record = TxnRecord(view.active, TxnStatus.OPEN, lease_ms, now, now + min(1000 * lease_ms,
                                                                                      MAX_EXECUTION_MS))
             await view.table.insert(TXN_PREFIX + txn_hex(txn_id), record.encode())
+            self.deadlines[(scope, stream, txn_hex(txn_id))] = self.ctx.monotonic() + lease_ms / 1000
             for name in self._txn_segments(view, segments, txn_id):
                 await self.ctx.ops.create_segment(name)
-            self.deadlines[(scope, stream, txn_hex(txn_id))] = self.ctx.monotonic() + lease_ms / 1000
             return txn_id, segments
 
     async def _record(self, view: StreamView, txn_id: uuid.UUID) -> tuple[TxnRecord, int] | None:

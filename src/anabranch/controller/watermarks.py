@@ -127,7 +127,7 @@ def complete_cut(bound: Mapping[int, int], segments: Mapping[int, SegmentRecord]
         gaps = _missing(cut, segments)
         if not gaps:
             return cut
-        highest = max((segments[i].creation_epoch for i in cut), default=min(epochs))
+        highest = max((segments[i].creation_epoch for i in cut), default=max(epochs))
         fill = {s.id: 0 for s in epochs[highest].segments
                 if any(s.key_start < end and s.key_end > start for start, end in gaps)}
         upper_bound([fill], segments, cut)
@@ -171,7 +171,7 @@ class WatermarkWindow:
         if emitted is not None:
             self.emitted.append(emitted)
             if len(self.emitted) > WINDOW_SIZE:
-                self.start = len(self.emitted) - WINDOW_SIZE
+                self.start = len(self.emitted) - WINDOW_SIZE - 1
         elif self.emitted:
             self.start = 0 if self.start is None else min(self.start + 1, len(self.emitted) - 1)
         if self.start is not None and self.start > 0:

@@ -21,7 +21,12 @@ from anabranch.model.names import parent_segment_name
 from anabranch.segmentstore.container import SegmentContainer
 from anabranch.segmentstore.errors import NoSuchSegmentError, SegmentSealedError, SegmentTruncatedError
 from anabranch.segmentstore.results import AppendResult, ReadResult, SegmentInfo
+from anabranch.storage.chunked_segment_storage import ChunkedSegmentStorage
+from anabranch.storage.chunks_fs import FileSystemChunkStorage
+from anabranch.storage.chunks_memory import InMemoryChunkStorage
+from anabranch.storage.file_log import FileDurableDataLog
 from anabranch.storage.interfaces import Buffer, ChunkStorage, DurableDataLog
+from anabranch.storage.memory_log import InMemoryDurableDataLog
 
 log = logging.getLogger(__name__)
 
@@ -154,31 +159,17 @@ async def open_segment_store(data_dir: Path, container_count: int = 4, *, cache_
                              durable: bool = True) -> SegmentStore:
     """Build the containers over file logs and filesystem LTS under ``data_dir`` (or in memory when
     ``durable`` is False), recover them, and return the running store."""
-    from anabranch.storage.chunked_segment_storage import ChunkedSegmentStorage
-
     if container_count <= 0:
         raise ConfigError(f"container_count must be positive, got {container_count}")
-    chunks: ChunkStorage
-    if durable:
-        from anabranch.storage.chunks_fs import FileSystemChunkStorage
-
-        chunks = FileSystemChunkStorage(Path(data_dir) / "lts")
-    else:
-        from anabranch.storage.chunks_memory import InMemoryChunkStorage
-
-        chunks = InMemoryChunkStorage()
+    chunks: ChunkStorage = FileSystemChunkStorage(Path(data_dir) / "lts") if durable else InMemoryChunkStorage()
     containers = []
     tier1: DurableDataLog
     for container_id in range(container_count):
         storage = ChunkedSegmentStorage(chunks, namespace=f"container-{container_id}")
         await storage.open()
         if durable:
-            from anabranch.storage.file_log import FileDurableDataLog
-
             tier1 = FileDurableDataLog(Path(data_dir) / "tier1" / str(container_id))
         else:
-            from anabranch.storage.memory_log import InMemoryDurableDataLog
-
             tier1 = InMemoryDurableDataLog()
         containers.append(SegmentContainer(container_id, tier1, storage, cache_size=cache_size // container_count))
     store = SegmentStore(containers)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from typing import Any
 
 import pytest
 from client_write_fakes import FakeController, FakeSegmentStore, make_context, segment_name
@@ -26,7 +27,8 @@ async def test_keyed_events_land_in_the_hashed_segment_in_order(
         fake_store: FakeSegmentStore, fake_controller: FakeController) -> None:
     segments = fake_controller.create_stream("sc", "st", 4)
     context = make_context(fake_controller)
-    async with EventStreamWriter(context, "sc", "st") as writer:
+    writer: EventStreamWriter[Any] = EventStreamWriter(context, "sc", "st")
+    async with writer:
         for i in range(2000):
             await writer.write_event(f"k{i % 37}:{i}", routing_key=f"k{i % 37}")
     names = [s.qualified_name for s in segments]
@@ -119,7 +121,8 @@ async def test_large_event_goes_through_a_transient_segment(fake_store: FakeSegm
     fake_controller.create_stream("sc", "st", 1)
     context = make_context(fake_controller)
     big = bytes(range(256)) * (40 * 1024 + 3)
-    async with EventStreamWriter(context, "sc", "st") as writer:
+    writer: EventStreamWriter[Any] = EventStreamWriter(context, "sc", "st")
+    async with writer:
         await writer.write_event(b"small-1")
         await writer.write_event(big)
         await writer.write_event(b"small-2")
