@@ -50,9 +50,18 @@ async def _await(future: asyncio.Future[T]) -> T:
     return await future
 
 
+_ASYNC_TYPES: dict[type, bool] = {}
+
+
 def _is_resource(value: object) -> bool:
-    return type(value).__module__.startswith("anabranch.client") and (
-        hasattr(value, "close") or hasattr(value, "__aenter__") or hasattr(value, "read_next_event"))
+    """True for client objects with async methods (writers, readers, groups, tables), not for plain values."""
+    kind = type(value)
+    known = _ASYNC_TYPES.get(kind)
+    if known is None:
+        methods = [getattr(kind, name, None) for name in dir(kind) if not name.startswith("__")]
+        known = _ASYNC_TYPES[kind] = kind.__module__.startswith("anabranch.client") and any(
+            inspect.iscoroutinefunction(m) or inspect.isasyncgenfunction(m) for m in methods)
+    return known
 
 
 class Blocking:
@@ -73,10 +82,10 @@ class Blocking:
             value = runner.run(_as_coroutine(value))
         if isinstance(value, asyncio.Future):
             return asyncio.run_coroutine_threadsafe(_await(value), runner.loop)
-        if hasattr(value, "__anext__"):
-            return runner.run(_collect(value))
         if _is_resource(value):
             return Blocking(value, runner)
+        if hasattr(value, "__anext__"):
+            return runner.run(_collect(value))
         return value
 
     def __getattr__(self, name: str) -> Any:

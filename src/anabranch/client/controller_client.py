@@ -3,30 +3,45 @@
 Owns one gRPC channel to the controller, the retry policy (only transport-level gRPC codes are
 retried, with exponential backoff, as the official clients do), and the mapping of status enums to
 booleans or typed exceptions (:mod:`anabranch.client.errors`). Every method takes and returns plain
-Python values; no protobuf message escapes this module.
+Python values (defined in :mod:`anabranch.client.controller_types`, re-exported here); no protobuf
+message escapes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 
 import grpc
 import grpc.aio
 
 from anabranch.client.config import (
     ClientConfig,
-    RetentionPolicy,
-    RetentionType,
-    ScaleType,
-    ScalingPolicy,
     StreamConfiguration,
+)
+from anabranch.client.controller_types import (
+    NO_TIMESTAMP,
+    ControllerReaderGroupConfig,
+    CreatedTxn,
+    Endpoint,
+    KeyValueTableConfiguration,
+    PingStatus,
+    ScaleResult,
+    Successor,
+    TxnState,
+    cut_pb,
+    reader_group_from_pb,
+    reader_group_pb,
+    segment_range,
+    stream_config_from_pb,
+    stream_config_pb,
+    stream_info,
+    txn_pb,
+    txn_uuid,
 )
 from anabranch.client.errors import (
     AuthenticationError,
@@ -64,164 +79,6 @@ _NOT_RETRIED = frozenset({
     grpc.StatusCode.UNIMPLEMENTED,
     grpc.StatusCode.UNAUTHENTICATED,
 })
-NO_TIMESTAMP = -(2**63)
-"""Commit timestamp meaning 'none' (Java's Long.MIN_VALUE)."""
-
-
-class Endpoint(NamedTuple):
-    host: str
-    port: int
-
-
-@dataclass(frozen=True, slots=True)
-class Successor:
-    """A segment that follows a sealed one, with every predecessor it has to wait for."""
-
-    segment: SegmentWithRange
-    predecessors: tuple[int, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class ScaleResult:
-    """A started scale: the new segments and the epoch being scaled from (pass it to ``check_scale``)."""
-
-    new_segments: tuple[SegmentWithRange, ...]
-    epoch: int
-
-
-class TxnState(enum.IntEnum):
-    UNKNOWN = 0
-    OPEN = 1
-    COMMITTING = 2
-    COMMITTED = 3
-    ABORTING = 4
-    ABORTED = 5
-
-
-class PingStatus(enum.IntEnum):
-    OK = 0
-    LEASE_TOO_LARGE = 1
-    MAX_EXECUTION_TIME_EXCEEDED = 2
-    SCALE_GRACE_TIME_EXCEEDED = 3
-    DISCONNECTED = 4
-    COMMITTED = 5
-    ABORTED = 6
-    UNKNOWN = 7
-
-
-@dataclass(frozen=True, slots=True)
-class CreatedTxn:
-    txn_id: uuid.UUID
-    segments: tuple[SegmentWithRange, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class ControllerReaderGroupConfig:
-    """A reader group's configuration as the controller stores it (Java-style reader-group metadata)."""
-
-    scope: str
-    group: str
-    starting_cuts: tuple[StreamCut, ...]
-    ending_cuts: tuple[StreamCut, ...] = ()
-    group_refresh_ms: int = 3000
-    checkpoint_interval_ms: int = 30000
-    max_outstanding_checkpoints: int = 3
-    retention_type: int = 0
-    generation: int = 0
-    reader_group_id: uuid.UUID = field(default_factory=uuid.uuid4)
-    rollover_size_bytes: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class KeyValueTableConfiguration:
-    partition_count: int = 1
-    primary_key_length: int = 8
-    secondary_key_length: int = 0
-    rollover_size_bytes: int = 0
-
-
-def _stream_info(scope: str, stream: str) -> Any:
-    return pb.StreamInfo(scope=scope, stream=stream)
-
-
-def _txn_pb(txn_id: uuid.UUID) -> Any:
-    value = txn_id.int
-    high, low = value >> 64, value & (2**64 - 1)
-    return pb.TxnId(highBits=high - 2**64 if high >= 2**63 else high, lowBits=low - 2**64 if low >= 2**63 else low)
-
-
-def _txn_uuid(txn: Any) -> uuid.UUID:
-    return uuid.UUID(int=((txn.highBits & (2**64 - 1)) << 64) | (txn.lowBits & (2**64 - 1)))
-
-
-def _segment(rng: Any) -> SegmentWithRange:
-    sid = rng.segmentId
-    return SegmentWithRange(sid.streamInfo.scope, sid.streamInfo.stream, sid.segmentId, rng.minKey, rng.maxKey)
-
-
-def _cut_pb(cut: StreamCut) -> Any:
-    return pb.StreamCut(streamInfo=_stream_info(cut.scope, cut.stream), cut=dict(cut.positions))
-
-
-def _cut(msg: Any) -> StreamCut:
-    return StreamCut(msg.streamInfo.scope, msg.streamInfo.stream, dict(msg.cut))
-
-
-def _stream_config_pb(scope: str, stream: str, config: StreamConfiguration) -> Any:
-    s, r = config.scaling, config.retention
-    msg = pb.StreamConfig(
-        streamInfo=_stream_info(scope, stream),
-        scalingPolicy=pb.ScalingPolicy(
-            scaleType=s.scale_type.name, targetRate=s.target_rate, scaleFactor=s.scale_factor,
-            minNumSegments=s.min_num_segments,
-        ),
-        tags=pb.Tags(tag=list(config.tags)),
-        timestampAggregationTimeout=config.timestamp_aggregation_timeout_ms,
-        rolloverSizeBytes=config.rollover_size_bytes,
-    )
-    if r.retention_type != RetentionType.NONE:
-        msg.retentionPolicy.CopyFrom(pb.RetentionPolicy(
-            retentionType=r.retention_type.name, retentionParam=r.retention_param, retentionMax=r.retention_max,
-        ))
-    return msg
-
-
-def _stream_config(msg: Any) -> StreamConfiguration:
-    sp, rp = msg.scalingPolicy, msg.retentionPolicy
-    retention = RetentionPolicy.none()
-    if msg.HasField("retentionPolicy") and rp.retentionType != 0:
-        retention = RetentionPolicy(RetentionType(rp.retentionType), rp.retentionParam, rp.retentionMax)
-    return StreamConfiguration(
-        scaling=ScalingPolicy(ScaleType(sp.scaleType), sp.targetRate, sp.scaleFactor, max(1, sp.minNumSegments)),
-        retention=retention,
-        tags=tuple(msg.tags.tag),
-        timestamp_aggregation_timeout_ms=msg.timestampAggregationTimeout,
-        rollover_size_bytes=msg.rolloverSizeBytes,
-    )
-
-
-def _rg_pb(config: ControllerReaderGroupConfig) -> Any:
-    return pb.ReaderGroupConfiguration(
-        scope=config.scope, readerGroupName=config.group, groupRefreshTimeMillis=config.group_refresh_ms,
-        automaticCheckpointIntervalMillis=config.checkpoint_interval_ms,
-        maxOutstandingCheckpointRequest=config.max_outstanding_checkpoints, retentionType=config.retention_type,
-        generation=config.generation, readerGroupId=str(config.reader_group_id),
-        startingStreamCuts=[_cut_pb(c) for c in config.starting_cuts],
-        endingStreamCuts=[_cut_pb(c) for c in config.ending_cuts], rolloverSizeBytes=config.rollover_size_bytes,
-    )
-
-
-def _rg(msg: Any) -> ControllerReaderGroupConfig:
-    return ControllerReaderGroupConfig(
-        scope=msg.scope, group=msg.readerGroupName, starting_cuts=tuple(_cut(c) for c in msg.startingStreamCuts),
-        ending_cuts=tuple(_cut(c) for c in msg.endingStreamCuts), group_refresh_ms=msg.groupRefreshTimeMillis,
-        checkpoint_interval_ms=msg.automaticCheckpointIntervalMillis,
-        max_outstanding_checkpoints=msg.maxOutstandingCheckpointRequest, retention_type=msg.retentionType,
-        generation=msg.generation,
-        reader_group_id=uuid.UUID(msg.readerGroupId) if msg.readerGroupId else uuid.UUID(int=0),
-        rollover_size_bytes=msg.rolloverSizeBytes,
-    )
-
 
 class ControllerClient:
     """Async wrappers for every controller rpc the clients need. Use ``async with`` or call ``close()``."""
@@ -346,7 +203,7 @@ class ControllerClient:
 
     async def create_stream(self, scope: str, stream: str, config: StreamConfiguration) -> bool:
         """True if created, False if a stream of that name existed (its configuration is not compared)."""
-        status = (await self._call("createStream", _stream_config_pb(scope, stream, config))).status
+        status = (await self._call("createStream", stream_config_pb(scope, stream, config))).status
         if status == pb.CreateStreamStatus.SUCCESS:
             return True
         if status == pb.CreateStreamStatus.STREAM_EXISTS:
@@ -369,20 +226,20 @@ class ControllerClient:
         raise ControllerError(f"{what} of stream {scope}/{stream} failed", retriable=True)
 
     async def update_stream(self, scope: str, stream: str, config: StreamConfiguration) -> None:
-        reply = await self._call("updateStream", _stream_config_pb(scope, stream, config))
+        reply = await self._call("updateStream", stream_config_pb(scope, stream, config))
         self._update_status(reply.status, scope, stream, "update")
 
     async def truncate_stream(self, cut: StreamCut) -> None:
-        reply = await self._call("truncateStream", _cut_pb(cut))
+        reply = await self._call("truncateStream", cut_pb(cut))
         self._update_status(reply.status, cut.scope, cut.stream, "truncation")
 
     async def seal_stream(self, scope: str, stream: str) -> None:
-        reply = await self._call("sealStream", _stream_info(scope, stream))
+        reply = await self._call("sealStream", stream_info(scope, stream))
         self._update_status(reply.status, scope, stream, "sealing")
 
     async def delete_stream(self, scope: str, stream: str) -> bool:
         """True if deleted, False if it did not exist. Only sealed streams can be deleted."""
-        status = (await self._call("deleteStream", _stream_info(scope, stream))).status
+        status = (await self._call("deleteStream", stream_info(scope, stream))).status
         if status == pb.DeleteStreamStatus.SUCCESS:
             return True
         if status == pb.DeleteStreamStatus.STREAM_NOT_FOUND:
@@ -395,12 +252,12 @@ class ControllerClient:
         return lambda: NoSuchStreamError(f"stream {scope}/{stream} does not exist")
 
     async def stream_exists(self, scope: str, stream: str) -> bool:
-        return bool((await self._call("checkStreamExists", _stream_info(scope, stream))).exists)
+        return bool((await self._call("checkStreamExists", stream_info(scope, stream))).exists)
 
     async def get_stream_configuration(self, scope: str, stream: str) -> StreamConfiguration:
-        reply = await self._call("getStreamConfiguration", _stream_info(scope, stream),
+        reply = await self._call("getStreamConfiguration", stream_info(scope, stream),
                                  not_found=self._no_stream(scope, stream))
-        return _stream_config(reply)
+        return stream_config_from_pb(reply)
 
     def _scope_status(self, scope: str) -> Callable[[Any], None]:
         def check(reply: Any) -> None:
@@ -431,67 +288,67 @@ class ControllerClient:
 
     async def get_current_segments(self, scope: str, stream: str) -> list[SegmentWithRange]:
         """The active segments sorted by key; empty for a sealed stream."""
-        reply = await self._call("getCurrentSegments", _stream_info(scope, stream),
+        reply = await self._call("getCurrentSegments", stream_info(scope, stream),
                                  not_found=self._no_stream(scope, stream))
-        return sorted((_segment(r) for r in reply.segmentRanges), key=lambda s: s.min_key)
+        return sorted((segment_range(r) for r in reply.segmentRanges), key=lambda s: s.min_key)
 
     async def get_epoch_segments(self, scope: str, stream: str, epoch: int) -> list[SegmentWithRange]:
-        request = pb.GetEpochSegmentsRequest(streamInfo=_stream_info(scope, stream), epoch=epoch)
+        request = pb.GetEpochSegmentsRequest(streamInfo=stream_info(scope, stream), epoch=epoch)
         reply = await self._call("getEpochSegments", request, not_found=self._no_stream(scope, stream))
-        return sorted((_segment(r) for r in reply.segmentRanges), key=lambda s: s.min_key)
+        return sorted((segment_range(r) for r in reply.segmentRanges), key=lambda s: s.min_key)
 
     async def get_head_segments(self, scope: str, stream: str) -> dict[int, int]:
         """The head of the stream: segment id → start offset (the truncation cut, or epoch 0 at 0)."""
-        request = pb.GetSegmentsRequest(streamInfo=_stream_info(scope, stream), timestamp=0)
+        request = pb.GetSegmentsRequest(streamInfo=stream_info(scope, stream), timestamp=0)
         reply = await self._call("getSegments", request, not_found=self._no_stream(scope, stream))
         return {loc.segmentId.segmentId: loc.offset for loc in reply.segments}
 
     async def get_successors(self, scope: str, stream: str, segment_id: int) -> list[Successor]:
         """Segments immediately following a sealed one; empty when the stream is sealed or the segment active."""
-        request = pb.SegmentId(streamInfo=_stream_info(scope, stream), segmentId=segment_id)
+        request = pb.SegmentId(streamInfo=stream_info(scope, stream), segmentId=segment_id)
         reply = await self._call("getSegmentsImmediatelyFollowing", request, not_found=self._no_stream(scope, stream))
-        return [Successor(_segment(e.segment), tuple(e.value)) for e in reply.segments]
+        return [Successor(segment_range(e.segment), tuple(e.value)) for e in reply.segments]
 
     async def get_segments_between(self, start: StreamCut, end: StreamCut) -> list[int]:
-        request = pb.StreamCutRange(streamInfo=_stream_info(start.scope, start.stream),
+        request = pb.StreamCutRange(streamInfo=stream_info(start.scope, start.stream),
                                     **{"from": dict(start.positions), "to": dict(end.positions)})
         reply = await self._call("getSegmentsBetween", request, not_found=self._no_stream(start.scope, start.stream))
         return [s.segmentId for s in reply.segments]
 
     async def is_segment_valid(self, scope: str, stream: str, segment_id: int) -> bool:
-        request = pb.SegmentId(streamInfo=_stream_info(scope, stream), segmentId=segment_id)
+        request = pb.SegmentId(streamInfo=stream_info(scope, stream), segmentId=segment_id)
         return bool((await self._call("isSegmentValid", request)).response)
 
     async def is_stream_cut_valid(self, cut: StreamCut) -> bool:
-        return bool((await self._call("isStreamCutValid", _cut_pb(cut))).response)
+        return bool((await self._call("isStreamCutValid", cut_pb(cut))).response)
 
     async def get_uri(self, scope: str, stream: str, segment_id: int) -> Endpoint:
         """The segment store serving a segment (works for any name, e.g. reader-group tables)."""
-        reply = await self._call("getURI", pb.SegmentId(streamInfo=_stream_info(scope, stream), segmentId=segment_id))
+        reply = await self._call("getURI", pb.SegmentId(streamInfo=stream_info(scope, stream), segmentId=segment_id))
         return Endpoint(reply.endpoint, reply.port)
 
     async def get_delegation_token(self, scope: str, stream: str) -> str:
-        return str((await self._call("getDelegationToken", _stream_info(scope, stream))).delegationToken)
+        return str((await self._call("getDelegationToken", stream_info(scope, stream))).delegationToken)
 
     # ---- scaling ----
 
     async def scale(self, scope: str, stream: str, sealed: Iterable[int],
                     new_ranges: Iterable[tuple[float, float]], timestamp_ms: int | None = None) -> ScaleResult:
         request = pb.ScaleRequest(
-            streamInfo=_stream_info(scope, stream), sealedSegments=list(sealed),
+            streamInfo=stream_info(scope, stream), sealedSegments=list(sealed),
             newKeyRanges=[pb.ScaleRequest.KeyRangeEntry(start=a, end=b) for a, b in new_ranges],
             scaleTimestamp=int(time.time() * 1000) if timestamp_ms is None else timestamp_ms,
         )
         reply = await self._call("scale", request, not_found=self._no_stream(scope, stream))
         if reply.status == pb.ScaleResponse.STARTED:
-            return ScaleResult(tuple(_segment(r) for r in reply.segments), reply.epoch)
+            return ScaleResult(tuple(segment_range(r) for r in reply.segments), reply.epoch)
         reason = "precondition failed" if reply.status == pb.ScaleResponse.PRECONDITION_FAILED else "rejected"
         raise ScaleFailedError(f"scale of {scope}/{stream} {reason}: check the sealed ids are current and the "
                                "new ranges cover exactly their key ranges")
 
     async def check_scale(self, scope: str, stream: str, epoch: int) -> bool:
         """True once the scale started from ``epoch`` is complete."""
-        request = pb.ScaleStatusRequest(streamInfo=_stream_info(scope, stream), epoch=epoch)
+        request = pb.ScaleStatusRequest(streamInfo=stream_info(scope, stream), epoch=epoch)
         status = (await self._call("checkScale", request)).status
         if status == pb.ScaleStatusResponse.SUCCESS:
             return True
@@ -514,10 +371,10 @@ class ControllerClient:
     # ---- transactions ----
 
     async def create_transaction(self, scope: str, stream: str, lease_ms: int) -> CreatedTxn:
-        request = pb.CreateTxnRequest(streamInfo=_stream_info(scope, stream), lease=lease_ms)
+        request = pb.CreateTxnRequest(streamInfo=stream_info(scope, stream), lease=lease_ms)
         reply = await self._call("createTransaction", request, not_found=self._no_stream(scope, stream))
-        return CreatedTxn(_txn_uuid(reply.txnId),
-                          tuple(sorted((_segment(r) for r in reply.activeSegments), key=lambda s: s.min_key)))
+        return CreatedTxn(txn_uuid(reply.txnId),
+                          tuple(sorted((segment_range(r) for r in reply.activeSegments), key=lambda s: s.min_key)))
 
     def _txn_status(self, status: int, txn_id: uuid.UUID, what: str) -> None:
         if status == pb.TxnStatus.SUCCESS:
@@ -530,35 +387,35 @@ class ControllerClient:
 
     async def commit_transaction(self, scope: str, stream: str, txn_id: uuid.UUID, writer_id: str = "",
                                  timestamp: int | None = None) -> None:
-        request = pb.TxnRequest(streamInfo=_stream_info(scope, stream), txnId=_txn_pb(txn_id), writerId=writer_id,
+        request = pb.TxnRequest(streamInfo=stream_info(scope, stream), txnId=txn_pb(txn_id), writerId=writer_id,
                                 timestamp=NO_TIMESTAMP if timestamp is None else timestamp)
         self._txn_status((await self._call("commitTransaction", request)).status, txn_id, "commit")
 
     async def abort_transaction(self, scope: str, stream: str, txn_id: uuid.UUID) -> None:
-        request = pb.TxnRequest(streamInfo=_stream_info(scope, stream), txnId=_txn_pb(txn_id))
+        request = pb.TxnRequest(streamInfo=stream_info(scope, stream), txnId=txn_pb(txn_id))
         self._txn_status((await self._call("abortTransaction", request)).status, txn_id, "abort")
 
     async def ping_transaction(self, scope: str, stream: str, txn_id: uuid.UUID, lease_ms: int) -> PingStatus:
-        request = pb.PingTxnRequest(streamInfo=_stream_info(scope, stream), txnId=_txn_pb(txn_id), lease=lease_ms)
+        request = pb.PingTxnRequest(streamInfo=stream_info(scope, stream), txnId=txn_pb(txn_id), lease=lease_ms)
         return PingStatus((await self._call("pingTransaction", request)).status)
 
     async def check_transaction_state(self, scope: str, stream: str, txn_id: uuid.UUID) -> TxnState:
-        request = pb.TxnRequest(streamInfo=_stream_info(scope, stream), txnId=_txn_pb(txn_id))
+        request = pb.TxnRequest(streamInfo=stream_info(scope, stream), txnId=txn_pb(txn_id))
         reply = await self._call("checkTransactionState", request, not_found=self._no_stream(scope, stream))
         return TxnState(reply.state)
 
     async def list_completed_transactions(self, scope: str, stream: str) -> dict[uuid.UUID, TxnState]:
         reply = await self._call("listCompletedTransactions", pb.ListCompletedTxnRequest(
-            streamInfo=_stream_info(scope, stream)), not_found=self._no_stream(scope, stream))
-        return {_txn_uuid(r.txnId): TxnState.COMMITTED if r.status == 0 else TxnState.ABORTED for r in reply.response}
+            streamInfo=stream_info(scope, stream)), not_found=self._no_stream(scope, stream))
+        return {txn_uuid(r.txnId): TxnState.COMMITTED if r.status == 0 else TxnState.ABORTED for r in reply.response}
 
     # ---- reader groups and subscribers ----
 
     async def create_reader_group(self, config: ControllerReaderGroupConfig) -> ControllerReaderGroupConfig:
         """Creates the group (or finds it) and returns the configuration the controller stores."""
-        reply = await self._call("createReaderGroup", _rg_pb(config))
+        reply = await self._call("createReaderGroup", reader_group_pb(config))
         if reply.status == pb.CreateReaderGroupResponse.SUCCESS:
-            return _rg(reply.config)
+            return reader_group_from_pb(reply.config)
         if reply.status == pb.CreateReaderGroupResponse.SCOPE_NOT_FOUND:
             raise NoSuchScopeError(f"scope {config.scope} does not exist")
         if reply.status == pb.CreateReaderGroupResponse.INVALID_RG_NAME:
@@ -568,14 +425,14 @@ class ControllerClient:
     async def get_reader_group_config(self, scope: str, group: str) -> ControllerReaderGroupConfig:
         reply = await self._call("getReaderGroupConfig", pb.ReaderGroupInfo(scope=scope, readerGroup=group))
         if reply.status == pb.ReaderGroupConfigResponse.SUCCESS:
-            return _rg(reply.config)
+            return reader_group_from_pb(reply.config)
         if reply.status == pb.ReaderGroupConfigResponse.RG_NOT_FOUND:
             raise NoSuchReaderGroupError(f"reader group {scope}/{group} does not exist")
         raise ControllerError(f"reading reader group {scope}/{group} failed", retriable=True)
 
     async def update_reader_group(self, config: ControllerReaderGroupConfig) -> int:
         """Applies ``config`` (its generation must be the stored one); returns the new generation."""
-        reply = await self._call("updateReaderGroup", _rg_pb(config))
+        reply = await self._call("updateReaderGroup", reader_group_pb(config))
         if reply.status == pb.UpdateReaderGroupResponse.SUCCESS:
             return int(reply.generation)
         if reply.status == pb.UpdateReaderGroupResponse.RG_NOT_FOUND:
@@ -597,7 +454,7 @@ class ControllerClient:
         raise ControllerError(f"deleting reader group {scope}/{group} failed", retriable=True)
 
     async def list_subscribers(self, scope: str, stream: str) -> list[str]:
-        reply = await self._call("listSubscribers", _stream_info(scope, stream))
+        reply = await self._call("listSubscribers", stream_info(scope, stream))
         if reply.status == 2:
             raise NoSuchStreamError(f"stream {scope}/{stream} does not exist")
         return list(reply.subscribers)
@@ -605,7 +462,7 @@ class ControllerClient:
     async def update_subscriber_stream_cut(self, subscriber: str, reader_group_id: uuid.UUID, generation: int,
                                            cut: StreamCut) -> None:
         request = pb.SubscriberStreamCut(subscriber=subscriber, generation=generation,
-                                         readerGroupId=str(reader_group_id), streamCut=_cut_pb(cut))
+                                         readerGroupId=str(reader_group_id), streamCut=cut_pb(cut))
         status = (await self._call("updateSubscriberStreamCut", request)).status
         if status == pb.UpdateSubscriberStatus.SUCCESS:
             return
@@ -640,7 +497,7 @@ class ControllerClient:
             "getCurrentSegmentsKeyValueTable", pb.KeyValueTableInfo(scope=scope, kvtName=name),
             not_found=lambda: NoSuchKeyValueTableError(f"key-value table {scope}/{name} does not exist"),
         )
-        return sorted((_segment(r) for r in reply.segmentRanges), key=lambda s: s.min_key)
+        return sorted((segment_range(r) for r in reply.segmentRanges), key=lambda s: s.min_key)
 
     async def get_key_value_table_configuration(self, scope: str, name: str) -> KeyValueTableConfiguration:
         reply = await self._call("getKeyValueTableConfiguration", pb.KeyValueTableInfo(scope=scope, kvtName=name))
@@ -674,11 +531,11 @@ class ControllerClient:
                                          position: Mapping[int, int]) -> bool:
         """Records a writer's time mark; False if the controller rejected it (time or position went back)."""
         request = pb.TimestampFromWriter(writer=writer, timestamp=timestamp,
-                                         position=_cut_pb(StreamCut(scope, stream, dict(position))))
+                                         position=cut_pb(StreamCut(scope, stream, dict(position))))
         return (await self._call("noteTimestampFromWriter", request)).result == pb.TimestampResponse.SUCCESS
 
     async def remove_writer(self, writer: str, scope: str, stream: str) -> bool:
-        request = pb.RemoveWriterRequest(writer=writer, stream=_stream_info(scope, stream))
+        request = pb.RemoveWriterRequest(writer=writer, stream=stream_info(scope, stream))
         return (await self._call("removeWriter", request)).result == pb.RemoveWriterResponse.SUCCESS
 
 

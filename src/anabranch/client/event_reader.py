@@ -28,6 +28,7 @@ from anabranch.client.reader_group import Position, ReaderGroup
 from anabranch.client.reader_group_state import ReaderGroupState
 from anabranch.client.segment_reader import EventBlock, SegmentReader
 from anabranch.client.serializers import BytesSerializer
+from anabranch.client.state_synchronizer import StateNotInitializedError
 from anabranch.model.names import ScopedSegment
 
 log = logging.getLogger(__name__)
@@ -140,7 +141,7 @@ class EventStreamReader(Generic[T]):
                     return None
                 self._current, self._index = self._ready.popleft(), 0
             segment, block = self._current
-            if segment not in self._segments or self._index >= len(block.events):
+            if self._index >= len(block.events):
                 self._current = None
                 continue
             i = self._index
@@ -165,12 +166,8 @@ class EventStreamReader(Generic[T]):
                 if block.events:
                     self._ready.append((segment, block))
                 if block.at_end_of_segment:
-                    await self._drain_then_complete(segment, block)
-
-    async def _drain_then_complete(self, segment: ScopedSegment, block: EventBlock) -> None:
-        self._ended.add(segment)
-        if not block.events:
-            await self._complete(segment)
+                    self._ended.add(segment)
+        await self._complete_drained()
 
     async def _complete_drained(self) -> None:
         """Records the completion of ended segments whose last events were all handed out."""
@@ -200,7 +197,8 @@ class EventStreamReader(Generic[T]):
         )
 
     async def _sync(self) -> str | None:
-        """Reports positions, rebalances, and answers a pending checkpoint (returns its name)."""
+        """Reports positions, answers a pending checkpoint (returns its name), rebalances, starts automatic
+        checkpoints (after rebalancing, so that frequent checkpoints cannot starve acquisition)."""
         await self._complete_drained()
         self._last_sync = asyncio.get_running_loop().time()
         sync = self.group.synchronizer
@@ -210,14 +208,13 @@ class EventStreamReader(Generic[T]):
         checkpoint = sync.state.checkpoint_for(self.reader_id)
         if checkpoint is not None:
             await sync.update_state(lambda s: (s.checkpoint_reached(self.reader_id, checkpoint, positions), None))
-            return checkpoint
-        await self._maybe_auto_checkpoint()
         for _ in range(sync.state.segments_to_release(self.reader_id)):
             await self._release_one()
         taken = await sync.update_state(lambda s: s.acquire(self.reader_id))
         for segment, offset in taken.items():
             self._open(segment, offset, sync.state.end_offsets.get(segment))
-        return None
+        await self._maybe_auto_checkpoint()
+        return checkpoint
 
     def _buffered_for(self, segment: ScopedSegment) -> bool:
         if self._current is not None and self._current[0] == segment and self._index < len(self._current[1].events):
@@ -234,8 +231,14 @@ class EventStreamReader(Generic[T]):
             return
         segment = max(candidates, key=lambda s: (s.scope, s.stream, s.segment_id))
         offset = self._positions[segment]
-        await self._drop(segment)
-        await self.group.synchronizer.update_state(lambda s: (s.release(self.reader_id, segment, offset), None))
+
+        def release(state: ReaderGroupState) -> tuple[ReaderGroupState | None, bool]:
+            if state.checkpoint_in_progress or segment not in state.segments_of(self.reader_id):
+                return None, False
+            return state.release(self.reader_id, segment, offset), True
+
+        if await self.group.synchronizer.update_state(release):
+            await self._drop(segment)
 
     async def _drop(self, segment: ScopedSegment) -> None:
         reader = self._segments.pop(segment)
@@ -273,4 +276,8 @@ class EventStreamReader(Generic[T]):
         positions = dict(self._positions)
         for segment in list(self._segments):
             await self._drop(segment)
-        await self.group.reader_offline(self.reader_id, Position(positions))
+        try:
+            await self.group.reader_offline(self.reader_id, Position(positions))
+        except StateNotInitializedError:
+            log.info("reader %s closed after its group %s/%s was deleted", self.reader_id, self.group.scope,
+                     self.group.name)

@@ -16,19 +16,22 @@ import asyncio
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cbor2
 
 from anabranch.client.controller_client import ControllerClient, ControllerReaderGroupConfig
-from anabranch.client.errors import ClientError, NoSuchReaderGroupError, OperationTimeoutError
+from anabranch.client.errors import ClientError, NoSuchReaderGroupError, OperationTimeoutError, VersionConflictError
 from anabranch.client.reader_group_state import Checkpoint, ReaderGroupState
 from anabranch.client.segment_reader import SegmentRouter
 from anabranch.client.state_synchronizer import RevisionedTableClient, StateSynchronizer, synchronizer_segment
-from anabranch.client.table_client import NO_VERSION, TableSegmentClient
+from anabranch.client.table_client import NOT_EXISTS, TableSegmentClient
 from anabranch.model.names import READER_GROUP_STREAM_PREFIX, ScopedSegment, validate_name
 from anabranch.model.stream_cut import StreamCut
 from anabranch.protocol.commands import GetStreamSegmentInfo, StreamSegmentInfo
+
+if TYPE_CHECKING:
+    from anabranch.client.event_reader import EventStreamReader
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +130,7 @@ class ReaderGroup:
         await self.synchronizer.fetch_updates()
         return self.synchronizer.state
 
-    async def create_reader(self, reader_id: str, serializer: Any = None) -> Any:
+    async def create_reader(self, reader_id: str, serializer: Any = None) -> EventStreamReader[Any]:
         """A new ``EventStreamReader`` named ``reader_id`` in this group (``serializer`` defaults to bytes)."""
         from anabranch.client.event_reader import EventStreamReader
 
@@ -160,8 +163,9 @@ class ReaderGroup:
             await asyncio.sleep(POLL_INTERVAL)
 
     async def get_stream_cuts(self) -> dict[tuple[str, str], StreamCut]:
-        """The group's current position per stream (what the readers have read and reported)."""
-        return stream_cuts((await self.state()).positions())
+        """The group's current position per stream (what the readers have read and reported); segments waiting
+        for predecessors appear at offset -1, as Pravega's well-formed cuts have them."""
+        return stream_cuts((await self.state()).cut_positions())
 
     async def get_head_stream_cuts(self) -> dict[tuple[str, str], StreamCut]:
         cuts = {}
@@ -250,20 +254,26 @@ def _synchronizer(router: SegmentRouter, scope: str, name: str) -> StateSynchron
 
 async def create_group(controller: ControllerClient, router: SegmentRouter, scope: str, name: str,
                        config: ReaderGroupConfig) -> tuple[ReaderGroup, bool]:
-    """Creates the group, or opens it if it exists (keeping its state); True if this call created it."""
+    """Creates the group, or opens it if it exists (keeping its stored state and configuration); True if this call
+    created it. The configuration is written first (must-not-exist), then the initial state, so concurrent
+    creators agree on one configuration and a creator that died half-way is completed by the next one."""
     validate_name("reader group", name, allow_internal=False)
     sync = _synchronizer(router, scope, name)
     await sync.client.create()
-    existing = await sync.client.table.get(CONFIG_KEY)
-    if existing is not None:
-        group = ReaderGroup(scope, name, ReaderGroupConfig.from_dict(cbor2.loads(existing.value)), controller, router,
-                            sync)
+    try:
+        await sync.client.table.put(CONFIG_KEY, cbor2.dumps(config.to_dict()), NOT_EXISTS)
+        created = True
+    except VersionConflictError:
+        stored = await sync.client.table.get(CONFIG_KEY)
+        if stored is None:
+            raise NoSuchReaderGroupError(f"reader group {scope}/{name} was deleted while being created") from None
+        config, created = ReaderGroupConfig.from_dict(cbor2.loads(stored.value)), False
+    if await sync.client.read() is None:
+        if created:
+            await _register_with_controller(controller, scope, name, config)
+        await sync.initialize(await initial_state(controller, router, config))
+    else:
         await sync.fetch_updates()
-        return group, False
-    await _register_with_controller(controller, scope, name, config)
-    state = await initial_state(controller, router, config)
-    created = await sync.initialize(state)
-    await sync.client.table.put(CONFIG_KEY, cbor2.dumps(config.to_dict()), NO_VERSION)
     return ReaderGroup(scope, name, config, controller, router, sync), created
 
 

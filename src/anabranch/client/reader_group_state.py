@@ -8,11 +8,15 @@ Invariants (property-tested):
 - a segment is in exactly one place: assigned to one reader, unassigned, or future (waiting);
 - a future (successor) segment becomes assignable only when every predecessor is finished; a predecessor
   counts as finished when it is in ``completed``, or when it is unknown to this state (e.g. before the start
-  cut or after a reset) and no live segment of an older epoch could still lead to it;
+  cut or after a reset) and either the successor is a future segment (offset -1) of the starting cut or no live
+  segment of an older epoch could still lead to it;
 - successors of a segment that ends at the group's ending stream cut are never added;
 - while a checkpoint is pending, no segment is acquired or released, so the checkpoint's positions are a
   consistent cut: each reader's positions when it reached the checkpoint, the unassigned segments at creation,
-  plus successors made assignable by segments the reader finished before reaching the checkpoint.
+  plus successors made assignable by segments the reader finished before reaching the checkpoint (unless a
+  predecessor is in the cut at an offset); a checkpoint never holds a segment and one of its successors. It also
+  records the segments finished before it, so a group reset to it knows which predecessors are done.
+- ``future`` keeps each successor's full predecessor set; whether it is ready is computed, never stored.
 """
 
 from __future__ import annotations
@@ -65,6 +69,7 @@ class ReaderGroupState:
     pending_checkpoints: tuple[PendingCheckpoint, ...] = ()
     checkpoints: tuple[Checkpoint, ...] = ()
     distance_to_tail: Mapping[str, int] = field(default_factory=dict)
+    cut_futures: frozenset[ScopedSegment] = frozenset()
 
     # --- construction -------------------------------------------------------------------------
 
@@ -72,11 +77,16 @@ class ReaderGroupState:
     def initial(
         cls, positions: Positions, end_offsets: Positions | None = None, completed: Iterable[ScopedSegment] = ()
     ) -> ReaderGroupState:
-        """A group that starts reading ``positions`` (segment → offset); ``end_offsets`` bound the segments."""
+        """A group that starts reading ``positions`` (segment → offset); ``end_offsets`` bound the segments.
+
+        Segments at a negative offset are the cut's future segments: they follow the cut's segments directly, so
+        any of their predecessors that is not in the cut is already finished.
+        """
         return cls(
             unassigned=_frozen({s: o for s, o in positions.items() if o >= 0}),
             end_offsets=_frozen(end_offsets or {}),
             completed=frozenset(completed),
+            cut_futures=frozenset(s for s, o in positions.items() if o < 0),
         )
 
     # --- queries ------------------------------------------------------------------------------
@@ -106,6 +116,10 @@ class ReaderGroupState:
         for segments in self.assigned.values():
             result.update(segments)
         return result
+
+    def cut_positions(self) -> dict[ScopedSegment, int]:
+        """``positions()`` plus the future segments at offset -1: a well-formed stream cut of the group."""
+        return {**dict.fromkeys(self.future, -1), **self.positions()}
 
     @property
     def is_finished(self) -> bool:
@@ -261,18 +275,17 @@ class ReaderGroupState:
             completed=completed,
             future=_frozen(future),
         )
+        waiting_for = state.future
         state, ready = state._promote_futures()
-        pending = tuple(
-            replace(
-                p,
-                positions=_frozen({**p.positions, **dict.fromkeys(ready, 0)}),
-                completed=p.completed | {segment},
-            )
-            if reader in p.waiting
-            else p
-            for p in state.pending_checkpoints
-        )
-        return replace(state, pending_checkpoints=pending)
+        pending = []
+        for p in state.pending_checkpoints:
+            if reader in p.waiting:
+                # successors of segments finished before this reader reached the checkpoint belong to it, unless a
+                # predecessor was reported at an offset (then the successor comes after that predecessor again)
+                starts = {s: 0 for s in ready if not waiting_for[s] & set(p.positions)}
+                p = replace(p, positions=_frozen({**p.positions, **starts}), completed=p.completed | {segment})
+            pending.append(p)
+        return replace(state, pending_checkpoints=tuple(pending))
 
     def _promote_futures(self) -> tuple[ReaderGroupState, list[ScopedSegment]]:
         live_now = self.live_segments()
@@ -280,11 +293,13 @@ class ReaderGroupState:
         for segments in self.assigned.values():
             reading |= set(segments)
 
-        def finished(pred: ScopedSegment) -> bool:
+        def finished(pred: ScopedSegment, successor: ScopedSegment) -> bool:
             if pred in self.completed:
                 return True
             if pred in live_now:
                 return False
+            if successor in self.cut_futures:
+                return True
             epoch = segment_epoch(pred.segment_id)
             return not any(
                 (s.scope, s.stream) == (pred.scope, pred.stream) and segment_epoch(s.segment_id) < epoch
@@ -294,9 +309,8 @@ class ReaderGroupState:
         future: dict[ScopedSegment, frozenset[ScopedSegment]] = {}
         ready: list[ScopedSegment] = []
         for successor, preds in self.future.items():
-            left = frozenset(p for p in preds if not finished(p))
-            if left:
-                future[successor] = left
+            if any(not finished(p, successor) for p in preds):
+                future[successor] = preds
             else:
                 ready.append(successor)
         if not ready:
@@ -352,6 +366,7 @@ class ReaderGroupState:
                 for c in self.checkpoints
             ],
             "distance": dict(self.distance_to_tail),
+            "cut_futures": sorted(s.qualified_name for s in self.cut_futures),
         }
 
     @classmethod
@@ -374,6 +389,7 @@ class ReaderGroupState:
                 Checkpoint(c["name"], _positions_in(c["positions"]), segs(c["completed"])) for c in data["checkpoints"]
             ),
             distance_to_tail=_frozen(data["distance"]),
+            cut_futures=segs(data.get("cut_futures", ())),
         )
 
 

@@ -24,7 +24,7 @@ import struct
 import uuid
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from anabranch.client.config import MAX_EVENT_SIZE, ClientConfig
@@ -65,14 +65,12 @@ class ClientContext:
     config: ClientConfig
     controller: ControllerClient
     pool: ConnectionPool
-    _tokens: dict[tuple[str, str], str] | None = None
+    _tokens: dict[tuple[str, str], str] = field(default_factory=dict, init=False, repr=False)
 
     async def token(self, scope: str, stream: str, *, refresh: bool = False) -> str:
         """The delegation token for a stream ("" when auth is off; cached)."""
         if self.config.auth_token is None:
             return ""
-        if self._tokens is None:
-            self._tokens = {}
         key = (scope, stream)
         if refresh or key not in self._tokens:
             self._tokens[key] = await self.controller.get_delegation_token(scope, stream)

@@ -9,6 +9,7 @@ re-applied, so concurrent clients converge on one history of updates.
 
 Each write stores the whole state (a snapshot), so there is nothing to replay and nothing to compact on the
 client: the segment store compacts the table segment's log. Keep states small (reader-group state is).
+Revisions only grow (they are the table's log positions), so the local copy only ever moves forward.
 Table segment names follow the Rust client's convention ``<scope>/<name>_kvtable/0.#epoch.0``.
 """
 
@@ -75,6 +76,8 @@ class RevisionedTableClient:
             return await self.table.put(self.key, value, NOT_EXISTS if expected is None else expected)
         except (VersionConflictError, KeyDoesNotExistError):
             return None
+        except NoSuchSegmentError as exc:
+            raise StateNotInitializedError(f"{self.table.segment} does not exist (was it deleted?)") from exc
 
 
 class StateSynchronizer(Generic[S]):
@@ -108,14 +111,20 @@ class StateSynchronizer(Generic[S]):
         latest = await self.client.read()
         if latest is None:
             raise StateNotInitializedError(f"{self.client.table.segment} holds no state (was it deleted?)")
-        if latest.revision == self._revision:
+        if self._revision is not None and latest.revision <= self._revision:
             return False
-        self._state = self.serializer.deserialize(latest.value)
-        self._revision = latest.revision
+        self._adopt(self.serializer.deserialize(latest.value), latest.revision)
         return True
+
+    def _adopt(self, state: S, revision: int) -> None:
+        """Keeps the newest of what this client wrote and fetched (concurrent local updaters may finish late)."""
+        if self._revision is None or revision > self._revision:
+            self._state, self._revision = state, revision
 
     async def update_state(self, updater: Callable[[S], tuple[S | None, R]]) -> R:
         """Applies ``updater(state) -> (new state or None for no change, result)`` atomically; returns the result.
+
+        An unchanged state (None, or equal to the current one) writes nothing.
 
         On a conflict with another writer the state is fetched again and ``updater`` re-applied, so it must be
         a pure function of the state.
@@ -124,11 +133,11 @@ class StateSynchronizer(Generic[S]):
             await self.fetch_updates()
         for attempt in range(MAX_CONFLICTS):
             new_state, result = updater(self.state)
-            if new_state is None:
+            if new_state is None or new_state == self._state:
                 return result
             revision = await self.client.write_conditionally(self._revision, self.serializer.serialize(new_state))
             if revision is not None:
-                self._state, self._revision = new_state, revision
+                self._adopt(new_state, revision)
                 return result
             log.debug("conflicting update on %s (attempt %d); refetching", self.client.table.segment, attempt + 1)
             await self.fetch_updates()

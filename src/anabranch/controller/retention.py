@@ -16,7 +16,7 @@ bytes written between two cuts, from which the job keeps the running size of eac
 I/O part: ``RetentionJob`` runs every ``period`` seconds on its clock. For each stream with a retention
 policy it records the current tail (the active segments' lengths) under the key ``retention`` of the
 stream's metadata table, chooses a cut and truncates through the controller's truncate workflow, then
-forgets the recorded cuts it truncated past.
+forgets the recorded cuts it truncated past; at most ``MAX_RECORDED_CUTS`` are kept (``thin``).
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ RETENTION_TIME = 1
 RETENTION_SIZE = 2
 UNBOUNDED = 2**63 - 1
 RETENTION_KEY = "retention"
+MAX_RECORDED_CUTS = 256
 
 Cut = Mapping[int, int]
 CutOrder = Callable[[Cut, Cut], bool]
@@ -116,6 +117,16 @@ def choose_truncation(policy: RetentionConfig | None, history: Sequence[Recorded
 def prune(history: Sequence[RecordedCut], truncated: Cut, at_or_after: CutOrder) -> list[RecordedCut]:
     """The recorded cuts strictly ahead of a truncation."""
     return [r for r in history if dict(r.cut) != dict(truncated) and at_or_after(r.cut, truncated)]
+
+
+def thin(history: Sequence[RecordedCut], limit: int = MAX_RECORDED_CUTS) -> list[RecordedCut]:
+    """At most ``limit`` cuts: every other cut of the older half goes first. Dropping a cut only ever makes
+    a later truncation land earlier (keeping more), so the minimum is never violated."""
+    kept = list(history)
+    while len(kept) > limit:
+        half = len(kept) // 2
+        kept = kept[:half:2] + kept[half:]
+    return kept
 
 
 def _position(seg: SegmentRecord, cut: Cut, cut_segments: Sequence[SegmentRecord],
@@ -222,7 +233,7 @@ class RetentionJob:
             else:
                 log.info("retention truncation of %s/%s refused: %s", scope, stream, status)
                 chosen = None
-        await view.table.put(RETENTION_KEY, {"cuts": [r.encode() for r in history]}, version)
+        await view.table.put(RETENTION_KEY, {"cuts": [r.encode() for r in thin(history)]}, version)
         return chosen
 
     @staticmethod

@@ -14,6 +14,7 @@ transaction's, then new data: the order a commit at T would have given.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Sequence
@@ -112,12 +113,11 @@ class Scaling:
         if transition.kind == "rolling":
             await self._roll(view, transition, old)
         else:
-            for seg in latest.segments:
-                if seg.creation_epoch == latest.epoch:
-                    await ops.create_segment(view.segment_name(seg.id), policy.scale_type, policy.target_rate,
-                                             view.config.rollover_size_bytes)
-            for seg_id in transition.sealed:
-                await ops.seal_segment(view.segment_name(seg_id))
+            await asyncio.gather(*(
+                ops.create_segment(view.segment_name(seg.id), policy.scale_type, policy.target_rate,
+                                   view.config.rollover_size_bytes)
+                for seg in latest.segments if seg.creation_epoch == latest.epoch))
+            await asyncio.gather(*(ops.seal_segment(view.segment_name(seg_id)) for seg_id in transition.sealed))
         view.pointer_version = await view.table.put("epochs", view.pointer(active=latest.epoch),
                                                     view.pointer_version)
         view.active = latest.epoch
@@ -145,11 +145,11 @@ class Scaling:
             except SegmentSealedError:
                 log.debug("rolling target %s already sealed: the merge happened before a restart", target)
             await ops.seal_segment(target)
-        for seg in second.segments:
-            await ops.create_segment(view.segment_name(seg.id), policy.scale_type, policy.target_rate,
-                                     view.config.rollover_size_bytes)
-        for seg in active.segments:
-            await ops.seal_segment(view.segment_name(seg.id))
+        await asyncio.gather(*(
+            ops.create_segment(view.segment_name(seg.id), policy.scale_type, policy.target_rate,
+                               view.config.rollover_size_bytes)
+            for seg in second.segments))
+        await asyncio.gather(*(ops.seal_segment(view.segment_name(seg.id)) for seg in active.segments))
         if txn.status is not TxnStatus.COMMITTED:
             await view.table.put(f"txn/{transition.txn}", txn.with_status(TxnStatus.COMMITTED).encode(), found[1])
 

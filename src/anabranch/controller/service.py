@@ -3,8 +3,8 @@
 
 ``start`` connects to the segment store (waiting up to ``startup_timeout`` for it), creates the system
 tables, finishes any workflow a crash interrupted (the startup sweep), then listens and starts the
-transaction lease timer. ``stop`` reverses that. The controller holds no state of its own: kill it at
-any point and start it again.
+transaction lease timer and a periodic sweep that finishes workflows a failed request left half done.
+``stop`` reverses that. The controller holds no state of its own: kill it at any point and start it again.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ class ControllerService:
     def __init__(self, segment_store_host: str, segment_store_port: int, *, host: str = "127.0.0.1",
                  port: int = 9090, ops: SegmentStoreOps | None = None, monotonic: Callable[[], float] = time.monotonic,
                  wall_ms: Callable[[], int] = wall_clock_ms, lease_check_interval: float = 1.0,
-                 startup_timeout: float = 60.0) -> None:
+                 startup_timeout: float = 60.0, sweep_interval: float = 30.0) -> None:
         self.segment_store_host = segment_store_host
         self.segment_store_port = segment_store_port
         self.host = host
@@ -41,9 +41,10 @@ class ControllerService:
         self.wall_ms = wall_ms
         self.lease_check_interval = lease_check_interval
         self.startup_timeout = startup_timeout
+        self.sweep_interval = sweep_interval
         self.controller: Controller | None = None
         self._server: grpc.aio.Server | None = None
-        self._lease_task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         controller = Controller(self.ops, self.segment_store_host, self.segment_store_port, host=self.host,
@@ -66,17 +67,29 @@ class ControllerService:
         self.port = controller.port = bound
         await server.start()
         self.controller, self._server = controller, server
-        self._lease_task = asyncio.get_running_loop().create_task(
-            controller.txns.run_lease_timer(self.lease_check_interval), name="controller-txn-leases")
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(controller.txns.run_lease_timer(self.lease_check_interval), name="controller-txn-leases"),
+            loop.create_task(self._sweep(controller), name="controller-sweeper"),
+        ]
         log.info("controller listening on %s:%d (segment store %s:%d)", self.host, self.port,
                  self.segment_store_host, self.segment_store_port)
 
+    async def _sweep(self, controller: Controller) -> None:
+        """Every ``sweep_interval`` seconds, finish workflows a failed request left half done."""
+        while True:
+            await asyncio.sleep(self.sweep_interval)
+            try:
+                await controller.resume_all()
+            except Exception:
+                log.exception("controller sweep failed; retrying in %s s", self.sweep_interval)
+
     async def stop(self, grace: float = 1.0) -> None:
-        if self._lease_task is not None:
-            self._lease_task.cancel()
+        for task in self._tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._lease_task
-            self._lease_task = None
+                await task
+        self._tasks = []
         if self._server is not None:
             await self._server.stop(grace)
             self._server = None

@@ -8,6 +8,7 @@ one at a time (per-stream lock). Scaling lives in ``scaling``, transactions in `
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 
@@ -22,7 +23,7 @@ from anabranch.controller.epochs import (
     is_before,
     is_cut_valid,
 )
-from anabranch.controller.errors import NoSuchSegmentError, StreamNotFoundError, TableNotEmptyError
+from anabranch.controller.errors import BadOffsetError, NoSuchSegmentError, StreamNotFoundError, TableNotEmptyError
 from anabranch.controller.metadata import SCOPE_INDEXES
 from anabranch.controller.records import StreamConfiguration, StreamState
 from anabranch.controller.scaling import Scaling
@@ -141,9 +142,10 @@ class Streams:
 
     async def _finish_create(self, view: StreamView) -> None:
         scaling = view.config.scaling
-        for seg in (await self.ctx.epoch(view, 0)).segments:
-            await self.ctx.ops.create_segment(view.segment_name(seg.id), scaling.scale_type, scaling.target_rate,
-                                              view.config.rollover_size_bytes)
+        await asyncio.gather(*(
+            self.ctx.ops.create_segment(view.segment_name(seg.id), scaling.scale_type, scaling.target_rate,
+                                        view.config.rollover_size_bytes)
+            for seg in (await self.ctx.epoch(view, 0)).segments))
         await self._index_tags(view.scope, view.stream, (), view.config.tags)
         if not view.stream.startswith("_"):
             await self.create_stream(view.scope, mark_stream_name(view.stream), StreamConfiguration())
@@ -169,6 +171,7 @@ class Streams:
                 view = await self.ctx.view(scope, stream)
             except StreamNotFoundError:
                 return "STREAM_NOT_FOUND"
+            view = await self._resume_locked(view)
             if view.state in (StreamState.SEALED, StreamState.SEALING):
                 return "STREAM_SEALED"
             if view.state is StreamState.CREATING or config_problem(config) is not None:
@@ -183,9 +186,9 @@ class Streams:
     async def _finish_update(self, view: StreamView, old_tags: tuple[str, ...]) -> None:
         scaling = view.config.scaling
         active = await self.ctx.active_segments(view)
-        for seg in active:
-            await self.ctx.ops.update_segment_policy(view.segment_name(seg.id), scaling.scale_type,
-                                                     scaling.target_rate)
+        await asyncio.gather(*(
+            self.ctx.ops.update_segment_policy(view.segment_name(seg.id), scaling.scale_type, scaling.target_rate)
+            for seg in active))
         await self._index_tags(view.scope, view.stream, old_tags, view.config.tags)
         count, wanted = len(active), scaling.min_segments
         if count < wanted or (scaling.scale_type == 0 and count != wanted):
@@ -201,6 +204,7 @@ class Streams:
                 view = await self.ctx.view(scope, stream)
             except StreamNotFoundError:
                 return "STREAM_NOT_FOUND"
+            view = await self._resume_locked(view)
             if view.state is StreamState.SEALED:
                 return "SUCCESS"
             if view.state is StreamState.CREATING:
@@ -213,24 +217,27 @@ class Streams:
         for hook in self.before_seal:
             await hook(view)
         view = await self.ctx.view(view.scope, view.stream)
-        for seg in (await self.ctx.epoch(view, view.active)).segments:
-            await self.ctx.ops.seal_segment(view.segment_name(seg.id))
+        await asyncio.gather(*(self.ctx.ops.seal_segment(view.segment_name(seg.id))
+                               for seg in (await self.ctx.epoch(view, view.active)).segments))
         await self.ctx.set_state(view, StreamState.SEALED)
 
     # ---- delete ----
 
     async def delete_stream(self, scope: str, stream: str) -> str:
+        status = "SUCCESS"
         async with self.ctx.lock(scope, stream):
             try:
                 view = await self.ctx.view(scope, stream)
             except StreamNotFoundError:
-                return "STREAM_NOT_FOUND"
-            if view.state not in (StreamState.SEALED, StreamState.CREATING):
-                return "STREAM_NOT_SEALED"
-            await self._delete_locked(view)
+                status = "STREAM_NOT_FOUND"
+            else:
+                view = await self._resume_locked(view)
+                if view.state not in (StreamState.SEALED, StreamState.CREATING):
+                    return "STREAM_NOT_SEALED"
+                await self._delete_locked(view)
         if not stream.startswith("_"):
             await self.delete_internal_stream(scope, mark_stream_name(stream))
-        return "SUCCESS"
+        return status
 
     async def delete_internal_stream(self, scope: str, stream: str) -> None:
         """Seal (if needed) and delete an internal stream such as ``_MARK<s>`` or ``_RG<g>``; missing is fine."""
@@ -239,8 +246,8 @@ class Streams:
         await self.delete_stream(scope, stream)
 
     async def _delete_locked(self, view: StreamView) -> None:
-        for seg_id in all_segments(await self.ctx.all_epochs(view)):
-            await self.ctx.ops.delete_segment(view.segment_name(seg_id))
+        await asyncio.gather(*(self.ctx.ops.delete_segment(view.segment_name(seg_id))
+                               for seg_id in all_segments(await self.ctx.all_epochs(view))))
         await self.store.deleted_streams.put(f"{view.scope}/{view.stream}", view.next_number)
         await self._index_tags(view.scope, view.stream, view.config.tags, ())
         await view.table.delete()
@@ -255,6 +262,7 @@ class Streams:
                 view = await self.ctx.view(scope, stream)
             except StreamNotFoundError:
                 return "STREAM_NOT_FOUND"
+            view = await self._resume_locked(view)
             if view.state in (StreamState.SEALED, StreamState.SEALING):
                 return "STREAM_SEALED"
             if view.state is not StreamState.ACTIVE:
@@ -284,7 +292,7 @@ class Streams:
         segments = all_segments(await self.ctx.all_epochs(view))
         for seg_id, offset in cut.items():
             if offset > 0:
-                await self.ctx.ops.truncate_segment(view.segment_name(seg_id), offset)
+                await self._truncate_segment(view.segment_name(seg_id), offset)
         cut_segs = [segments[i] for i in cut]
         for seg in segments.values():
             if seg.id not in cut and is_before(seg, cut_segs):
@@ -292,28 +300,43 @@ class Streams:
         await view.table.put("truncation", {"cut": cut, "done": True})
         await self.ctx.set_state(view, StreamState.ACTIVE)
 
+    async def _truncate_segment(self, name: str, offset: int) -> None:
+        """Truncate at ``offset``; a segment already truncated further (e.g. by a byte-stream client) is fine."""
+        try:
+            await self.ctx.ops.truncate_segment(name, offset)
+        except BadOffsetError:
+            if (await self.ctx.ops.get_segment_info(name)).start_offset < offset:
+                raise
+
     # ---- crash recovery ----
 
     async def resume(self, scope: str, stream: str) -> None:
-        """Finish whatever workflow a crash interrupted on this stream."""
+        """Finish whatever workflow a crash (or a failed request) left unfinished on this stream."""
         async with self.ctx.lock(scope, stream):
             try:
                 view = await self.ctx.view(scope, stream)
             except StreamNotFoundError:
                 return
-            if view.transition is not None:
-                await self.scaling.complete(view)
-                view = await self.ctx.view(scope, stream)
-            if view.state is StreamState.CREATING:
-                await self._finish_create(view)
-            elif view.state is StreamState.UPDATING:
-                await self._finish_update(view, ())
-            elif view.state is StreamState.SEALING:
-                await self._finish_seal(view)
-            elif view.state is StreamState.TRUNCATING:
-                await self._finish_truncate(view)
-            elif view.state is StreamState.SCALING:
-                await self.ctx.set_state(view, StreamState.ACTIVE)
+            await self._resume_locked(view, finish_create=True)
+
+    async def _resume_locked(self, view: StreamView, finish_create: bool = False) -> StreamView:
+        """Finish an interrupted workflow (caller holds the lock); returns the stream's fresh records."""
+        if view.transition is not None:
+            await self.scaling.complete(view)
+            view = await self.ctx.view(view.scope, view.stream)
+        if view.state is StreamState.CREATING and finish_create:
+            await self._finish_create(view)
+        elif view.state is StreamState.UPDATING:
+            await self._finish_update(view, ())
+        elif view.state is StreamState.SEALING:
+            await self._finish_seal(view)
+        elif view.state is StreamState.TRUNCATING:
+            await self._finish_truncate(view)
+        elif view.state is StreamState.SCALING:
+            await self.ctx.set_state(view, StreamState.ACTIVE)
+        else:
+            return view
+        return await self.ctx.view(view.scope, view.stream)
 
     async def resume_all(self) -> None:
         """The startup sweep: every stream of every scope, plus index entries whose stream vanished."""

@@ -65,8 +65,8 @@ class Transactions:
                                                                                      MAX_EXECUTION_MS))
             await view.table.insert(TXN_PREFIX + txn_hex(txn_id), record.encode())
             self.deadlines[(scope, stream, txn_hex(txn_id))] = self.ctx.monotonic() + lease_ms / 1000
-            for name in self._txn_segments(view, segments, txn_id):
-                await self.ctx.ops.create_segment(name)
+            await asyncio.gather(*(self.ctx.ops.create_segment(name)
+                                   for name in self._txn_segments(view, segments, txn_id)))
             return txn_id, segments
 
     async def _record(self, view: StreamView, txn_id: uuid.UUID) -> tuple[TxnRecord, int] | None:
@@ -125,8 +125,9 @@ class Transactions:
             await self.scaling.roll_transaction(view, txn_hex(txn_id), record)
             return
         segments = (await self.ctx.epoch(view, record.epoch)).sorted_segments()
-        for seg, source in zip(segments, self._txn_segments(view, segments, txn_id), strict=True):
-            await self.ctx.ops.merge_segments_batch(view.segment_name(seg.id), [source])
+        await asyncio.gather(*(
+            self.ctx.ops.merge_segments_batch(view.segment_name(seg.id), [source])
+            for seg, source in zip(segments, self._txn_segments(view, segments, txn_id), strict=True)))
         await view.table.put(TXN_PREFIX + txn_hex(txn_id), record.with_status(TxnStatus.COMMITTED).encode(), version)
 
     async def abort(self, scope: str, stream: str, txn_id: uuid.UUID) -> str:
@@ -152,8 +153,8 @@ class Transactions:
             version = await view.table.put(key, record.encode(), version)
         self.deadlines.pop((view.scope, view.stream, txn_hex(txn_id)), None)
         segments = (await self.ctx.epoch(view, record.epoch)).sorted_segments()
-        for name in self._txn_segments(view, segments, txn_id):
-            await self.ctx.ops.delete_segment(name)
+        await asyncio.gather(*(self.ctx.ops.delete_segment(name)
+                               for name in self._txn_segments(view, segments, txn_id)))
         await view.table.put(key, record.with_status(TxnStatus.ABORTED).encode(), version)
 
     async def records(self, view: StreamView) -> list[tuple[uuid.UUID, TxnRecord, int]]:
@@ -178,7 +179,8 @@ class Transactions:
                 await self._abort_locked(view, txn_id, record, version)
 
     async def resume(self, scope: str, stream: str) -> None:
-        """After a restart: finish commits and aborts in flight, give open transactions a fresh lease."""
+        """Finish commits and aborts in flight; open transactions not tracked yet (after a restart) get a
+        fresh full lease."""
         async with self.ctx.lock(scope, stream):
             try:
                 view = await self.ctx.view(scope, stream)
@@ -191,7 +193,8 @@ class Transactions:
                 elif record.status is TxnStatus.ABORTING:
                     await self._abort_locked(view, txn_id, record, version)
                 elif record.status is TxnStatus.OPEN:
-                    self.deadlines[(scope, stream, txn_hex(txn_id))] = self.ctx.monotonic() + record.lease_ms / 1000
+                    self.deadlines.setdefault((scope, stream, txn_hex(txn_id)),
+                                              self.ctx.monotonic() + record.lease_ms / 1000)
 
     async def expire_due(self) -> int:
         """Abort every open transaction whose lease ran out; returns how many were aborted."""

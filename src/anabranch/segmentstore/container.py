@@ -66,7 +66,8 @@ class SegmentContainer:
         self.cache = BlockCache()
         self._clock = clock or SystemClock()
         self._applier = OperationApplier(self.metadata, self.read_index, self._clock)
-        self._processor = OperationProcessor(container_id, durable_log, self._applier.apply)
+        self._processor = OperationProcessor(container_id, durable_log, self._applier.apply,
+                                             on_failure=self._on_log_failure)
         config = writer_config or StorageWriterConfig(max_unflushed_bytes=max(cache_size // 2, 1024 * 1024))
         self._writer = StorageWriter(container_id, self.metadata, self.read_index, storage, self._processor,
                                      durable_log, config, self._trim_memory, self._clock)
@@ -96,6 +97,11 @@ class SegmentContainer:
         await self._processor.close()
         await self._log.close()
         await self._storage.close()
+        self._release_gate()
+        self._wake_readers()
+
+    def _on_log_failure(self) -> None:
+        """The container can no longer make anything durable: fail waiting appends and tail reads."""
         self._release_gate()
         self._wake_readers()
 

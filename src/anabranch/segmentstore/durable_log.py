@@ -40,11 +40,12 @@ _Queued = tuple[Operation | CheckpointRequest, "asyncio.Future[int]"]
 
 class OperationProcessor:
     def __init__(self, container_id: int, log_: DurableDataLog, apply: Apply, *,
-                 max_record_bytes: int = 8 * 1024 * 1024) -> None:
+                 max_record_bytes: int = 8 * 1024 * 1024, on_failure: Callable[[], None] | None = None) -> None:
         self._container_id = container_id
         self._log = log_
         self._apply = apply
         self._max_record_bytes = max_record_bytes
+        self._on_failure = on_failure
         self._queue: deque[_Queued] = deque()
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -124,6 +125,8 @@ class OperationProcessor:
             log.exception("container %d: durable log failed; failing queued operations", self._container_id)
             self._failure = exc
             self._fail_queued(ContainerClosedError(self._container_id, f"failed ({exc!r})"))
+            if self._on_failure is not None:
+                self._on_failure()
 
     async def _write(self, batch: list[_Queued]) -> None:
         buffers: list[Buffer] = []

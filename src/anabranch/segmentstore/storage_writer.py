@@ -4,10 +4,10 @@ checkpoints the metadata and truncates Tier-1.
 One background task runs cycles (every ``flush_interval``, or sooner when unflushed bytes pass
 ``flush_threshold`` or someone calls ``flush_now``). A cycle handles the segments that are due: with
 at least ``segment_flush_bytes`` unflushed, or unflushed for ``max_flush_delay`` seconds, or with a
-pending seal/merge/truncate (all of them under memory pressure or in ``flush_now``). Per segment
-it creates its LTS object,
-writes the bytes above ``storage_length`` in large writes, concatenates pending merges when the
-LTS length reaches their offset, seals, truncates; then deletes LTS objects of deleted segments.
+pending seal/merge (all of them under memory pressure or in ``flush_now``). Per segment it creates
+its LTS object, writes the bytes above ``storage_length`` in large writes, concatenates pending
+merges when the LTS length reaches their offset, seals, truncates; then it deletes the LTS objects
+of deleted segments.
 After a cycle that changed LTS it writes a checkpoint record and truncates Tier-1 below the newest
 checkpoint that precedes every record still holding unflushed data. Invariants: ``storage_length``
 only grows; Tier-1 records holding bytes not in LTS are never truncated.

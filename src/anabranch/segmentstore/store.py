@@ -55,6 +55,12 @@ class SegmentStore:
         """Flush pending work to LTS and close every container."""
         await asyncio.gather(*(c.close() for c in self.containers))
 
+    async def __aenter__(self) -> SegmentStore:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
     async def abort(self) -> None:
         """Stop every container without flushing (what a crash leaves behind; for tests)."""
         await asyncio.gather(*(c.abort() for c in self.containers))
@@ -100,10 +106,25 @@ class SegmentStore:
         return await container.merge(target, source)
 
     async def merge_batch(self, target: str, sources: list[str]) -> list[int]:
+        """Merge ``sources`` into ``target`` in order, as one log operation when they share the target's
+        container; missing sources (or the target itself) count as already merged."""
         container = self.container(target)
         if all(self.container(s) is container for s in sources):
             return await container.merge_batch(target, sources)
-        return [await self._merge_across(target, s, missing_ok=True) for s in sources]
+        for source in set(sources) - {target}:
+            try:
+                info = await self.get_info(source)
+            except NoSuchSegmentError:
+                continue
+            if info.start_offset > 0:
+                raise SegmentTruncatedError(source, info.start_offset)
+        lengths = []
+        for source in sources:
+            if source == target:
+                lengths.append((await self.get_info(target)).length)
+            else:
+                lengths.append(await self._merge_across(target, source, missing_ok=True))
+        return lengths
 
     async def _merge_across(self, target: str, source: str, *, missing_ok: bool = False) -> int:
         """Merge a source living in another container (names whose parents hash apart): seal it, copy

@@ -7,6 +7,7 @@ import asyncio
 import itertools
 import json
 import struct
+import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -15,12 +16,12 @@ from typing import Any
 import pytest
 
 from anabranch.client.config import ClientConfig, ScalingPolicy, StreamConfiguration
-from anabranch.client.connection import ConnectionPool, next_request_id
+from anabranch.client.connection import ConnectionPool, RawConnection, next_request_id
 from anabranch.client.controller_client import ControllerClient, KeyValueTableConfiguration
-from anabranch.client.errors import VersionConflictError
+from anabranch.client.errors import NoSuchReaderGroupError, VersionConflictError
 from anabranch.client.event_reader import EventStreamReader
 from anabranch.client.kv_table import NOT_EXISTS, KeyValueTable, Put, TableKey
-from anabranch.client.reader_group import ReaderGroup, ReaderGroupConfig, create_group
+from anabranch.client.reader_group import ReaderGroup, ReaderGroupConfig, create_group, open_group
 from anabranch.client.segment_reader import SegmentRouter, controller_resolver
 from anabranch.client.state_synchronizer import RevisionedTableClient, StateSynchronizer, synchronizer_segment
 from anabranch.client.table_client import TableSegmentClient
@@ -65,14 +66,20 @@ async def new_stream(c: Client, segments: int) -> tuple[str, str]:
 async def append(c: Client, segment: str, *payloads: bytes) -> None:
     """Appends pre-framed events with one SetupAppend + AppendBlockEnd and waits for the ack."""
     connection = await c.router.connection_for(segment)
+    assert isinstance(connection, RawConnection)
     writer = uuid.uuid4()
     setup = await connection.request(wire.SetupAppend(next_request_id(), writer, segment, ""))
     assert isinstance(setup, wire.AppendSetup), setup
-    request_id = next_request_id()
     acked: asyncio.Future[wire.Reply] = asyncio.get_running_loop().create_future()
-    connection.add_listener(writer, lambda reply: acked.done() or acked.set_result(reply))  # type: ignore[attr-defined]
-    connection.send(wire.AppendBlockEnd(writer, 0, frame(*payloads), len(payloads), len(payloads), request_id))  # type: ignore[attr-defined]
+
+    def on_reply(reply: wire.Reply) -> None:
+        if not acked.done():
+            acked.set_result(reply)
+
+    connection.add_listener(writer, on_reply)
+    connection.send(wire.AppendBlockEnd(writer, 0, frame(*payloads), len(payloads), len(payloads), next_request_id()))
     reply = await asyncio.wait_for(acked, 10)
+    connection.remove_listener(writer)
     assert isinstance(reply, wire.DataAppended), reply
 
 
@@ -166,22 +173,24 @@ async def _collect(reader: EventStreamReader[Any]) -> list[bytes]:
     return [event async for event in reader]
 
 
-async def test_reading_across_a_scale_keeps_successors_after_predecessors(client: Client) -> None:
-    scope, stream = await new_stream(client, 2)
-    first = await client.controller.get_current_segments(scope, stream)
-    for s in first:
-        await append(client, s.qualified_name, *[b"old%d-%d" % (s.segment_id, i) for i in range(20)])
-    result = await client.controller.scale_and_wait(scope, stream, [s.segment_id for s in first], [(0.0, 1.0)])
-    (merged,) = result.new_segments
-    await append(client, merged.qualified_name, *[b"new-%d" % i for i in range(10)])
+async def test_reading_across_scales_keeps_successors_after_predecessors(client: Client) -> None:
+    """Segment 0 splits into two, which then merge into one: each generation is read after the previous one."""
+    scope, stream = await new_stream(client, 1)
+    (first,) = await client.controller.get_current_segments(scope, stream)
+    await append(client, first.qualified_name, *[b"0-old-%d" % i for i in range(20)])
+    split = await client.controller.scale_and_wait(scope, stream, [first.segment_id], [(0.0, 0.5), (0.5, 1.0)])
+    for s in split.new_segments:
+        await append(client, s.qualified_name, *[b"1-mid%d-%d" % (s.segment_id & 0xFF, i) for i in range(15)])
+    merged = await client.controller.scale_and_wait(scope, stream, [s.segment_id for s in split.new_segments],
+                                                    [(0.0, 1.0)])
+    await append(client, merged.new_segments[0].qualified_name, *[b"2-new-%d" % i for i in range(10)])
     await client.controller.seal_stream(scope, stream)
     group = await group_for(client, scope, stream)
     r1, r2 = await group.create_reader("r1"), await group.create_reader("r2")
-    got = await read_n([r1, r2], 50)
-    assert sorted(got) == sorted([b"old%d-%d" % (s.segment_id, i) for s in first for i in range(20)]
-                                 + [b"new-%d" % i for i in range(10)])
-    first_new = min(i for i, e in enumerate(got) if e.startswith(b"new"))
-    assert all(e.startswith(b"new") for e in got[first_new:]), "a successor was read before its predecessors"
+    got = await read_n([r1, r2], 60)
+    assert len(got) == len(set(got)) == 60
+    generations = [int(e[:1]) for e in got]
+    assert generations == sorted(generations), "a successor was read before all its predecessors"
     await r1.close()
     await r2.close()
 
@@ -253,3 +262,91 @@ async def test_state_synchronizers_of_two_clients_converge(client: Client, share
     finally:
         await other_pool.close()
         await other_controller.close()
+
+
+async def test_cli_read_prints_events_until_the_stream_ends(client: Client, shared_standalone: Standalone) -> None:
+    scope, stream = await new_stream(client, 2)
+    for n, name in enumerate(await segment_names(client, scope, stream)):
+        await append(client, name, b"line-%d-a" % n, b"line-%d-b" % n)
+    await client.controller.seal_stream(scope, stream)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "anabranch", "read", f"{scope}/{stream}", "--from-head", "--timeout", "20",
+        "--controller", shared_standalone.controller_uri,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, err.decode()
+    assert sorted(out.decode().splitlines()) == ["line-0-a", "line-0-b", "line-1-a", "line-1-b"]
+    assert b"read 4 events" in err
+
+
+async def test_group_cuts_lag_reset_and_delete(client: Client) -> None:
+    scope, stream = await new_stream(client, 2)
+    names = await segment_names(client, scope, stream)
+    for name in names:
+        await append(client, name, b"0123456789", b"abcdefghij")
+    group = await group_for(client, scope, stream)
+    assert await group.unread_bytes() == 2 * 36
+    tail = (await group.get_tail_stream_cuts())[(scope, stream)]
+    head = (await group.get_head_stream_cuts())[(scope, stream)]
+    assert sorted(tail.positions.values()) == [36, 36] and sorted(head.positions.values()) == [0, 0]
+    reader = await group.create_reader("r")
+    await read_n([reader], 4)
+    await reader.close()
+    assert await group.unread_bytes() == 0
+    assert (await group.get_stream_cuts())[(scope, stream)] == tail
+    await group.reset_to([head])
+    again = await group.create_reader("again")
+    assert sorted(await read_n([again], 4)) == sorted([b"0123456789", b"abcdefghij"] * 2)
+    await again.close()
+    await group.delete()
+    with pytest.raises(NoSuchReaderGroupError):
+        await open_group(client.controller, client.router, scope, group.name)
+
+
+async def test_a_joining_reader_takes_over_half_the_segments_while_data_flows(client: Client) -> None:
+    scope, stream = await new_stream(client, 4)
+    names = await segment_names(client, scope, stream)
+    group = await group_for(client, scope, stream)
+    r1 = await group.create_reader("r1")
+    for name in names:
+        await append(client, name, b"first")
+    assert len(await read_n([r1], 4)) == 4
+    r2 = await group.create_reader("r2")
+    got: list[bytes] = []
+
+    async def consume(reader: EventStreamReader[Any]) -> None:
+        while len(got) < 40:
+            read = await reader.read_next_event(timeout=0.1)
+            if read.event is not None:
+                got.append(read.event)
+
+    async def produce() -> None:
+        for i in range(10):
+            for name in names:
+                await append(client, name, b"%s-%d" % (name.encode(), i))
+            await asyncio.sleep(0.05)
+
+    await asyncio.wait_for(asyncio.gather(consume(r1), consume(r2), produce()), 60)
+    assert len(got) == len(set(got)) == 40
+    state = await group.state()
+    assert sorted(len(state.segments_of(r)) for r in ("r1", "r2")) == [2, 2]
+    await r1.close()
+    await r2.close()
+
+
+async def test_crashed_reader_declared_offline_resumes_at_its_last_reported_position(client: Client) -> None:
+    scope, stream = await new_stream(client, 1)
+    (name,) = await segment_names(client, scope, stream)
+    await append(client, name, *[b"e%02d" % i for i in range(5)])
+    group = await group_for(client, scope, stream)
+    crashed = await group.create_reader("crashed")
+    assert await read_n([crashed], 5) == [b"e%02d" % i for i in range(5)]
+    # waiting at the tail for longer than the refresh time makes the reader report its position
+    assert (await crashed.read_next_event(timeout=FAST * 5)).event is None
+    assert list((await group.state()).segments_of("crashed").values()) == [5 * 11]
+    await append(client, name, *[b"e%02d" % i for i in range(5, 20)])
+    await group.reader_offline("crashed")  # as a supervisor does for a reader that died without closing
+    survivor = await group.create_reader("survivor")
+    assert await read_n([survivor], 15) == [b"e%02d" % i for i in range(5, 20)]
+    await survivor.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
@@ -110,3 +111,43 @@ def test_cli_scope_stream_write(shared_standalone: Standalone) -> None:
     assert "deleted" in ok("scope", "delete", scope)
     failed = runner.invoke(cli, ["stream", "create", "nosuchscope-x/s", *uri])
     assert failed.exit_code == 1 and "does not exist" in failed.output
+
+
+def test_bench_write_and_read_print_one_json_line(shared_standalone: Standalone) -> None:
+    runner = CliRunner()
+    common = ["--events", "3000", "--segments", "2", "--json", "--controller", shared_standalone.controller_uri]
+    wrote = runner.invoke(cli, ["bench", "write", *common, "--rate", "500", "--latency-seconds", "0.2"],
+                          catch_exceptions=False)
+    assert wrote.exit_code == 0, wrote.output
+    figures = json.loads(wrote.output.strip().splitlines()[-1])
+    assert figures["events"] == 3000 and figures["events_per_s"] > 0 and figures["e2e_p99_ms"] > 0
+    read = runner.invoke(cli, ["bench", "read", *common, "--writers", "2"], catch_exceptions=False)
+    assert read.exit_code == 0, read.output
+    assert json.loads(read.output.strip().splitlines()[-1])["events"] == 3000
+
+
+def test_blocking_facade_wraps_reader_groups_and_byte_streams(shared_standalone: Standalone) -> None:
+    from anabranch.client import ReaderGroupConfig, StringSerializer
+
+    scope = f"g{uuid.uuid4().hex[:8]}"
+    with connect(shared_standalone.controller_uri) as manager:
+        manager.create_scope(scope)
+        manager.create_stream(scope, "s")
+        writer = manager.create_writer(scope, "s")
+        for i in range(5):
+            writer.write_event(f"e{i}")
+        writer.flush()
+        group = manager.create_reader_group(scope, "g", ReaderGroupConfig.for_streams(scope, "s"))
+        reader = group.create_reader("r1", StringSerializer())
+        events: list[str] = []
+        while len(events) < 5:
+            read = reader.read_next_event(5.0)
+            if read.event is not None:
+                events.append(read.event)
+        assert events == [f"e{i}" for i in range(5)]
+        reader.close()
+        manager.create_stream(scope, "b")
+        bytes_out = manager.create_byte_stream_writer(scope, "b")
+        bytes_out.write(b"abc")
+        bytes_out.flush()
+        assert manager.create_byte_stream_reader(scope, "b").read_exactly(3) == b"abc"

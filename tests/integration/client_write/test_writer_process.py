@@ -77,11 +77,13 @@ async def test_exactly_once_across_a_server_crash(standalone: Standalone) -> Non
             await writer.write_event(f"{key}:{i}", routing_key=key)
             expected[key].append(i)
             if i == 3000:
-                await asyncio.sleep(0.01)
+                await asyncio.sleep(0.002)
+                unacked = sum(s["inflight_blocks"] + s["ready_blocks"] for s in writer.statistics()["segments"])
                 standalone.kill()
                 await asyncio.to_thread(standalone.start)
         await asyncio.wait_for(writer.flush(), 90)
         _check_keys(await events_by_segment(manager, scope, stream, 0, 3), expected)
+        assert unacked > 0, "the crash should hit blocks in flight"
 
 
 async def test_transactions_visible_only_after_commit(shared_standalone: Standalone) -> None:
@@ -162,3 +164,19 @@ async def test_writing_to_a_sealed_stream_fails(shared_standalone: Standalone) -
         with pytest.raises(StreamSealedError):
             await asyncio.wait_for(ack, 30)
         await writer.close(flush=False)
+
+
+async def test_large_events_and_time_marks(shared_standalone: Standalone) -> None:
+    scope, stream = f"l{uuid.uuid4().hex[:8]}", "large"
+    big = bytes(range(256)) * (36 * 1024 + 11)
+    async with StreamManager(shared_standalone.controller_uri) as manager:
+        await manager.create_scope(scope)
+        await manager.create_stream(scope, stream)
+        writer = manager.create_writer(scope, stream)
+        await writer.write_event(b"first")
+        await writer.write_event(big)
+        await writer.write_event(b"last")
+        await asyncio.wait_for(writer.flush(), 60)
+        assert await writer.note_time(1_700_000_000_000)
+        found = await events_by_segment(manager, scope, stream, 0, 1)
+        assert found[f"{scope}/{stream}/0.#epoch.0"] == [b"first", big, b"last"]

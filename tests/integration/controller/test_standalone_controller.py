@@ -86,7 +86,7 @@ def test_restart_keeps_metadata(standalone: Standalone) -> None:
     c.scale(scale_request("sc", "st", [0], [(0.0, 0.25), (0.25, 0.5)]))
     created = c.createTransaction(pb.CreateTxnRequest(streamInfo=S("sc", "st"), lease=60000))
     c.channel.close()
-    standalone.stop()
+    assert standalone.stop() == 0
     standalone.start()
     c = Client(standalone)
     current = c.getCurrentSegments(S("sc", "st")).segmentRanges
@@ -170,3 +170,34 @@ def test_controller_command_against_a_separate_segment_store(segmentstore: Segme
                                          timeout=TIMEOUT)
         assert sorted(s.stream for s in listed.streams) == ["_MARKst", "st"]
         channel.close()
+
+
+def test_reader_groups_kvts_and_writers_on_real_segment_store(client: Client) -> None:
+    client.createScope(pb.ScopeInfo(scope="sc"))
+    client.createStream(fixed("sc", "st", 2))
+    rg_id = str(uuid.uuid4())
+    config = pb.ReaderGroupConfiguration(scope="sc", readerGroupName="rg", readerGroupId=rg_id, retentionType=1,
+                                         maxOutstandingCheckpointRequest=3,
+                                         startingStreamCuts=[pb.StreamCut(streamInfo=S("sc", "st"))])
+    created = client.createReaderGroup(config)
+    assert created.status == pb.CreateReaderGroupResponse.SUCCESS and created.config == config
+    assert list(client.listSubscribers(S("sc", "st")).subscribers) == ["sc/rg"]
+    assert client.updateReaderGroup(config).generation == 1
+    assert client.deleteReaderGroup(pb.ReaderGroupInfo(scope="sc", readerGroup="rg", readerGroupId=rg_id)).status == \
+        pb.DeleteReaderGroupStatus.SUCCESS
+    kvt = pb.KeyValueTableConfig(scope="sc", kvtName="kv", partitionCount=2, primaryKeyLength=8)
+    assert client.createKeyValueTable(kvt).status == pb.CreateKeyValueTableStatus.SUCCESS
+    assert len(client.getCurrentSegmentsKeyValueTable(pb.KeyValueTableInfo(scope="sc", kvtName="kv"))
+               .segmentRanges) == 2
+    assert client.deleteKeyValueTable(pb.KeyValueTableInfo(scope="sc", kvtName="kv")).status == \
+        pb.DeleteKVTableStatus.SUCCESS
+    mark = pb.TimestampFromWriter(writer="w", position=pb.StreamCut(streamInfo=S("sc", "st"), cut={0: 0, 1: 0}),
+                                  timestamp=5)
+    assert client.noteTimestampFromWriter(mark).result == pb.TimestampResponse.SUCCESS
+    assert client.isStreamCutValid(pb.StreamCut(streamInfo=S("sc", "st"), cut={0: 0, 1: 0})).response
+    between = client.getSegmentsBetween(pb.StreamCutRange(streamInfo=S("sc", "st"), **{"from": {0: 0, 1: 0}}))
+    assert sorted(s.segmentId for s in between.segments) == [0, 1]
+    with pytest.raises(grpc.RpcError) as err:
+        client.getCurrentSegments(S("sc", "missing"))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND  # type: ignore[attr-defined]
+    assert client.deleteScopeRecursive(pb.ScopeInfo(scope="sc")).status == pb.DeleteScopeStatus.SUCCESS

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from client_read_fakes import FakeController, FakeStore, events, router
+
 from anabranch.client.event_reader import EventStreamReader
 from anabranch.client.reader_group import ReaderGroup, ReaderGroupConfig, create_group, open_group
 from anabranch.model.stream_cut import StreamCut
-from tests.unit.client_read.fake_store import FakeController, FakeStore, events, router
 
 SCOPE, STREAM = "sc", "st"
 FAST = {"group_refresh_time": 0.05}
@@ -133,3 +134,50 @@ async def test_truncated_segment_is_skipped_to_its_head() -> None:
     store.truncate(controller.name(0), 12)
     reader = await group.create_reader("r")
     assert await drain(reader, 1) == [b"kept"]
+
+
+async def test_reader_closes_quietly_after_its_group_was_deleted() -> None:
+    store, _, group = await make_group(1)
+    reader = await group.create_reader("r")
+    await group.delete()
+    await reader.close()
+    assert group.table.segment not in store.tables
+
+
+async def test_automatic_checkpoints_are_silent() -> None:
+    store, controller, group = await make_group(1, automatic_checkpoint_interval=0.01)
+    store.append(controller.name(0), events(*[b"e%d" % i for i in range(5)]))
+    reader = await group.create_reader("r")
+    seen = []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while not (await group.state()).checkpoints and loop.time() < deadline:
+        read = await reader.read_next_event(timeout=0.1)
+        assert read.checkpoint_name is None
+        if read.event is not None:
+            seen.append(read.event)
+    automatic = (await group.state()).checkpoints
+    assert automatic and automatic[0].name.startswith("_auto-")
+    seen += await drain(reader, 5 - len(seen))
+    assert seen == [b"e%d" % i for i in range(5)]
+
+
+async def test_readers_of_separately_opened_handles_share_the_work() -> None:
+    store, controller, group = await make_group(2)
+    again, created = await create_group(controller, router(store), SCOPE, "rg",  # type: ignore[arg-type]
+                                        ReaderGroupConfig.for_streams(SCOPE, STREAM, read_from_tail=True))
+    assert not created and not again.config.read_from_tail
+    for i in range(2):
+        store.append(controller.name(i), events(*[b"%d-%d" % (i, j) for j in range(10)]))
+    r1 = await group.create_reader("r1")
+    r2 = await (await open_group(controller, router(store), SCOPE, "rg")).create_reader("r2")  # type: ignore[arg-type]
+    got: list[bytes] = []
+
+    async def consume(reader: EventStreamReader[Any]) -> None:
+        while len(got) < 20:
+            read = await reader.read_next_event(timeout=0.1)
+            if read.event is not None:
+                got.append(read.event)
+
+    await asyncio.wait_for(asyncio.gather(consume(r1), consume(r2)), 10)
+    assert sorted(got) == sorted(b"%d-%d" % (i, j) for i in range(2) for j in range(10))

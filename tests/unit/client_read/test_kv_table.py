@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from client_read_fakes import FakeStore, router
 
 from anabranch.client.controller_client import KeyValueTableConfiguration
 from anabranch.client.errors import KeyDoesNotExistError, VersionConflictError
 from anabranch.client.hashing import SegmentWithRange
 from anabranch.client.kv_table import NOT_EXISTS, BadKeyError, KeyValueTable, Put, TableKey
 from anabranch.client.table_client import TableSegmentClient
-from tests.unit.client_read.fake_store import FakeStore, router
 
 
 class KvtController:

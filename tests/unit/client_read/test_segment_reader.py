@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from client_read_fakes import FakeStore, events, router
 
 from anabranch.client.segment_reader import SegmentReader, split_events
 from anabranch.errors import DataCorruptionError
-from tests.unit.client_read.fake_store import FakeStore, events, router
 
 SEG = "sc/st/0.#epoch.0"
 

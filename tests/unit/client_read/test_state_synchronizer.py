@@ -6,13 +6,14 @@ import asyncio
 import json
 from collections.abc import Callable
 
+from client_read_fakes import FakeStore, router
+
 from anabranch.client.state_synchronizer import (
     RevisionedTableClient,
     StateSynchronizer,
     synchronizer_segment,
 )
 from anabranch.client.table_client import TableSegmentClient
-from tests.unit.client_read.fake_store import FakeStore, router
 
 
 class Codec:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from client_read_fakes import FakeStore, router
 
 from anabranch.client.errors import KeyDoesNotExistError, VersionConflictError
 from anabranch.client.table_client import NOT_EXISTS, TableSegmentClient
-from tests.unit.client_read.fake_store import FakeStore, router
 
 TABLE = "sc/t_kvtable/0.#epoch.0"
 

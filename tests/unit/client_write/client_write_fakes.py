@@ -37,6 +37,8 @@ class FakeSegmentStore:
         self._writers: set[asyncio.StreamWriter] = set()
         self.hold_acks = False
         self.appends = 0
+        self.wrong_host = 0
+        self.wrong_port = 0
 
     async def start(self) -> FakeSegmentStore:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -158,7 +160,22 @@ class FakeController:
             [s for s in self.current[(scope, stream)] if s.segment_id != sealed_id] + new, key=lambda s: s.min_key)
         self.store.segments[old.qualified_name].sealed = True
 
+    def merge(self, scope: str, stream: str, sealed_ids: list[int], number: int, epoch: int) -> None:
+        olds = [s for s in self.current[(scope, stream)] if s.segment_id in sealed_ids]
+        new = SegmentWithRange(scope, stream, (epoch << 32) | number, min(s.min_key for s in olds),
+                               max(s.max_key for s in olds))
+        self.store.segments[new.qualified_name] = FakeSegment()
+        for old in olds:
+            self.successors[old.segment_id] = [Successor(new, tuple(sealed_ids))]
+            self.store.segments[old.qualified_name].sealed = True
+        self.current[(scope, stream)] = sorted(
+            [s for s in self.current[(scope, stream)] if s.segment_id not in sealed_ids] + [new],
+            key=lambda s: s.min_key)
+
     async def get_uri(self, scope: str, stream: str, segment_id: int) -> Endpoint:
+        if self.store.wrong_host:
+            self.store.wrong_host -= 1
+            return Endpoint("127.0.0.1", self.store.wrong_port)
         return Endpoint("127.0.0.1", self.store.port)
 
     async def get_current_segments(self, scope: str, stream: str) -> list[SegmentWithRange]:

@@ -90,12 +90,15 @@ async def test_scale_reroutes_pending_events_keeping_key_order(fake_store: FakeS
             fake_controller.scale("sc", "st", 0, 2, 2, 1)
         if i == 2000:
             fake_controller.scale("sc", "st", 1, 3, 4, 2)
+        if i == 2500:
+            fake_controller.merge("sc", "st", [(1 << 32) | 2, (1 << 32) | 3], 7, 3)
     await asyncio.wait_for(writer.flush(), 20)
     by_epoch = sorted(fake_store.segments, key=lambda n: int(n.rsplit(".", 1)[1]))
     seen = _by_key(fake_store, by_epoch)
     for key in keys:
         assert seen[key] == [i for i in range(3000) if keys[i % 50] == key], f"order or loss for {key}"
     assert any(fake_store.events(n) for n in by_epoch if n.endswith(".#epoch.2"))
+    assert fake_store.events("sc/st/7.#epoch.3"), "events after the merge go to the merged segment"
     await writer.close()
     await context.pool.close()
 
@@ -127,4 +130,42 @@ async def test_large_event_goes_through_a_transient_segment(fake_store: FakeSegm
         await writer.write_event(big)
         await writer.write_event(b"small-2")
     assert fake_store.events(segment_name("sc", "st", 0)) == [b"small-1", big, b"small-2"]
+    await context.pool.close()
+
+
+async def test_wrong_host_is_resolved_again(fake_store: FakeSegmentStore, fake_controller: FakeController) -> None:
+    other = await FakeSegmentStore().start()
+    fake_store.wrong_port = other.port
+    fake_store.wrong_host = 1
+    other.segments.clear()
+    fake_controller.create_stream("sc", "st", 1)
+    original = other._handle
+
+    def wrong_host(item: object) -> object:
+        rid = getattr(item, "request_id", -1)
+        if type(item).__name__ == "SetupAppend":
+            from anabranch.protocol import commands as c
+
+            return c.WrongHost(rid, item.segment, "", "")  # type: ignore[attr-defined]
+        return original(item)  # type: ignore[arg-type]
+
+    other._handle = wrong_host  # type: ignore[method-assign,assignment]
+    context = make_context(fake_controller)
+    writer: EventStreamWriter[bytes] = EventStreamWriter(context, "sc", "st")
+    await asyncio.wait_for(await writer.write_event(b"x"), 10)
+    assert fake_store.events(segment_name("sc", "st", 0)) == [b"x"]
+    await writer.close()
+    await context.pool.close()
+    await other.stop()
+
+
+async def test_keyless_events_spread_over_segments(fake_store: FakeSegmentStore,
+                                                   fake_controller: FakeController) -> None:
+    segments = fake_controller.create_stream("sc", "st", 4)
+    context = make_context(fake_controller)
+    writer: EventStreamWriter[bytes] = EventStreamWriter(context, "sc", "st")
+    for _ in range(400):
+        await writer.write_event(b"e")
+    await writer.close()
+    assert all(len(fake_store.events(s.qualified_name)) > 40 for s in segments)
     await context.pool.close()

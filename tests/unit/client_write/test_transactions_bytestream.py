@@ -95,3 +95,22 @@ async def test_second_writer_at_a_stale_offset_fails(fake_store: FakeSegmentStor
     await first.close()
     await second.close(flush=False)
     await context.pool.close()
+
+
+async def test_byte_stream_reconnect_acks_durable_chunks_once(fake_store: FakeSegmentStore,
+                                                              fake_controller: FakeController) -> None:
+    fake_controller.create_stream("sc", "bytes", 1)
+    context = make_context(fake_controller, request_timeout=0.5)
+    writer = await ByteStreamWriter.open(context, "sc", "bytes")
+    fake_store.hold_acks = True
+    await writer.write(b"a" * 10)
+    flushing = asyncio.create_task(writer.flush())
+    await _until(lambda: len(fake_store.segments[segment_name("sc", "bytes", 0)].data) == 10)
+    fake_store.hold_acks = False
+    fake_store.drop_connections()
+    await asyncio.wait_for(flushing, 10)
+    await writer.write(b"b" * 5)
+    await writer.flush()
+    assert bytes(fake_store.segments[segment_name("sc", "bytes", 0)].data) == b"a" * 10 + b"b" * 5
+    await writer.close()
+    await context.pool.close()

@@ -89,3 +89,33 @@ async def test_crash_mid_commit_and_create_are_finished_on_restart() -> None:
     assert state.state == pb.TxnState.COMMITTED  # type: ignore[attr-defined]
     assert len(other.segmentRanges) == 1  # type: ignore[attr-defined]
     assert not [n for n in memory.segments if "#transaction." in n]
+
+
+async def test_failed_request_is_finished_by_the_next_one_or_the_sweep() -> None:
+    memory = CrashingStore()
+    info = S(scope="sc", stream="st")
+    service = ControllerService("127.0.0.1", 12345, port=0, ops=memory, lease_check_interval=3600,
+                                sweep_interval=3600)
+    await service.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{service.port}") as channel:
+            stub = pb_grpc.ControllerServiceStub(channel)
+            await stub.createScope(pb.ScopeInfo(scope="sc"))
+            await stub.createStream(fixed("sc", "st", 2))
+            await stub.createStream(fixed("sc", "other", 1))
+            memory.calls.clear()
+            memory.crash_at = ("seal_segment", 1)
+            with pytest.raises(grpc.aio.AioRpcError):
+                await stub.sealStream(info)
+            assert (await stub.sealStream(info)).status == pb.UpdateStreamStatus.SUCCESS
+            assert memory.segments["sc/st/0.#epoch.0"].sealed and memory.segments["sc/st/1.#epoch.0"].sealed
+            memory.calls.clear()
+            memory.crash_at = ("update_segment_policy", 1)
+            with pytest.raises(grpc.aio.AioRpcError):
+                await stub.updateStream(fixed("sc", "other", 3))
+            assert service.controller is not None
+            await service.controller.resume_all()
+            current = await stub.getCurrentSegments(S(scope="sc", stream="other"))
+            assert len(current.segmentRanges) == 3
+    finally:
+        await service.stop()

@@ -120,4 +120,5 @@ def test_random_split_merge_sequences_keep_the_key_space_tiled(initial: int, ste
             sealed_seg = current.find(seg_id)
             assert sealed_seg is not None and follow
             assert all(seg_id in preds for _, preds in follow)
-            assert merge_blocks([s.range for s, _ in follow])[0][0] <= sealed_seg.key_start
+            (block,) = merge_blocks([s.range for s, _ in follow])
+            assert block[0] <= sealed_seg.key_start and block[1] >= sealed_seg.key_end

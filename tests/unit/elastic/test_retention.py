@@ -21,6 +21,7 @@ from anabranch.controller.retention import (
     choose_truncation,
     prune,
     sealed_between,
+    thin,
 )
 from anabranch.controller.segment_helper_memory import InMemorySegmentStore
 from anabranch.model.names import qualified_segment_name, segment_id
@@ -170,3 +171,35 @@ async def test_job_runs_on_its_clock(controller: Controller) -> None:
     finally:
         task.cancel()
     assert dict(await controller.head("sc", "st")) == {0: 200}
+
+
+async def test_job_waits_for_subscribers(controller: Controller) -> None:
+    memory = controller.ctx.ops
+    assert isinstance(memory, InMemorySegmentStore)
+    config = StreamConfiguration(ScalingConfig(0, 0, 0, 1), RetentionConfig(2, 100, 1000))
+    assert await controller.streams.create_stream("sc", "st", config) == "SUCCESS"
+    view = await controller.ctx.view("sc", "st")
+    await view.table.put("subscriber/sc/rg", {"id": "x", "generation": 0})
+    clock = ManualClock()
+    job = RetentionJob(controller, clock, period=10)
+    name = qualified_segment_name("sc", "st", 0)
+    for _ in range(3):
+        memory.append(name, 200)
+        await job.run_once()
+    assert dict(await controller.head("sc", "st")) == {0: 0}
+    await view.table.put("subscriber/sc/rg", {"id": "x", "generation": 0, "cut": {0: 250}})
+    memory.append(name, 200)
+    await job.run_once()
+    assert dict(await controller.head("sc", "st")) == {0: 250}
+    for _ in range(6):
+        memory.append(name, 200)
+        await job.run_once()
+    assert dict(await controller.head("sc", "st")) == {0: 1000}
+
+
+def test_thinning_keeps_the_newest_half_and_the_first_cut() -> None:
+    many = history(*((i, i) for i in range(1000)))
+    kept = thin(many, 256)
+    assert len(kept) <= 256 and kept[0] == many[0] and kept[-128:] == many[-128:]
+    assert [r.time_ms for r in kept] == sorted(r.time_ms for r in kept)
+    assert thin(many[:10], 256) == many[:10]

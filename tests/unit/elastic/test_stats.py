@@ -16,12 +16,14 @@ from anabranch.model.names import qualified_segment_name, segment_id
 from anabranch.segmentstore.stats import (
     AUTOSCALE_TABLE,
     AutoScaleConfig,
+    AutoScaleProcessor,
     ScaleDirection,
     ScaleRequest,
     SegmentAggregate,
     SegmentStatsRecorder,
     TableScaleReporter,
     decide,
+    store_policy_lookup,
 )
 from anabranch.segmentstore.store import open_segment_store
 from anabranch.segmentstore.tables import TableStore
@@ -51,44 +53,61 @@ async def drive(clock: ManualClock, recorder: SegmentStatsRecorder, seconds: flo
 
 # --- aggregates -------------------------------------------------------------------------------
 
-def test_constant_rate_converges_and_idle_decays() -> None:
-    agg = SegmentAggregate(2, 10, 0.0, WINDOWS)
-    now = 0.0
-    for _ in range(2000):
-        agg.record(0, 50)
-        now += 5
-        agg.tick(now)
-    assert all(math.isclose(r, 10.0, rel_tol=1e-3) for r in agg.rates)
+CONFIG = AutoScaleConfig()
+
+
+def test_first_traffic_sets_the_rate_then_it_decays_with_pravega_alpha() -> None:
+    agg = SegmentAggregate(2, 10, 0.0, CONFIG)
+    agg.record(0, 500)
+    assert agg.tick(5.0)
+    assert agg.rates == [100.0] * 4
+    agg.record(0, 1000)
+    agg.tick(10.0)
+    for rate, window in zip(agg.rates, WINDOWS, strict=True):
+        assert math.isclose(rate, 100 + (1 - math.exp(-5 / window)) * 100)
     before = list(agg.rates)
-    now += 120
-    agg.tick(now)
-    assert math.isclose(agg.rates[0], before[0] * math.exp(-1), rel_tol=1e-9)
-    assert math.isclose(agg.rates[3], before[3] * math.exp(-0.1), rel_tol=1e-9)
+    assert not agg.tick(15.0)
+    for rate, old, window in zip(agg.rates, before, WINDOWS, strict=True):
+        assert math.isclose(rate, old * math.exp(-5 / window))
 
 
-def test_one_tick_uses_pravega_alpha() -> None:
-    agg = SegmentAggregate(2, 10, 0.0, WINDOWS)
+def test_a_late_tick_decays_the_silent_intervals_first() -> None:
+    agg = SegmentAggregate(2, 10, 0.0, CONFIG)
     agg.record(0, 500)
     agg.tick(5.0)
-    for rate, window in zip(agg.rates, WINDOWS, strict=True):
-        assert math.isclose(rate, 100 * (1 - math.exp(-5 / window)))
+    agg.record(0, 70)
+    agg.tick(5.0 + 3 * 5 + 2)
+    alpha = 1 - math.exp(-5 / 120)
+    expected = 100.0
+    for _ in range(2):
+        expected += alpha * (0 - expected)
+    expected += alpha * (70 / 7 - expected)
+    assert math.isclose(agg.rates[0], expected)
+
+
+def test_constant_rate_converges() -> None:
+    agg = SegmentAggregate(2, 10, 0.0, CONFIG)
+    agg.record(0, 1)
+    agg.tick(5.0)
+    for i in range(2, 2000):
+        agg.record(0, 50)
+        agg.tick(5.0 * i)
+    assert all(math.isclose(r, 10.0, rel_tol=1e-3) for r in agg.rates)
 
 
 def test_throughput_rates_are_kib_per_second() -> None:
-    agg = SegmentAggregate(1, 10, 0.0, WINDOWS)
+    agg = SegmentAggregate(1, 10, 0.0, CONFIG)
     agg.record(5 * 1024 * 7, 1)
     agg.tick(5.0)
-    assert math.isclose(agg.rates[0], 7 * (1 - math.exp(-5 / 120)))
+    assert agg.rates[0] == 7.0
 
 
-def test_long_transaction_is_amortised_over_its_life() -> None:
-    agg = SegmentAggregate(2, 10, 0.0, WINDOWS)
-    agg.tick(3000.0)
-    agg.record_merge(0, 6000, 600.0, 3000.0)
-    assert math.isclose(agg.rates[2], 10 * (1 - math.exp(-1)))
-    assert agg.pending == 0
-    agg.record_merge(0, 7, 1.0, 3002.0)
-    assert agg.pending == 7
+def test_long_transaction_counts_its_average_over_one_tick() -> None:
+    agg = SegmentAggregate(2, 10, 0.0, CONFIG)
+    agg.record_merge(0, 6000, 600.0)
+    assert agg.pending == 50.0
+    agg.record_merge(0, 7, 4.9)
+    assert agg.pending == 57.0
 
 
 # --- the decision -----------------------------------------------------------------------------
@@ -133,10 +152,10 @@ async def test_hot_segment_asks_to_split_once_then_is_muted() -> None:
     assert (request.scope, request.stream, request.segment_id) == ("sc", "st", 0)
     assert request.direction is ScaleDirection.UP and not request.silent
     assert request.num_splits >= 2
-    assert request.timestamp == int(clock.time() * 1000)
-    await drive(clock, recorder, 590, 60)
+    assert request.timestamp == (1_700_000_000 + 625) * 1000
+    await drive(clock, recorder, 525, 60)
     assert len(out.requests) == 1
-    await drive(clock, recorder, 130, 60)
+    await drive(clock, recorder, 10, 60)
     assert len(out.requests) == 2
 
 
@@ -262,3 +281,72 @@ def test_request_round_trips_and_rejects_garbage() -> None:
     for raw in (b"", b"{}", b'{"direction": "SIDEWAYS"}', b"\xff"):
         with pytest.raises(DataCorruptionError):
             ScaleRequest.decode(raw)
+
+
+async def test_transaction_traffic_counts_when_merged() -> None:
+    clock, out = ManualClock(), Collect()
+    recorder = SegmentStatsRecorder(clock, out)
+    recorder.record_create(SEG, 2, 10)
+    txn = SEG + "#transaction." + "cd" * 16
+    aborted = SEG + "#transaction." + "ef" * 16
+    recorder.record_create(txn, 2, 10)
+    recorder.record_append(txn, 1000, 3000)
+    recorder.record_append(aborted, 1000, 50)
+    await drive(clock, recorder, 300, 0)
+    recorder.record_append(txn, 1000, 3000)
+    recorder.record_seal(txn)
+    recorder.record_delete(aborted)
+    recorder.record_transaction_merge(SEG, aborted)
+    assert recorder.rates(SEG) == (0.0, 0.0, 0.0, 0.0)
+    recorder.record_transaction_merge(SEG, txn)
+    rates = recorder.rates(SEG)
+    assert rates is not None
+    assert rates == (0.0, 0.0, 0.0, 0.0)
+    clock.advance(5)
+    await recorder.tick()
+    rates = recorder.rates(SEG)
+    assert rates is not None and math.isclose(rates[1], 6000 / 300)
+    recorder.record_transaction_merge(SEG, txn)
+    assert recorder.rates(SEG) == rates
+
+
+async def test_store_policy_lookup_reads_segment_metadata(tmp_path: Path) -> None:
+    store = await open_segment_store(tmp_path, 1, durable=False)
+    try:
+        await store.create_segment(SEG, scale_type=2, target_rate=7)
+        await store.create_segment("sc/st/1.#epoch.0")
+        lookup = store_policy_lookup(store)
+        assert await lookup(SEG) == (2, 7)
+        assert await lookup("sc/st/1.#epoch.0") == (0, 0)
+        assert await lookup("sc/st/2.#epoch.0") is None
+        clock, out = ManualClock(), Collect()
+        recorder = SegmentStatsRecorder(clock, out, policy_lookup=lookup)
+        recorder.record_append(SEG, 1, 1)
+        await recorder.tick()
+        assert recorder.statistics()["tracked_segments"] == 1
+    finally:
+        await store.close()
+
+
+def test_processor_mutes_like_pravega() -> None:
+    processor = AutoScaleProcessor(AutoScaleConfig(cooldown=0, mute=100, idle_expiry=1000))
+    hot, cold = [100.0, 100.0, 100.0, 100.0], [0.0, 0.0, 0.0, 0.0]
+    processor.notify_created(SEG, 0.0)
+    assert processor.report(SEG, 10, 0.0, hot, 100.0, 1) is None
+    up = processor.report(SEG, 10, 0.0, hot, 130.0, 2)
+    assert up is not None and up.direction is ScaleDirection.UP and up.num_splits == 10
+    assert processor.report(SEG, 10, 0.0, hot, 200.0, 3) is None
+    assert processor.report(SEG, 10, 0.0, cold, 2000.0, 4) is not None
+    assert processor.report(SEG, 10, 0.0, cold, 2050.0, 5) is None
+    assert processor.report(SEG, 10, 0.0, hot, 2060.0, 6) is not None
+
+
+def test_created_segment_expires_without_traffic() -> None:
+    processor = AutoScaleProcessor(AutoScaleConfig(idle_expiry=1000))
+    processor.notify_created(SEG, 0.0)
+    processor.notify_created("sc/st/1.#epoch.0", 0.0)
+    processor.forget("sc/st/1.#epoch.0")
+    assert processor.expire(999.0, 7) == []
+    assert processor.expire(1000.0, 7) == [ScaleRequest("sc", "st", 0, ScaleDirection.DOWN, 0, True, 7)]
+    assert SEG not in processor
+    assert processor.expire(5000.0, 8) == []

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import struct
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
 from anabranch.clock import ManualClock
 from anabranch.controller.epochs import EpochRecord, SegmentRecord
+from anabranch.controller.errors import NoSuchSegmentError
 from anabranch.controller.facade import Controller
 from anabranch.controller.records import StreamConfiguration
 from anabranch.controller.segment_helper_memory import InMemorySegmentStore
@@ -17,6 +19,7 @@ from anabranch.controller.watermarks import (
     Watermark,
     WatermarkJob,
     WatermarkWindow,
+    WireAppender,
     WriterMark,
     complete_cut,
     compute_watermark,
@@ -24,6 +27,9 @@ from anabranch.controller.watermarks import (
 )
 from anabranch.errors import DataCorruptionError
 from anabranch.model.names import segment_id
+from anabranch.segmentstore.server import WireServer
+from anabranch.segmentstore.store import open_segment_store
+from anabranch.segmentstore.tables import TableStore
 
 # epoch 0: A [0, .5), B [.5, 1); epoch 1: B split into C [.5, .75), D [.75, 1)
 A, B = SegmentRecord(0, 0, 0, 0.0, 0.5), SegmentRecord(1, 0, 0, 0.5, 1.0)
@@ -129,3 +135,25 @@ async def test_job_appends_watermarks_to_the_mark_stream(controller: Controller)
     ((segment, event),) = sink.events
     assert segment == "sc/_MARKst/0.#epoch.0"
     assert Watermark.decode(event[8:]) == Watermark(1000, 1200, ((0, 0.0, 1.0, 30),))
+
+
+async def test_wire_appender_appends_conditionally(tmp_path: Path) -> None:
+    store = await open_segment_store(tmp_path, 1, durable=False)
+    tables = TableStore(store)
+    server = WireServer(store, tables)
+    port = await server.start("127.0.0.1", 0)
+    try:
+        name = "sc/_MARKst/0.#epoch.0"
+        await store.create_segment(name)
+        append = WireAppender("127.0.0.1", port)
+        first = Watermark(1, 2, ((0, 0.0, 1.0, 5),)).to_event()
+        assert await append(name, first, 0)
+        assert not await append(name, first, 0)
+        assert await append(name, first, len(first))
+        data = bytes((await store.read(name, 0, 1000)).data)
+        assert data == first + first
+        with pytest.raises(NoSuchSegmentError):
+            await append("sc/_MARKst/9.#epoch.0", first, 0)
+    finally:
+        await server.stop()
+        await store.close()

@@ -95,6 +95,7 @@ async def test_log_failure_fails_pending_operations_and_closes_container() -> No
     log = GatedLog()
     container = await open_container(log)
     await container.create_segment("s/t/0.#epoch.0")
+    tail_read = asyncio.create_task(container.read("s/t/0.#epoch.0", 0, 10, wait_timeout=60))
     log.gate.clear()
     pending = [asyncio.create_task(container.append("s/t/0.#epoch.0", b"x")) for _ in range(5)]
     await asyncio.sleep(0)
@@ -106,4 +107,6 @@ async def test_log_failure_fails_pending_operations_and_closes_container() -> No
         await container.append("s/t/0.#epoch.0", b"y")
     with pytest.raises(ContainerClosedError):
         await container.get_info("s/t/0.#epoch.0")
+    with pytest.raises(ContainerClosedError):
+        await asyncio.wait_for(tail_read, 5)
     await container.abort()

@@ -39,6 +39,9 @@ operation = st.one_of(
     st.tuples(st.just("truncate"), st.sampled_from(NAMES), st.integers(0, 400)),
     st.tuples(st.just("delete"), st.sampled_from(NAMES)),
     st.tuples(st.just("merge"), st.sampled_from(NAMES), st.sampled_from(NAMES)),
+    st.tuples(st.just("merge_batch"), st.sampled_from(NAMES), st.lists(st.sampled_from(NAMES), max_size=3)),
+    st.tuples(st.just("append"), st.sampled_from(NAMES),
+              st.sampled_from([1, 7, 255]).map(lambda b: bytes([b]) * 1_100_000), st.none(), st.just(0)),
     st.tuples(st.just("flush")),
     st.tuples(st.just("restart"), st.booleans()),
 )
@@ -68,6 +71,8 @@ def allowed(model: dict[str, ModelSegment], op: tuple) -> bool:
         return not segment.sealed
     if kind == "truncate":
         return bool(segment.start <= op[2] <= len(segment.data))
+    if kind == "merge_batch":
+        return not segment.sealed and all(model[n].start == 0 for n in set(op[2]) if n in model and n != name)
     if kind == "merge":
         return not segment.sealed and op[2] in model and op[2] != name and model[op[2]].start == 0
     return True
@@ -108,6 +113,17 @@ async def step(env: StoreEnv, store: SegmentStore, model: dict[str, ModelSegment
             await store.delete(name)
             assert segment is not None
             del model[name]
+        elif kind == "merge_batch":
+            lengths = await store.merge_batch(name, op[2])
+            assert allowed(model, op)
+            assert segment is not None
+            expected = []
+            for source_name in op[2]:
+                source = model.pop(source_name, None) if source_name != name else None
+                if source is not None:
+                    segment.data += source.data
+                expected.append(len(segment.data))
+            assert lengths == expected
         elif kind == "merge":
             source = model.get(op[2])
             length = await store.merge(name, op[2])
@@ -122,11 +138,11 @@ async def step(env: StoreEnv, store: SegmentStore, model: dict[str, ModelSegment
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(operation, min_size=5, max_size=40))
-def test_random_operations_match_model(ops: list[tuple]) -> None:
+@given(st.lists(operation, min_size=5, max_size=40), st.booleans())
+def test_random_operations_match_model(ops: list[tuple], file_log: bool) -> None:
     async def scenario() -> None:
         with tempfile.TemporaryDirectory() as root:
-            env = StoreEnv(Path(root))
+            env = StoreEnv(Path(root), file_log=file_log)
             store = await env.open()
             model: dict[str, ModelSegment] = {}
             try:

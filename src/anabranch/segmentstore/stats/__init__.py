@@ -7,7 +7,7 @@ turns decaying rates into ``ScaleRequest``s, which ``TableScaleReporter`` stores
 from anabranch.segmentstore.stats.aggregates import AutoScaleConfig, SegmentAggregate
 from anabranch.segmentstore.stats.processor import AutoScaleProcessor, decide
 from anabranch.segmentstore.stats.recorder import PolicyLookup, ScaleReporter, SegmentStatsRecorder
-from anabranch.segmentstore.stats.reporter import TableScaleReporter
+from anabranch.segmentstore.stats.reporter import TableScaleReporter, store_policy_lookup
 from anabranch.segmentstore.stats.requests import AUTOSCALE_TABLE, ScaleDirection, ScaleRequest
 
 __all__ = [
@@ -22,4 +22,5 @@ __all__ = [
     "SegmentStatsRecorder",
     "TableScaleReporter",
     "decide",
+    "store_policy_lookup",
 ]

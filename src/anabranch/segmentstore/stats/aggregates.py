@@ -2,11 +2,11 @@
 
 A ``SegmentAggregate`` counts what arrived since the last tick (bytes for scale type 1, events for scale
 type 2) and, on each tick, folds the instant rate into exponentially decaying averages over four windows
-(default 2, 5, 10 and 20 minutes) with ``alpha = 1 - exp(-elapsed / window)``; with the default 5 s tick
-that is Pravega's ``1 - exp(-5 / window)``. Ticks without traffic decay the rates toward 0. Rates are in
-KiB/s (scale type 1) or events/s (scale type 2). ``record`` is O(1) and allocation-free: it sits on the
-append path and is called once per append block. Transaction merges are amortised over the transaction's
-lifetime (the EWMA of a constant extra rate ``q`` held for ``d`` seconds grows by ``q * (1 - exp(-d / w))``).
+(default 2, 5, 10 and 20 minutes) with ``alpha = 1 - exp(-tick / window)`` (Pravega: ``1 - exp(-5 s / w)``);
+a rate still at 0 starts at the first instant rate, as in Pravega. Ticks without traffic decay the rates
+toward 0. Rates are in KiB/s (scale type 1) or events/s (scale type 2). ``record`` is O(1) and
+allocation-free: it sits on the append path and is called once per append block. A merged transaction that
+lived longer than a tick is amortised as Pravega does: it counts ``tick / lifetime`` of its traffic.
 """
 
 from __future__ import annotations
@@ -52,17 +52,18 @@ class AutoScaleConfig:
 class SegmentAggregate:
     """Decaying traffic rates of one segment with a rate-based scaling policy."""
 
-    __slots__ = ("by_bytes", "last_report", "last_tick", "pending", "rates", "start_time", "target_rate",
-                 "traffic", "windows")
+    __slots__ = ("alphas", "by_bytes", "last_report", "last_tick", "pending", "rates", "start_time", "target_rate",
+                 "tick_length", "traffic")
 
-    def __init__(self, scale_type: int, target_rate: int, now: float, windows: tuple[float, ...]) -> None:
+    def __init__(self, scale_type: int, target_rate: int, now: float, config: AutoScaleConfig) -> None:
         self.by_bytes = scale_type == SCALE_BY_KIB
         self.target_rate = target_rate
-        self.windows = windows
+        self.tick_length = config.tick
+        self.alphas = tuple(1.0 - math.exp(-config.tick / window) for window in config.windows)
         self.start_time = now
         self.last_tick = now
         self.last_report = now
-        self.pending = 0
+        self.pending = 0.0
         self.traffic = False
         self.rates = [0.0, 0.0, 0.0, 0.0]
 
@@ -70,35 +71,41 @@ class SegmentAggregate:
         self.by_bytes = scale_type == SCALE_BY_KIB
         self.target_rate = target_rate
 
-    def record(self, nbytes: int, events: int) -> None:
+    def record(self, nbytes: float, events: float) -> None:
         self.pending += nbytes if self.by_bytes else events
         self.traffic = True
 
-    def record_merge(self, nbytes: int, events: int, txn_age: float, now: float) -> None:
-        """A transaction's traffic, spread over its lifetime (at most the aggregate's own age)."""
-        amount = nbytes / 1024 if self.by_bytes else events
-        duration = min(txn_age, now - self.start_time)
-        self.traffic = True
-        if duration <= now - self.last_tick or duration <= 0:
-            self.pending += nbytes if self.by_bytes else events
-            return
-        extra = amount / duration
-        rates = self.rates
-        for i, window in enumerate(self.windows):
-            rates[i] += extra * (1.0 - math.exp(-duration / window))
+    def record_merge(self, nbytes: int, events: int, txn_age: float) -> None:
+        """A transaction's traffic: a short one counts as is, a longer one by its average over one tick."""
+        if txn_age < self.tick_length:
+            self.record(nbytes, events)
+        else:
+            share = self.tick_length / txn_age
+            self.record(nbytes * share, events * share)
 
     def tick(self, now: float) -> bool:
-        """Fold the traffic since the last tick into the rates; True if there was any."""
+        """Fold the traffic since the last tick into the rates; True if there was any.
+
+        A late tick first decays the rates over the silent tick intervals it covers, then folds the count in
+        over the remaining time; a rate still at exactly 0 starts at the instant rate.
+        """
         elapsed = now - self.last_tick
         if elapsed <= 0:
             return False
         self.last_tick = now
-        count, self.pending = self.pending, 0
+        count, self.pending = self.pending, 0.0
         traffic, self.traffic = self.traffic, False
         rates = self.rates
         if count == 0 and max(rates) < _IDLE_RATE:
             return traffic
-        instant = (count / 1024 if self.by_bytes else count) / elapsed
-        for i, window in enumerate(self.windows):
-            rates[i] += (1.0 - math.exp(-elapsed / window)) * (instant - rates[i])
+        silent = max(int(elapsed / self.tick_length) - 1, 0)
+        for _ in range(silent):
+            self._decay(0.0, self.tick_length)
+        self._decay(count / 1024 if self.by_bytes else count, elapsed - silent * self.tick_length)
         return traffic
+
+    def _decay(self, amount: float, duration: float) -> None:
+        instant = amount / duration
+        rates = self.rates
+        for i, alpha in enumerate(self.alphas):
+            rates[i] = instant if rates[i] == 0 else rates[i] + alpha * (instant - rates[i])

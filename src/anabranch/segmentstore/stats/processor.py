@@ -6,8 +6,7 @@
 - UP if r2 > 5 * target (age > w2), r5 > 2 * target (age > w5) or r10 > target (age > w10), asking for
   ``max(2, floor(max(r2, r5, r10) / target))`` splits;
 - DOWN if r2, r5 and r10 are below target, r20 below target/2, and age > w20.
-``AutoScaleProcessor`` adds the state: an UP mutes both directions and a DOWN mutes further DOWNs for
-``mute`` seconds; a segment that sent no report for ``idle_expiry`` seconds gets a silent DOWN and is forgotten.
+``AutoScaleProcessor`` adds the state (mute, idle expiry): see its docstring.
 """
 
 from __future__ import annotations
@@ -35,42 +34,51 @@ def decide(config: AutoScaleConfig, target: float, age: float, r2: float, r5: fl
 
 @dataclass(slots=True)
 class _Entry:
-    last_report: float
-    up_muted_until: float = -math.inf
-    down_muted_until: float = -math.inf
+    last_access: float
+    last_up: float = -math.inf
+    last_down: float = -math.inf
 
 
 class AutoScaleProcessor:
-    """Turns reports into ``ScaleRequest``s, applying mute and idle expiry."""
+    """Turns reports into ``ScaleRequest``s, applying mute and idle expiry (Pravega's request cache).
+
+    A segment enters the cache when it is created here (muted in both directions for ``mute`` seconds) or when
+    a request is sent for it; a report or a request refreshes it. An UP mutes both directions; a non-silent
+    DOWN mutes DOWNs and lifts the UP mute. A segment idle in the cache for ``idle_expiry`` seconds leaves it
+    with a silent DOWN (not subject to mute); a sealed one leaves without a request.
+    """
 
     def __init__(self, config: AutoScaleConfig) -> None:
         self.config = config
         self._entries: dict[str, _Entry] = {}
 
+    def notify_created(self, segment: str, now: float) -> None:
+        self._entries[segment] = _Entry(now, now, now)
+
     def report(self, segment: str, target: float, start_time: float, rates: list[float], now: float,
                wall_ms: int) -> ScaleRequest | None:
         entry = self._entries.get(segment)
-        if entry is None:
-            entry = self._entries[segment] = _Entry(now)
-        entry.last_report = now
+        if entry is not None:
+            entry.last_access = now
         decision = decide(self.config, target, now - start_time, *rates)
         if decision is None:
             return None
         direction, splits = decision
+        last = entry or _Entry(now)
         if direction is ScaleDirection.UP:
-            if now < entry.up_muted_until:
+            if now - last.last_up <= self.config.mute:
                 return None
-            entry.up_muted_until = entry.down_muted_until = now + self.config.mute
+            self._entries[segment] = _Entry(now, now, now)
         else:
-            if now < entry.down_muted_until:
+            if now - last.last_down <= self.config.mute:
                 return None
-            entry.down_muted_until = now + self.config.mute
+            self._entries[segment] = _Entry(now, -math.inf, now)
         return _request(segment, direction, splits, False, wall_ms)
 
     def expire(self, now: float, wall_ms: int) -> list[ScaleRequest]:
-        """Silent DOWNs for segments without a report for ``idle_expiry`` seconds (which are forgotten)."""
+        """Silent DOWNs for the segments idle in the cache for ``idle_expiry`` seconds (which leave it)."""
         limit = now - self.config.idle_expiry
-        idle = [name for name, entry in self._entries.items() if entry.last_report <= limit]
+        idle = [name for name, entry in self._entries.items() if entry.last_access <= limit]
         for name in idle:
             del self._entries[name]
         return [_request(name, ScaleDirection.DOWN, 0, True, wall_ms) for name in idle]

@@ -3,11 +3,13 @@
 The request handler calls ``record_*`` as segments are created, appended to (once per append block), merged,
 sealed and deleted; every call is O(1) and does no I/O. ``run`` ticks on the clock every ``config.tick``
 seconds: it folds traffic into each aggregate's rates, lets segments with traffic in that tick report to the
-``AutoScaleProcessor`` at most every ``report_interval`` seconds, expires idle segments (silent DOWN), and
+``AutoScaleProcessor`` at most once per ``report_interval`` seconds, expires idle segments (silent DOWN), and
 hands the resulting ``ScaleRequest``s to the reporter. Only stream segments with a rate policy (scale
-type 1 or 2 and a positive target) are tracked; transaction segments never are. After a restart the
-recorder learns a segment's policy on its first append through ``policy_lookup`` (resolved on the next tick).
-Reporter failures are logged and do not stop the ticks.
+type 1 or 2 and a positive target) are tracked; appends to a transaction segment of a tracked segment are
+counted aside and added, spread over the transaction's life (since its first append), when it is merged
+(``record_transaction_merge``). After a restart the recorder learns a segment's policy on its first append
+through ``policy_lookup`` (resolved on the next tick) and treats it as created then (so an idle segment still
+expires into a silent DOWN). Reporter failures are logged and do not stop the ticks.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections.abc import Awaitable, Callable
 
 from anabranch.clock import Clock
 from anabranch.errors import InvalidNameError
-from anabranch.model.names import TRANSACTION_DELIMITER, TRANSIENT_DELIMITER, ScopedSegment
+from anabranch.model.names import TRANSACTION_DELIMITER, TRANSIENT_DELIMITER, ScopedSegment, parent_segment_name
 from anabranch.segmentstore.stats.aggregates import SCALE_BY_EVENTS, SCALE_BY_KIB, AutoScaleConfig, SegmentAggregate
 from anabranch.segmentstore.stats.processor import AutoScaleProcessor
 from anabranch.segmentstore.stats.requests import ScaleRequest
@@ -54,6 +56,8 @@ class SegmentStatsRecorder:
         self._aggregates: dict[str, SegmentAggregate] = {}
         self._untracked: set[str] = set()
         self._unknown: set[str] = set()
+        self._transactions: dict[str, list[float]] = {}
+        """transaction segment → [bytes, events, monotonic time of its first append]"""
         self.reported = 0
 
     @classmethod
@@ -67,6 +71,8 @@ class SegmentStatsRecorder:
 
     def record_create(self, segment: str, scale_type: int, target_rate: int) -> None:
         self.record_policy(segment, scale_type, target_rate)
+        if segment in self._aggregates:
+            self._processor.notify_created(segment, self.clock.monotonic())
 
     def record_policy(self, segment: str, scale_type: int, target_rate: int) -> None:
         """A segment was created or its policy changed."""
@@ -80,7 +86,7 @@ class SegmentStatsRecorder:
         aggregate = self._aggregates.get(segment)
         if aggregate is None:
             self._aggregates[segment] = SegmentAggregate(scale_type, target_rate, self.clock.monotonic(),
-                                                         self.config.windows)
+                                                         self.config)
         else:
             aggregate.set_policy(scale_type, target_rate)
 
@@ -88,20 +94,41 @@ class SegmentStatsRecorder:
         aggregate = self._aggregates.get(segment)
         if aggregate is not None:
             aggregate.record(nbytes, events)
+        else:
+            self._record_other(segment, nbytes, events)
+
+    def _record_other(self, segment: str, nbytes: int, events: int) -> None:
+        """An append to an untracked segment: count transactions of tracked segments, learn unknown policies."""
+        counts = self._transactions.get(segment)
+        if counts is not None:
+            counts[0] += nbytes
+            counts[1] += events
+        elif TRANSACTION_DELIMITER in segment:
+            if parent_segment_name(segment) in self._aggregates:
+                self._transactions[segment] = [nbytes, events, self.clock.monotonic()]
         elif self._lookup is not None and segment not in self._untracked:
             self._unknown.add(segment)
+
+    def record_transaction_merge(self, target: str, source: str) -> None:
+        """Transaction segment ``source`` was merged into ``target``: its traffic counts, spread over its life."""
+        counts = self._transactions.pop(source, None)
+        if counts is not None:
+            nbytes, events, first_append = counts
+            self.record_merge(target, int(nbytes), int(events), self.clock.monotonic() - first_append)
 
     def record_merge(self, target: str, nbytes: int, events: int, txn_age: float) -> None:
         """A transaction of ``txn_age`` seconds with ``nbytes``/``events`` was merged into ``target``."""
         aggregate = self._aggregates.get(target)
         if aggregate is not None:
-            aggregate.record_merge(nbytes, events, txn_age, self.clock.monotonic())
+            aggregate.record_merge(nbytes, events, txn_age)
 
     def record_seal(self, segment: str) -> None:
-        self._forget(segment)
+        if segment not in self._transactions:
+            self._forget(segment)
 
     def record_delete(self, segment: str) -> None:
-        self._forget(segment)
+        if self._transactions.pop(segment, None) is None:
+            self._forget(segment)
 
     def _forget(self, segment: str) -> None:
         self._aggregates.pop(segment, None)
@@ -140,7 +167,7 @@ class SegmentStatsRecorder:
         requests: list[ScaleRequest] = []
         interval = self.config.report_interval
         for segment, aggregate in self._aggregates.items():
-            if aggregate.tick(now) and now - aggregate.last_report >= interval:
+            if aggregate.tick(now) and now - aggregate.last_report > interval:
                 aggregate.last_report = now
                 request = self._processor.report(segment, aggregate.target_rate, aggregate.start_time,
                                                  aggregate.rates, now, wall_ms)
@@ -169,4 +196,4 @@ class SegmentStatsRecorder:
             if policy is None:
                 self._untracked.add(segment)
             else:
-                self.record_policy(segment, *policy)
+                self.record_create(segment, *policy)
