@@ -9,9 +9,9 @@ import click
 from anabranch import __version__
 from anabranch.cli.bench import bench
 from anabranch.cli.controller import controller
+from anabranch.cli.read import read
 from anabranch.cli.segmentstore import segmentstore
 from anabranch.cli.standalone import standalone
-from anabranch.cli.read import read
 from anabranch.cli.user import scope, stream, write
 
 

@@ -22,11 +22,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from anabranch.clock import Clock
-from anabranch.controller.epochs import Range, SegmentRecord, split_range
+from anabranch.controller.epochs import SegmentRecord
 from anabranch.controller.errors import NoSuchSegmentError, StreamNotFoundError, WriteConflictError
 from anabranch.controller.records import ScalingConfig, StreamState
 from anabranch.controller.segment_helper import iterate_entries
 from anabranch.errors import DataCorruptionError
+from anabranch.model.keyspace import Range, split_range
 from anabranch.segmentstore.stats.requests import AUTOSCALE_TABLE, ScaleDirection, ScaleRequest
 
 if TYPE_CHECKING:

@@ -12,9 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from anabranch.model.keyspace import Range, merge_blocks
 from anabranch.model.names import segment_id
-
-Range = tuple[float, float]
 
 
 class ScaleInputInvalidError(ValueError):
@@ -80,34 +79,6 @@ class EpochRecord:
     @classmethod
     def decode(cls, raw: Mapping[str, Any]) -> EpochRecord:
         return cls(int(raw["e"]), int(raw["r"]), tuple(SegmentRecord.decode(s) for s in raw["s"]), int(raw["t"]))
-
-
-def initial_ranges(count: int) -> list[Range]:
-    """Segment i of n covers [i/n, (i+1)/n) as Java computes it; the last upper bound is forced to 1.0."""
-    if count <= 0:
-        raise ValueError("a stream needs at least one segment")
-    step = 1.0 / count
-    ranges = [(i * step, (i + 1) * step) for i in range(count)]
-    ranges[-1] = (ranges[-1][0], 1.0)
-    return ranges
-
-
-def split_range(start: float, end: float, parts: int) -> list[Range]:
-    """``parts`` equal sub-ranges of [start, end); the last ends exactly at ``end``."""
-    width = (end - start) / parts
-    bounds = [start + i * width for i in range(parts)] + [end]
-    return [(bounds[i], bounds[i + 1]) for i in range(parts)]
-
-
-def merge_blocks(ranges: Sequence[Range]) -> list[Range]:
-    """Sort and merge ranges that touch exactly or overlap into contiguous blocks."""
-    blocks: list[Range] = []
-    for start, end in sorted(ranges):
-        if blocks and start <= blocks[-1][1]:
-            blocks[-1] = (blocks[-1][0], max(blocks[-1][1], end))
-        else:
-            blocks.append((start, end))
-    return blocks
 
 
 def first_epoch(ranges: Sequence[Range], start_number: int, now: int) -> EpochRecord:

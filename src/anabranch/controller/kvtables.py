@@ -5,8 +5,9 @@
 from __future__ import annotations
 
 from anabranch.controller.context import ControllerContext
-from anabranch.controller.epochs import SegmentRecord, first_epoch, initial_ranges
+from anabranch.controller.epochs import SegmentRecord, first_epoch
 from anabranch.controller.errors import InvalidArgumentError, NotFoundError
+from anabranch.model.keyspace import initial_ranges
 from anabranch.model.names import KVTABLE_SUFFIX, is_valid_user_name, qualified_segment_name, segment_id
 from anabranch.protocol import controller_pb2 as pb
 

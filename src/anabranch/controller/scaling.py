@@ -22,7 +22,6 @@ from collections.abc import Sequence
 from anabranch.controller.context import ControllerContext, StreamView
 from anabranch.controller.epochs import (
     EpochRecord,
-    Range,
     ScaleInputInvalidError,
     ScalePreconditionError,
     SegmentRecord,
@@ -32,6 +31,7 @@ from anabranch.controller.epochs import (
 )
 from anabranch.controller.errors import SegmentSealedError, StreamNotFoundError
 from anabranch.controller.records import ScaleTransition, StreamState, TxnRecord, TxnStatus
+from anabranch.model.keyspace import Range
 from anabranch.model.names import transaction_segment_name
 from anabranch.protocol.commands import NOT_EXISTS
 

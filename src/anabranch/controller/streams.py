@@ -15,18 +15,12 @@ from collections.abc import Awaitable, Callable, Mapping
 import cbor2
 
 from anabranch.controller.context import ControllerContext, StreamView
-from anabranch.controller.epochs import (
-    all_segments,
-    cut_not_behind,
-    first_epoch,
-    initial_ranges,
-    is_before,
-    is_cut_valid,
-)
+from anabranch.controller.epochs import all_segments, cut_not_behind, first_epoch, is_before, is_cut_valid
 from anabranch.controller.errors import BadOffsetError, NoSuchSegmentError, StreamNotFoundError, TableNotEmptyError
 from anabranch.controller.metadata import SCOPE_INDEXES
 from anabranch.controller.records import StreamConfiguration, StreamState
 from anabranch.controller.scaling import Scaling
+from anabranch.model.keyspace import initial_ranges
 from anabranch.model.names import SYSTEM_SCOPE, is_valid_name, mark_stream_name
 from anabranch.protocol.commands import NO_VERSION
 

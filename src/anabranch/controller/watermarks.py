@@ -33,11 +33,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from anabranch.clock import Clock
-from anabranch.controller.epochs import EpochRecord, SegmentRecord, all_segments, merge_blocks
+from anabranch.controller.epochs import EpochRecord, SegmentRecord, all_segments
 from anabranch.controller.errors import NoSuchSegmentError, StreamNotFoundError
 from anabranch.controller.records import StreamState
 from anabranch.controller.writers import WRITER_PREFIX
 from anabranch.errors import DataCorruptionError
+from anabranch.model.keyspace import merge_blocks
 from anabranch.model.names import SYSTEM_SCOPE, mark_stream_name, qualified_segment_name
 
 if TYPE_CHECKING:

@@ -58,8 +58,8 @@ class FakeSegmentStore:
     def events(self, name: str) -> list[bytes]:
         data, out, pos = bytes(self.segments[name].data), [], 0
         while pos < len(data):
-            length = int.from_bytes(data[pos + 4:pos + 8], "big")
-            out.append(data[pos + 8:pos + 8 + length])
+            length = int.from_bytes(data[pos + 4 : pos + 8], "big")
+            out.append(data[pos + 8 : pos + 8 + length])
             pos += 8 + length
         return out
 
@@ -110,7 +110,7 @@ class FakeSegmentStore:
             seg.start = item.truncation_offset
             return c.SegmentTruncated(rid, item.segment)
         if isinstance(item, c.ReadSegment):
-            data = bytes(seg.data[item.offset:item.offset + item.suggested_length])
+            data = bytes(seg.data[item.offset : item.offset + item.suggested_length])
             end = seg.sealed and item.offset + len(data) >= len(seg.data)
             return c.SegmentRead(item.segment, item.offset, True, end, data, rid)
         raise AssertionError(f"fake segment store got {item!r}")
@@ -142,7 +142,9 @@ class FakeController:
         self.pings = 0
 
     def create_stream(self, scope: str, stream: str, count: int) -> list[SegmentWithRange]:
-        segments = [SegmentWithRange(scope, stream, i, r.low, r.high) for i, r in enumerate(initial_ranges(count))]
+        segments = [
+            SegmentWithRange(scope, stream, i, low, high) for i, (low, high) in enumerate(initial_ranges(count))
+        ]
         self.current[(scope, stream)] = segments
         for s in segments:
             self.store.segments[s.qualified_name] = FakeSegment()
@@ -151,26 +153,37 @@ class FakeController:
     def scale(self, scope: str, stream: str, sealed_id: int, parts: int, first_number: int, epoch: int) -> None:
         old = next(s for s in self.current[(scope, stream)] if s.segment_id == sealed_id)
         width = (old.max_key - old.min_key) / parts
-        new = [SegmentWithRange(scope, stream, (epoch << 32) | (first_number + i), old.min_key + i * width,
-                                old.max_key if i == parts - 1 else old.min_key + (i + 1) * width) for i in range(parts)]
+        new = [
+            SegmentWithRange(
+                scope,
+                stream,
+                (epoch << 32) | (first_number + i),
+                old.min_key + i * width,
+                old.max_key if i == parts - 1 else old.min_key + (i + 1) * width,
+            )
+            for i in range(parts)
+        ]
         for s in new:
             self.store.segments[s.qualified_name] = FakeSegment()
         self.successors[sealed_id] = [Successor(s, (sealed_id,)) for s in new]
         self.current[(scope, stream)] = sorted(
-            [s for s in self.current[(scope, stream)] if s.segment_id != sealed_id] + new, key=lambda s: s.min_key)
+            [s for s in self.current[(scope, stream)] if s.segment_id != sealed_id] + new, key=lambda s: s.min_key
+        )
         self.store.segments[old.qualified_name].sealed = True
 
     def merge(self, scope: str, stream: str, sealed_ids: list[int], number: int, epoch: int) -> None:
         olds = [s for s in self.current[(scope, stream)] if s.segment_id in sealed_ids]
-        new = SegmentWithRange(scope, stream, (epoch << 32) | number, min(s.min_key for s in olds),
-                               max(s.max_key for s in olds))
+        new = SegmentWithRange(
+            scope, stream, (epoch << 32) | number, min(s.min_key for s in olds), max(s.max_key for s in olds)
+        )
         self.store.segments[new.qualified_name] = FakeSegment()
         for old in olds:
             self.successors[old.segment_id] = [Successor(new, tuple(sealed_ids))]
             self.store.segments[old.qualified_name].sealed = True
         self.current[(scope, stream)] = sorted(
             [s for s in self.current[(scope, stream)] if s.segment_id not in sealed_ids] + [new],
-            key=lambda s: s.min_key)
+            key=lambda s: s.min_key,
+        )
 
     async def get_uri(self, scope: str, stream: str, segment_id: int) -> Endpoint:
         if self.store.wrong_host:
@@ -198,8 +211,9 @@ class FakeController:
         self.txns[txn_id] = TxnState.OPEN
         return CreatedTxn(txn_id, tuple(segments))
 
-    async def commit_transaction(self, scope: str, stream: str, txn_id: uuid.UUID, writer_id: str = "",
-                                 timestamp: int | None = None) -> None:
+    async def commit_transaction(
+        self, scope: str, stream: str, txn_id: uuid.UUID, writer_id: str = "", timestamp: int | None = None
+    ) -> None:
         for name in [n for n in self.store.segments if n.endswith(txn_id.hex)]:
             self.store.segments[parent_segment_name(name)].data += self.store.segments.pop(name).data
         self.txns[txn_id] = TxnState.COMMITTED

@@ -25,7 +25,7 @@ def test_any_key_lands_in_unit_interval(key: str) -> None:
 
 
 def _segments(count: int) -> list[SegmentWithRange]:
-    return [SegmentWithRange("sc", "st", i, r.low, r.high) for i, r in enumerate(initial_ranges(count))]
+    return [SegmentWithRange("sc", "st", i, low, high) for i, (low, high) in enumerate(initial_ranges(count))]
 
 
 @given(st.floats(min_value=0.0, max_value=1.0, exclude_max=True), st.integers(min_value=1, max_value=64))

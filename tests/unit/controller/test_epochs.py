@@ -16,15 +16,13 @@ from anabranch.controller.epochs import (
     cut_not_behind,
     duplicate_epoch,
     first_epoch,
-    initial_ranges,
     is_cut_valid,
-    merge_blocks,
     next_epoch,
     segments_between,
-    split_range,
     successors,
     validate_scale,
 )
+from anabranch.model.keyspace import initial_ranges, merge_blocks, split_range
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 7, 49, 98, 103, 107, 161])

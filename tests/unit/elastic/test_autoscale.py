@@ -20,17 +20,11 @@ from anabranch.controller.autoscale import (
     plan_request,
     split_ranges,
 )
-from anabranch.controller.epochs import (
-    EpochRecord,
-    SegmentRecord,
-    first_epoch,
-    initial_ranges,
-    next_epoch,
-    validate_scale,
-)
+from anabranch.controller.epochs import EpochRecord, SegmentRecord, first_epoch, next_epoch, validate_scale
 from anabranch.controller.facade import Controller
 from anabranch.controller.records import ScalingConfig, StreamConfiguration
 from anabranch.controller.segment_helper_memory import InMemorySegmentStore
+from anabranch.model.keyspace import initial_ranges
 from anabranch.model.names import segment_id
 from anabranch.protocol.commands import NO_VERSION
 from anabranch.segmentstore.stats import AUTOSCALE_TABLE, ScaleDirection, ScaleRequest
