@@ -10,6 +10,7 @@ test makes the assertions.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import sys
@@ -390,6 +391,131 @@ def scope_paging(manager: pravega_client.StreamManager, args: dict[str, Any]) ->
         manager.create_scope(name)
     listed = [n for n in manager.list_scope() if n in names]
     return {"listed": len(listed), "distinct": len(set(listed))}
+
+
+# ---- cross-client scenarios (tests/compat/test_cross_client.py): the other side is Anabranch's client ----
+
+
+def cut_map(cut: Any) -> dict[str, int]:
+    return {str(k): v for k, v in cut.get_segment_offset_map().items()}
+
+
+def write_keyed(writer: Any, tag: str, keys: list[str], count: int) -> None:
+    """Events ``tag|key|i`` with ``key = keys[i % len(keys)]`` as routing key; then waits for every ack."""
+    for i in range(count):
+        key = keys[i % len(keys)]
+        writer.write_event_bytes(f"{tag}|{key}|{i}".encode(), routing_key=key)
+    writer.flush()
+
+
+@scenario
+def cross_events(manager: pravega_client.StreamManager, args: dict[str, Any]) -> dict[str, Any]:
+    """Writes keyed events into an existing stream, reads the whole stream, reports the group's stream cut."""
+    scope, stream = args["scope"], args["stream"]
+    write_keyed(manager.create_writer(scope, stream, 100), "theirs", args["keys"], args["count"])
+    rg = manager.create_reader_group(args["group"], scope, stream)
+    reader = rg.create_reader("r1")
+    events = read_events(reader, args["expected"], 60)
+    reader.reader_offline()
+    return {"events": [d.decode() for d, _ in events], "cut": cut_map(rg.get_streamcut())}
+
+
+@scenario
+def cross_transactions(manager: pravega_client.StreamManager, args: dict[str, Any]) -> dict[str, Any]:
+    """Commits one transaction and aborts another in an existing stream, then reads the whole stream."""
+    scope, stream, keys = args["scope"], args["stream"], args["keys"]
+    txn_writer = manager.create_transaction_writer(scope, stream, 11)
+    committed = txn_writer.begin_txn()
+    aborted = txn_writer.begin_txn()
+    for i in range(args["count"]):
+        committed.write_event_bytes(f"theirs-commit|{keys[i % len(keys)]}|{i}".encode(), keys[i % len(keys)])
+        aborted.write_event_bytes(f"theirs-abort|{keys[i % len(keys)]}|{i}".encode(), keys[i % len(keys)])
+    committed.commit()
+    aborted.abort()
+    rg = manager.create_reader_group(args["group"], scope, stream)
+    events = read_events(rg.create_reader("r1"), args["expected"], 60, extra_polls=2)
+    return {"events": [d.decode() for d, _ in events], "committed": str(committed.get_txn_id()),
+            "aborted": str(aborted.get_txn_id())}
+
+
+@scenario
+def config_reader_group(manager: pravega_client.StreamManager, args: dict[str, Any]) -> dict[str, Any]:
+    """Reads several existing streams with one ``create_reader_group_with_config`` group (from the head), then
+    reads only new events through a second group created with ``read_from_tail=True``."""
+    scope, streams = args["scope"], args["streams"]
+    config = pravega_client.StreamReaderGroupConfig(False, scope, *streams)
+    rg = manager.create_reader_group_with_config(args["group"], scope, config)
+    head_events = read_events(rg.create_reader("r1"), args["expected"], 60)
+    tail_config = pravega_client.StreamReaderGroupConfig(True, scope, *streams)
+    tail_rg = manager.create_reader_group_with_config(args["group"] + "-tail", scope, tail_config)
+    tail_reader = tail_rg.create_reader("t1")
+    for stream in streams:
+        write_keyed(manager.create_writer(scope, stream, 10), f"tail-{stream}", ["a", "b", "c"], args["tail_count"])
+    tail_events = read_events(tail_reader, args["tail_count"] * len(streams), 60)
+    return {"events": [d.decode() for d, _ in head_events], "tail_events": [d.decode() for d, _ in tail_events]}
+
+
+def pattern(seed: str, size: int) -> bytes:
+    """``size`` deterministic pseudo-random bytes (the test computes the same from ``seed``)."""
+    blocks = (size + 31) // 32
+    return b"".join(hashlib.sha256(f"{seed}:{i}".encode()).digest() for i in range(blocks))[:size]
+
+
+@scenario
+def cross_byte_streams(manager: pravega_client.StreamManager, args: dict[str, Any]) -> dict[str, Any]:
+    """Writes ``pattern(seed, size)`` to one byte stream; reads another one (written by the test) to its end and
+    truncates it at ``truncate_at``."""
+    scope = args["scope"]
+    out_stream = manager.create_byte_stream(scope, args["write_stream"])
+    payload = pattern(args["seed"], args["size"])
+    written = sum(out_stream.write(payload[i:i + 65536]) for i in range(0, len(payload), 65536))
+    out_stream.flush()
+    in_stream = manager.create_byte_stream(scope, args["read_stream"])
+    tail = in_stream.seek(0, 2)
+    in_stream.seek(0, 0)
+    data = bytearray()
+    buf = bytearray(100_000)
+    deadline = time.monotonic() + 60
+    while len(data) < tail and time.monotonic() < deadline:
+        n = in_stream.readinto(buf)
+        data += buf[:n]
+    in_stream.truncate(args["truncate_at"])
+    return {"written": written, "tail_written": out_stream.current_tail_offset(), "read_tail": tail,
+            "read_size": len(data), "read_sha256": hashlib.sha256(bytes(data)).hexdigest(),
+            "read_head_after_truncate": in_stream.current_head_offset()}
+
+
+@scenario
+def write_events(manager: pravega_client.StreamManager, args: dict[str, Any]) -> dict[str, Any]:
+    """Writes keyed events ``tag|key|i`` into an existing stream (and nothing else)."""
+    write_keyed(manager.create_writer(args["scope"], args["stream"], 100), args["tag"], args["keys"], args["count"])
+    return {"written": args["count"]}
+
+
+@scenario
+def read_all(manager: pravega_client.StreamManager, args: dict[str, Any]) -> dict[str, Any]:
+    """Reads ``expected`` events of an existing stream from its head (then polls once more for extras)."""
+    rg = manager.create_reader_group(args["group"], args["scope"], args["stream"])
+    events = read_events(rg.create_reader("r1"), args["expected"], 60)
+    return {"events": [d.decode() for d, _ in events]}
+
+
+def digest(data: bytes) -> str:
+    return f"{len(data)}:{hashlib.sha256(data).hexdigest()}"
+
+
+@scenario
+def large_events(manager: pravega_client.StreamManager, args: dict[str, Any]) -> dict[str, Any]:
+    """Writes a small, a large (``pattern(seed, size)``) and a small event with one routing key into an existing
+    stream, then reads ``expected`` events of it; events are reported as ``length:sha256`` in read order."""
+    scope, stream = args["scope"], args["stream"]
+    writer = manager.create_writer(scope, stream)
+    for event in (b"theirs-before", pattern(args["seed"], args["size"]), b"theirs-after"):
+        writer.write_event_bytes(event, routing_key="big")
+    writer.flush()
+    rg = manager.create_reader_group(args["group"], scope, stream)
+    events = read_events(rg.create_reader("r1"), args["expected"], 60)
+    return {"events": [digest(d) for d, _ in events]}
 
 
 def main() -> None:

@@ -203,6 +203,14 @@ def _disk_limit(directory: Path, seconds: float = 2.0) -> float:
     return written / (time.perf_counter() - start)
 
 
+def _peak_rss_mb(pid: int) -> float:
+    """Peak resident set size (VmHWM) of a process, from /proc (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return -1.0
+
+
 def _percentile(values: list[float], fraction: float) -> float:
     if not values:
         return float("nan")
@@ -270,10 +278,12 @@ async def _bench(host: str, port: int, event_size: int, events: int, writers: in
 @click.option("--segmentstore", "endpoint", default=None, help="HOST:PORT of a running segment store.")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Data directory of the child segment store (default: a temporary directory).")
+@click.option("--cache-size", "cache_size_mb", type=click.IntRange(1), default=256, show_default=True,
+              help="Read-cache size (MiB) of the child segment store; its peak resident size is reported.")
 @click.option("--profile", "profile_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write a cProfile of the child segment store to this file.")
 def bench_append(event_size: int, events: int, writers: int, window: int, latency_seconds: float, as_json: bool,
-                 endpoint: str | None, data_dir: Path | None, profile_path: Path | None) -> None:
+                 endpoint: str | None, data_dir: Path | None, cache_size_mb: int, profile_path: Path | None) -> None:
     """Append throughput and ack latency of a segment store (prints one JSON line)."""
     with tempfile.TemporaryDirectory(prefix="anabranch-bench-") as tmp:
         directory = data_dir or Path(tmp) / "data"
@@ -282,7 +292,7 @@ def bench_append(event_size: int, events: int, writers: int, window: int, latenc
         if endpoint is None:
             if profile_path is not None:
                 os.environ["ANABRANCH_PROFILE"] = str(profile_path.resolve())
-            server = SegmentStoreProcess(directory)
+            server = SegmentStoreProcess(directory, None, "--cache-size", str(cache_size_mb))
             server.start()
             host, port = HOST, server.segmentstore_port
         else:
@@ -300,6 +310,9 @@ def bench_append(event_size: int, events: int, writers: int, window: int, latenc
             finally:
                 if progress is not None:
                     progress.stop()
+            if server is not None:
+                figures["cache_size_mb"] = cache_size_mb
+                figures["server_peak_rss_mb"] = _peak_rss_mb(server.pid)
         finally:
             if server is not None:
                 server.stop()

@@ -29,6 +29,14 @@ def check_length(type_code: int, length: int) -> None:
         )
 
 
+class BadFrameError(ProtocolError):
+    """A frame header with a bad length; ``frames_before`` are the whole frames that preceded it."""
+
+    def __init__(self, message: str, frames_before: list[tuple[int, memoryview]]) -> None:
+        super().__init__(message)
+        self.frames_before = frames_before
+
+
 class FrameDecoder:
     """Incremental frame splitter for one connection (one direction)."""
 
@@ -65,7 +73,10 @@ class FrameDecoder:
         unpack = HEADER.unpack_from
         while end - pos >= HEADER_SIZE:
             type_code, length = unpack(buf, pos)
-            check_length(type_code, length)
+            try:
+                check_length(type_code, length)
+            except ProtocolError as exc:
+                raise BadFrameError(str(exc), frames) from exc
             stop = pos + HEADER_SIZE + length
             if stop > end:
                 break

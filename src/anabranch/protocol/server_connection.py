@@ -31,7 +31,7 @@ from anabranch.protocol.commands import (
     Request,
     SetupAppend,
 )
-from anabranch.protocol.framing import HEADER, FrameDecoder
+from anabranch.protocol.framing import HEADER, BadFrameError, FrameDecoder
 
 _CONDITIONAL_HEAD = struct.Struct(">16sqq")
 _I32I32 = struct.Struct(">ii")
@@ -55,6 +55,14 @@ class Append:
     """Store only if the segment's length equals this; None for an unconditional append."""
 
 
+class BadInputError(ProtocolError):
+    """A protocol violation, with the well-formed items that came before it in the same data."""
+
+    def __init__(self, message: str, items_before: list[Request | Append]) -> None:
+        super().__init__(message)
+        self.items_before = items_before
+
+
 class ServerConnection:
     """Append reassembly and request decoding for one connection (feed it every byte received)."""
 
@@ -67,9 +75,25 @@ class ServerConnection:
         self._block: tuple[uuid.UUID, memoryview] | None = None
 
     def receive_data(self, data: bytes) -> list[Request | Append]:
-        """Decode the requests and appends that ``data`` completes; raises ProtocolError on a violation."""
+        """Decode the requests and appends that ``data`` completes.
+
+        Raises ``BadInputError`` (a ProtocolError) on a violation; it carries the items decoded before the
+        violation, which the server still answers (e.g. the Hello that precedes a bad frame) before closing.
+        """
         out: list[Request | Append] = []
-        for type_code, payload in self._frames.feed(data):
+        try:
+            self._decode_into(data, out)
+        except ProtocolError as exc:
+            raise BadInputError(str(exc), out) from exc
+        return out
+
+    def _decode_into(self, data: bytes, out: list[Request | Append]) -> None:
+        bad_frame: BadFrameError | None = None
+        try:
+            frames = self._frames.feed(data)
+        except BadFrameError as exc:
+            frames, bad_frame = exc.frames_before, exc
+        for type_code, payload in frames:
             if self._block is not None and type_code != AppendBlockEnd.TYPE:
                 raise ProtocolError(f"expected AppendBlockEnd after AppendBlock, got frame type {type_code}")
             if type_code == AppendBlockEnd.TYPE:
@@ -82,7 +106,8 @@ class ServerConnection:
                 out.append(self._conditional_block_end(payload))
             else:
                 out.append(self._request(type_code, payload))
-        return out
+        if bad_frame is not None:
+            raise bad_frame
 
     def remove_writer(self, writer_id: uuid.UUID) -> None:
         """Forget a writer (after an append error): its next append is a protocol error until it sets up again."""

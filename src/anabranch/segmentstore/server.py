@@ -13,8 +13,7 @@ import logging
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
-from anabranch.errors import ProtocolError
-from anabranch.protocol.server_connection import ServerConnection
+from anabranch.protocol.server_connection import BadInputError, ServerConnection
 from anabranch.segmentstore.handler import ConnectionHandler
 from anabranch.segmentstore.handler_merges import MergeHistory
 
@@ -94,7 +93,8 @@ class WireProtocol(asyncio.Protocol):
             return
         try:
             items = self._connection.receive_data(data)
-        except ProtocolError as exc:
+        except BadInputError as exc:
+            handler.handle_all(exc.items_before)
             handler.fail(f"bad input: {exc}")
             return
         handler.handle_all(items)

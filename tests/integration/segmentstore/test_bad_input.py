@@ -33,27 +33,25 @@ BAD_INPUTS: dict[str, bytes] = {
     "unknown type": HEADER.pack(13, 0),
     "reply-only type": encode(DataAppended(WRITER, 1, 0, 1, 10)),
     "append without setup": encode(AppendBlockEnd(WRITER, 9, event(b"x"), 1, 1, 5)),
-    "event number backwards": (
-        encode(SetupAppend(7, WRITER, SEG, ""))
-        + encode(AppendBlockEnd(WRITER, 9, event(b"y"), 1, 10**6, 8))
-        + encode(AppendBlockEnd(WRITER, 9, event(b"z"), 1, 10**6 - 1, 9))
-    ),
 }
 
 
-async def expect_closed(server_port: int, data: bytes) -> int:
-    """Send Hello + ``data`` on a raw socket; return the local port once the server closed it."""
+async def expect_closed(server_port: int, data: bytes, name: str) -> int:
+    """Send Hello + ``data`` in one write; the server answers the Hello, then closes; return the local port."""
     reader, writer = await asyncio.open_connection(HOST, server_port)
     port = int(writer.get_extra_info("sockname")[1])
     writer.write(encode(Hello(17, 5)) + data)
     await writer.drain()
 
+    received = bytearray()
+
     async def until_eof() -> None:
-        while await reader.read(65536):
-            pass
+        while chunk := await reader.read(65536):
+            received.extend(chunk)
 
     await asyncio.wait_for(until_eof(), 10)
     writer.close()
+    assert bytes(received).startswith(encode(Hello(17, 5))), f"{name}: the Hello before the bad input is answered"
     return port
 
 
@@ -68,7 +66,8 @@ async def test_bad_inputs_close_only_their_connection(segmentstore: SegmentStore
         good.send(AppendBlockEnd(writer, 13, event(b"hello"), 1, 1, next_request_id()))
         await asyncio.wait_for(acked.wait(), 10)
         before = await read_all(good, SEG)
-        ports = {name: await expect_closed(segmentstore.segmentstore_port, data) for name, data in BAD_INPUTS.items()}
+        port = segmentstore.segmentstore_port
+        ports = {name: await expect_closed(port, data, name) for name, data in BAD_INPUTS.items()}
         info = await good.request(GetStreamSegmentInfo(next_request_id(), SEG, ""))
         assert isinstance(info, StreamSegmentInfo)
         assert await read_all(good, SEG) == before and info.write_offset == len(before)
@@ -85,3 +84,25 @@ async def test_bad_inputs_close_only_their_connection(segmentstore: SegmentStore
         matching = [line for line in lines if f"127.0.0.1:{port}" in line]
         assert len(matching) == 1, (name, matching)
         assert "WARNING" in matching[0], (name, matching)
+
+
+async def test_event_number_going_backwards_closes_the_connection_and_stores_nothing_of_it(
+    segmentstore: SegmentStoreProcess,
+) -> None:
+    conn = await connect(segmentstore)
+    await create_segment(conn, SEG)
+    writer = uuid.uuid4()
+    await setup_append(conn, writer, SEG)
+    acked = asyncio.Event()
+    conn.add_listener(writer, lambda reply: acked.set())
+    conn.send(AppendBlockEnd(writer, 9, event(b"y"), 1, 10**6, next_request_id()))
+    await asyncio.wait_for(acked.wait(), 10)
+    closed = asyncio.Event()
+    conn.on_close(lambda exc: closed.set())
+    conn.send(AppendBlockEnd(writer, 9, event(b"z"), 1, 10**6 - 1, next_request_id()))
+    await asyncio.wait_for(closed.wait(), 10)
+    other = await connect(segmentstore)
+    try:
+        assert await read_all(other, SEG) == event(b"y")
+    finally:
+        await other.close()
