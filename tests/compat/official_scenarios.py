@@ -518,6 +518,18 @@ def large_events(manager: pravega_client.StreamManager, args: dict[str, Any]) ->
     return {"events": [digest(d) for d, _ in events]}
 
 
+@scenario
+def txn_states(manager: pravega_client.StreamManager, args: dict[str, Any]) -> dict[str, Any]:
+    """``get_txn(id).is_open()`` for transactions of any client; with ``begin``, also opens a transaction (left
+    open, without events) and reports its id. (In pravega 0.3.8 ``get_txn`` always returns a closed handle, so
+    nothing can be written through it.)"""
+    txn_writer = manager.create_transaction_writer(args["scope"], args["stream"], 13)
+    out: dict[str, Any] = {"open": [txn_writer.get_txn(int(i)).is_open() for i in args["ids"]]}
+    if args.get("begin"):
+        out["begun"] = str(txn_writer.begin_txn().get_txn_id())
+    return out
+
+
 def main() -> None:
     name, uri, raw_args = sys.argv[1], sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else "{}"
     manager = pravega_client.StreamManager(uri)

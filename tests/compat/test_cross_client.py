@@ -19,15 +19,17 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pytest
-from official_scenarios import pattern
+from official_scenarios import digest, pattern
 from test_official_client import run_official, unique
 
 from anabranch.client import (
     EventRead,
+    EventStreamWriter,
     ReaderGroup,
     ReaderGroupConfig,
     ScalingPolicy,
     StreamConfiguration,
+    StreamCut,
     StreamManager,
     TxnState,
 )
@@ -81,19 +83,26 @@ async def new_streams(manager: StreamManager, scope: str, segments: Mapping[str,
         await manager.create_stream(scope, stream, StreamConfiguration(ScalingPolicy.fixed(count)))
 
 
-async def write_ours(manager: StreamManager, scope: str, stream: str, tag: str, count: int) -> None:
+async def write_tagged(writer: EventStreamWriter[Any], tag: str, count: int) -> None:
     """``count`` events ``tag|key|i`` with routing key ``KEYS[i % len(KEYS)]``, all acknowledged."""
-    writer = manager.create_writer(scope, stream)
     for i in range(count):
         key = KEYS[i % len(KEYS)]
         await writer.write_event(f"{tag}|{key}|{i}".encode(), routing_key=key)
+    await writer.flush()
+
+
+async def write_ours(manager: StreamManager, scope: str, stream: str, tag: str, count: int) -> None:
+    writer = manager.create_writer(scope, stream)
+    await write_tagged(writer, tag, count)
     await writer.close()
 
 
-async def read_ours(manager: StreamManager, scope: str, streams: list[str], group: str,
+async def read_ours(manager: StreamManager, scope: str, streams: list[str] | ReaderGroupConfig, group: str,
                     expected: int) -> tuple[ReaderGroup, Any, list[EventRead[bytes]]]:
-    """Reads ``expected`` events with a new reader group (from the heads), then checks that nothing more comes."""
-    rg = await manager.create_reader_group(scope, group, ReaderGroupConfig.for_streams(scope, *streams))
+    """Reads ``expected`` events with a new reader group (from the heads of ``streams``, or as configured), then
+    checks that nothing more comes."""
+    config = streams if isinstance(streams, ReaderGroupConfig) else ReaderGroupConfig.for_streams(scope, *streams)
+    rg = await manager.create_reader_group(scope, group, config)
     reader = await rg.create_reader("r1")
     reads: list[EventRead[bytes]] = []
 
@@ -119,11 +128,14 @@ async def test_events_cross_read_same_segments_and_same_stream_cut(shared_standa
     async with StreamManager(shared_standalone.controller_uri) as manager:
         await new_streams(manager, scope, {stream: 4})
         await write_ours(manager, scope, stream, "ours", count)
+        import time; t0 = time.monotonic(); print("T write", flush=True)
         out = await official(shared_standalone, "cross_events", scope=scope, stream=stream, keys=KEYS, count=count,
                              expected=2 * count, group="rg-official")
         check_complete_and_ordered(out["events"], {"ours": count, "theirs": count})
 
+        print("T official", time.monotonic() - t0, flush=True); t0 = time.monotonic()
         rg, reader, reads = await read_ours(manager, scope, [stream], "rg-ours", 2 * count)
+        print("T ours", time.monotonic() - t0, flush=True); t0 = time.monotonic()
         events = texts(reads)
         check_complete_and_ordered(events, {"ours": count, "theirs": count})
 
@@ -146,6 +158,69 @@ async def test_events_cross_read_same_segments_and_same_stream_cut(shared_standa
         ours = (await rg.get_stream_cuts())[(scope, stream)]
         assert cut_map(ours.positions) == out["cut"], "the two groups' cuts after reading everything differ"
         await manager.delete_reader_group(scope, "rg-ours")
+
+        later = 60
+        await write_ours(manager, scope, stream, "later", later)
+        start = StreamCut(scope, stream, {int(segment): offset for segment, offset in out["cut"].items()})
+        _, reader, reads = await read_ours(manager, scope, ReaderGroupConfig((start,)), "rg-from-cut", later)
+        check_complete_and_ordered(texts(reads), {"later": later})
+        await reader.close()
+
+
+def check_phases(events: list[str], per_phase: int, phases: int) -> None:
+    """Complete and ordered per writer, and per key no event of a phase after an event of a later phase."""
+    check_complete_and_ordered(events, {f"p{i}": per_phase for i in range(phases)})
+    phase_of: dict[str, int] = {}
+    for event in events:
+        tag, key, _ = parse(event)
+        phase = int(tag[1:])
+        assert phase_of.get(key, 0) <= phase, f"key {key!r}: a {tag} event after a p{phase_of[key]} event"
+        phase_of[key] = phase
+
+
+async def test_reading_across_scale_events_of_both_writers(shared_standalone: Standalone) -> None:
+    """Our writer, a split, the official writer, a merge, our writer again; both readers follow the successors
+    and keep each key's events in the order they were written."""
+    scope, stream, per_phase = unique("xsc"), "s", 200
+    async with StreamManager(shared_standalone.controller_uri) as manager:
+        await new_streams(manager, scope, {stream: 2})
+        writer = manager.create_writer(scope, stream)
+        await write_tagged(writer, "p0", per_phase)
+        split = await manager.controller.scale_and_wait(scope, stream, [0], [(0.0, 0.25), (0.25, 0.5)])
+        await official(shared_standalone, "write_events", scope=scope, stream=stream, tag="p1", keys=KEYS,
+                       count=per_phase)
+        await manager.controller.scale_and_wait(scope, stream, [s.segment_id for s in split.new_segments],
+                                                [(0.0, 0.5)])
+        await write_tagged(writer, "p2", per_phase)
+        await writer.close()
+
+        out = await official(shared_standalone, "read_all", scope=scope, stream=stream, expected=3 * per_phase,
+                             group="rg-official")
+        check_phases(out["events"], per_phase, 3)
+        _, reader, reads = await read_ours(manager, scope, [stream], "rg-ours", 3 * per_phase)
+        check_phases(texts(reads), per_phase, 3)
+        await reader.close()
+
+
+async def test_large_events_cross_read(shared_standalone: Standalone) -> None:
+    """Events over 8 MiB (ours go through a transient segment) between small ones with the same routing key."""
+    scope, stream, size = unique("xbig"), "s", 9 * 1024 * 1024
+    async with StreamManager(shared_standalone.controller_uri) as manager:
+        await new_streams(manager, scope, {stream: 2})
+        ours = [b"ours-before", pattern("ours", size), b"ours-after"]
+        writer = manager.create_writer(scope, stream)
+        for event in ours:
+            await writer.write_event(event, routing_key="big")
+        await writer.close()
+
+        out = await official(shared_standalone, "large_events", scope=scope, stream=stream, seed="theirs",
+                             size=size, expected=6, group="rg-official")
+        expected = [digest(e) for e in ours] + [digest(e) for e in
+                                                (b"theirs-before", pattern("theirs", size), b"theirs-after")]
+        assert out["events"] == expected
+        _, reader, reads = await read_ours(manager, scope, [stream], "rg-ours", 6)
+        assert [digest(bytes(r.event or b"")) for r in reads] == expected
+        await reader.close()
 
 
 async def wait_for_state(manager: StreamManager, scope: str, stream: str, txn_id: uuid.UUID,
@@ -241,3 +316,60 @@ async def test_byte_streams_cross_read(shared_standalone: Standalone) -> None:
         assert truncated.tell() == truncate_at
         assert await asyncio.wait_for(truncated.read_exactly(100), READ_TIMEOUT) == ours[truncate_at:truncate_at + 100]
         await writer.close()
+
+
+async def test_truncation_and_seal_seen_by_both(shared_standalone: Standalone) -> None:
+    """We truncate at our tail cut, the official client writes and reads from the (new) head; after we seal,
+    our reader ends exactly after the official client's events."""
+    scope, stream, old, new = unique("xtr"), "s", 60, 40
+    async with StreamManager(shared_standalone.controller_uri) as manager:
+        await new_streams(manager, scope, {stream: 3})
+        await write_ours(manager, scope, stream, "old", old)
+        rg = await manager.create_reader_group(scope, "rg-cut", ReaderGroupConfig.for_streams(scope, stream))
+        tail = (await rg.get_tail_stream_cuts())[(scope, stream)]
+        await manager.truncate_stream(tail)
+        assert await manager.get_head_stream_cut(scope, stream) == tail
+
+        await official(shared_standalone, "write_events", scope=scope, stream=stream, tag="new", keys=KEYS,
+                       count=new)
+        out = await official(shared_standalone, "read_all", scope=scope, stream=stream, expected=new,
+                             group="rg-official")
+        check_complete_and_ordered(out["events"], {"new": new})
+
+        await manager.seal_stream(scope, stream)
+        group = await manager.create_reader_group(scope, "rg-ours", ReaderGroupConfig.for_streams(scope, stream))
+        reader = await group.create_reader("r1")
+
+        async def read_to_end() -> list[str]:
+            return [bytes(event).decode() async for event in reader]
+
+        check_complete_and_ordered(await asyncio.wait_for(read_to_end(), READ_TIMEOUT), {"new": new})
+        await reader.close()
+
+
+async def test_transaction_ids_agree(shared_standalone: Standalone) -> None:
+    """The official client sees our open transaction by its integer id; we write into and commit a transaction the
+    official client opened (its id as a UUID); both then see both transactions committed."""
+    scope, stream, count = unique("xid"), "s", 30
+    async with StreamManager(shared_standalone.controller_uri) as manager:
+        await new_streams(manager, scope, {stream: 3})
+        txn_writer = manager.create_transactional_writer(scope, stream)
+        ours = await txn_writer.begin_txn()
+        out = await official(shared_standalone, "txn_states", scope=scope, stream=stream,
+                             ids=[str(ours.txn_id.int)], begin=True)
+        assert out["open"] == [True]
+        theirs = await txn_writer.get_txn(uuid.UUID(int=int(out["begun"])))
+        for txn, tag in ((ours, "ours"), (theirs, "theirs")):
+            for i in range(count):
+                key = KEYS[i % len(KEYS)]
+                await txn.write_event(f"{tag}|{key}|{i}".encode(), routing_key=key)
+            await txn.commit()
+            await wait_for_state(manager, scope, stream, txn.txn_id, TxnState.COMMITTED)
+        await txn_writer.close()
+
+        after = await official(shared_standalone, "txn_states", scope=scope, stream=stream,
+                               ids=[str(ours.txn_id.int), out["begun"]])
+        assert after["open"] == [False, False]
+        read = await official(shared_standalone, "read_all", scope=scope, stream=stream, expected=2 * count,
+                              group="rg-official")
+        check_complete_and_ordered(read["events"], {"ours": count, "theirs": count})

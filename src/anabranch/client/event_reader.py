@@ -1,12 +1,13 @@
 """``EventStreamReader``: one member of a reader group, reading the segments the group assigns to it.
 
-The reader syncs with the group state every ``group_refresh_time`` (and whenever it has nothing to read):
-it reports its positions, releases segments beyond its fair share, acquires unassigned ones, and answers
-pending checkpoints (a checkpoint is returned as an ``EventRead`` with ``checkpoint_name`` set and no event;
-automatic checkpoints are silent). Each held segment has a ``SegmentReader`` with one block fetch in flight;
-events of a fetched block are handed out one by one from memory. When a segment ends, the reader asks the
-controller for its successors and records the completion; successors become readable only once all their
-predecessors are complete (the reducer enforces it). Segments at an ending stream cut have no successors.
+The reader syncs with the group state every ``group_refresh_time`` (and whenever it has nothing to read or
+has just finished a segment): it reports its positions, releases segments beyond its fair share, acquires
+unassigned ones, and answers pending checkpoints (a checkpoint is returned as an ``EventRead`` with
+``checkpoint_name`` set and no event; automatic checkpoints are silent). Each held segment has a
+``SegmentReader`` with one block fetch in flight; events of a fetched block are handed out one by one from
+memory. When a segment ends, the reader asks the controller for its successors and records the completion;
+successors become readable only once all their predecessors are complete (the reducer enforces it). Segments
+at an ending stream cut have no successors.
 
 Invariants: an event is returned at most once per assignment; positions reported to the group are always
 event boundaries after returned events; a released segment is released at the position after the last
@@ -195,6 +196,7 @@ class EventStreamReader(Generic[T]):
         await self.group.synchronizer.update_state(
             lambda s: (s.segment_completed(self.reader_id, segment, successors), None)
         )
+        self._last_sync = float("-inf")  # acquire the successors now, not at the next periodic sync
 
     async def _sync(self) -> str | None:
         """Reports positions, answers a pending checkpoint (returns its name), rebalances, starts automatic

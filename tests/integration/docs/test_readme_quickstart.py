@@ -100,7 +100,9 @@ def test_every_quick_start_command_works(tmp_path: Path) -> None:
     assert not unknown, f"quick-start commands this test does not know how to run: {unknown}"
     written = re.findall(r'^echo "([^"]*)" \| anabranch write ', "\n".join(user_commands), re.M)
     assert written, "the quick start writes nothing with echo | anabranch write"
-    with Standalone(tmp_path / "data") as server:
+    server = Standalone(tmp_path / "data")
+    server.start()
+    try:
         outputs = [run_shell(with_controller(command, server.controller_uri)) for command in user_commands]
         reads = [out.stdout for command, out in zip(user_commands, outputs, strict=True)
                  if command.startswith("anabranch read ")]
@@ -116,3 +118,5 @@ def test_every_quick_start_command_works(tmp_path: Path) -> None:
             result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                     timeout=COMMAND_TIMEOUT, check=False)
             assert result.returncode == 0, f"the Python example failed:\n{result.stderr}"
+    finally:
+        server.kill()
