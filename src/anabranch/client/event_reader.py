@@ -110,8 +110,13 @@ class EventStreamReader(Generic[T]):
         if self._closed:
             raise ClientClosedError(f"reader {self.reader_id} is closed")
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        start = loop.time()
         refresh = self.group.config.group_refresh_time
+        if self._current is not None and start - self._last_sync < refresh:
+            event = self._next_buffered()
+            if event is not None:
+                return event
+        deadline = start + timeout
         while True:
             now = loop.time()
             if now - self._last_sync >= refresh or (not self._segments and not self._has_buffered()):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from anabranch.errors import InvalidNameError
 
@@ -104,11 +104,19 @@ def mark_stream_name(stream: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class ScopedSegment:
-    """A parsed ``scope/stream/number.#epoch.epoch`` name."""
+    """A parsed ``scope/stream/number.#epoch.epoch`` name. Its hash is computed once: readers use segments as
+    dictionary keys once per event."""
 
     scope: str
     stream: str
     segment_id: int
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.scope, self.stream, self.segment_id)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     @property
     def qualified_name(self) -> str:
