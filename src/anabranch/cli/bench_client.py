@@ -151,9 +151,9 @@ async def _bench_read(uri: str, event_size: int, events: int, readers: int, keys
             reader = await group.create_reader(f"reader-{index}")
             try:
                 while not done.is_set():
-                    event = await reader.read_next_event(timeout=0.5)
-                    if event.event is not None:
-                        counts[index] += 1
+                    batch = await reader.read_events(max_events=1000, timeout=0.5)
+                    if batch[0].event is not None:
+                        counts[index] += len(batch)
                         if sum(counts) >= written:
                             done.set()
             finally:

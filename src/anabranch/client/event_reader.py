@@ -40,9 +40,13 @@ IDLE_POLL = 0.1
 """Seconds between group-state polls of a reader that holds no segment."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class EventRead(Generic[T]):
-    """One result of ``read_next_event``: an event, a checkpoint marker, or nothing (timeout / end)."""
+    """One result of ``read_next_event``: an event, a checkpoint marker, or nothing (timeout / end).
+
+    A plain (not frozen) dataclass because one is built per event and frozen ones cost four times as much
+    to create; treat it as read-only.
+    """
 
     event: T | None
     position: Position
@@ -65,6 +69,8 @@ class EventStreamReader(Generic[T]):
         self.serializer = serializer if serializer is not None else BytesSerializer()
         self._segments: dict[ScopedSegment, SegmentReader] = {}
         self._positions: dict[ScopedSegment, int] = {}
+        self._snapshot: dict[ScopedSegment, int] | None = None
+        """A copy of ``_positions`` shared by the Positions of a block's events; None when stale."""
         self._fetches: dict[ScopedSegment, asyncio.Task[EventBlock]] = {}
         self._ready: collections.deque[tuple[ScopedSegment, EventBlock]] = collections.deque()
         self._current: tuple[ScopedSegment, EventBlock] | None = None
@@ -135,6 +141,23 @@ class EventStreamReader(Generic[T]):
             wait = min(remaining, max(0.0, self._last_sync + refresh - loop.time()))
             await self._fill(wait if self._segments else min(remaining, IDLE_POLL))
 
+    async def read_events(self, max_events: int = 1000, timeout: float = 10.0) -> list[EventRead[T]]:
+        """Up to ``max_events`` results at once: waits like ``read_next_event`` for the first, then adds the
+        events already buffered (no further waiting). A checkpoint marker or an empty result comes alone.
+
+        The batch form of ``read_next_event`` for high-throughput consumers: one await per block of events.
+        """
+        first = await self.read_next_event(timeout)
+        batch = [first]
+        if first.event is None:
+            return batch
+        while len(batch) < max_events:
+            event = self._next_buffered()
+            if event is None:
+                break
+            batch.append(event)
+        return batch
+
     # --- buffered events ------------------------------------------------------------------------
 
     def _has_buffered(self) -> bool:
@@ -146,15 +169,20 @@ class EventStreamReader(Generic[T]):
                 if not self._ready:
                     return None
                 self._current, self._index = self._ready.popleft(), 0
+                self._snapshot = None
             segment, block = self._current
             if self._index >= len(block.events):
                 self._current = None
                 continue
             i = self._index
             self._index += 1
-            self._positions[segment] = block.offsets[i + 1] if i + 1 < len(block.events) else block.end
+            after = block.offsets[i + 1] if i + 1 < len(block.events) else block.end
+            self._positions[segment] = after
+            base = self._snapshot
+            if base is None:
+                base = self._snapshot = dict(self._positions)
             event = self.serializer.deserialize(block.events[i])
-            return EventRead(event, self.position, None, segment, block.offsets[i])
+            return EventRead(event, Position(base, segment, after), None, segment, block.offsets[i])
 
     async def _fill(self, wait: float) -> None:
         """Waits up to ``wait`` seconds for blocks from the held segments and queues them."""
@@ -187,6 +215,7 @@ class EventStreamReader(Generic[T]):
         reader = self._segments.pop(segment)
         await reader.close()
         self._positions.pop(segment, None)
+        self._snapshot = None
         self._ended.discard(segment)
         state = self.group.synchronizer.state
         successors: Mapping[ScopedSegment, list[ScopedSegment]] = {}
@@ -231,6 +260,7 @@ class EventStreamReader(Generic[T]):
     def _open(self, segment: ScopedSegment, offset: int, end: int | None) -> None:
         self._segments[segment] = SegmentReader(self.group.router, segment.qualified_name, offset, end)
         self._positions[segment] = offset
+        self._snapshot = None
 
     async def _release_one(self) -> None:
         candidates = [s for s in self._segments if s not in self._ended]
@@ -255,6 +285,7 @@ class EventStreamReader(Generic[T]):
             await asyncio.gather(task, return_exceptions=True)
         await reader.close()
         self._positions.pop(segment, None)
+        self._snapshot = None
         self._ready = collections.deque((s, b) for s, b in self._ready if s != segment)
         if self._current is not None and self._current[0] == segment:
             self._current = None

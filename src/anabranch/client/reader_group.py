@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import cbor2
@@ -73,11 +73,39 @@ class ReaderGroupConfig:
                    data["tail"], data["refresh"], data["auto_cp"])
 
 
-@dataclass(frozen=True)
 class Position:
-    """Where one reader is: the offset after the last event it returned, per segment it holds."""
+    """Where one reader is: the offset after the last event it returned, per segment it holds.
 
-    offsets: Mapping[ScopedSegment, int] = field(default_factory=dict)
+    Readers hand one out with every event, so it is built lazily: a snapshot of the other segments' offsets
+    (shared by the events of a block) plus the one segment that moved; ``offsets`` merges them on first use.
+    """
+
+    __slots__ = ("_base", "_merged", "_offset", "_segment")
+
+    def __init__(self, offsets: Mapping[ScopedSegment, int] | None = None, segment: ScopedSegment | None = None,
+                 offset: int = -1) -> None:
+        self._base: Mapping[ScopedSegment, int] = offsets if offsets is not None else {}
+        self._segment = segment
+        self._offset = offset
+        self._merged: dict[ScopedSegment, int] | None = None
+
+    @property
+    def offsets(self) -> Mapping[ScopedSegment, int]:
+        if self._merged is None:
+            merged = dict(self._base)
+            if self._segment is not None:
+                merged[self._segment] = self._offset
+            self._merged = merged
+        return self._merged
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Position) and dict(self.offsets) == dict(other.offsets)
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self.offsets.items()))
+
+    def __repr__(self) -> str:
+        return f"Position({dict(self.offsets)!r})"
 
 
 def _cut_out(cut: StreamCut) -> dict[str, Any]:

@@ -181,3 +181,35 @@ async def test_readers_of_separately_opened_handles_share_the_work() -> None:
 
     await asyncio.wait_for(asyncio.gather(consume(r1), consume(r2)), 10)
     assert sorted(got) == sorted(b"%d-%d" % (i, j) for i in range(2) for j in range(10))
+
+
+async def test_read_events_returns_buffered_events_in_order_with_exact_positions() -> None:
+    store, controller, group = await make_group(2)
+    store.append(controller.name(0), events(b"a0", b"a1", b"a2"))
+    store.append(controller.name(1), events(b"b0", b"b1"))
+    reader = await group.create_reader("r1")
+    batches: list[list[Any]] = []
+
+    async def run() -> None:
+        while sum(len(b) for b in batches) < 5:
+            batch = await reader.read_events(max_events=2, timeout=0.2)
+            if batch[0].event is not None:
+                batches.append(batch)
+
+    await asyncio.wait_for(run(), 10)
+    assert all(len(b) <= 2 for b in batches)
+    reads = [r for b in batches for r in b]
+    by_segment: dict[Any, list[Any]] = {}
+    for read in reads:
+        by_segment.setdefault(read.segment, []).append(read)
+    assert sorted(r.event for r in reads) == [b"a0", b"a1", b"a2", b"b0", b"b1"]
+    for segment_reads in by_segment.values():
+        offsets = [r.offset for r in segment_reads]
+        assert offsets == sorted(offsets)
+    expected = dict.fromkeys(by_segment, 0)
+    for read in reads:
+        expected[read.segment] = read.offset + 8 + len(read.event)
+        assert {s: read.position.offsets.get(s, 0) for s in by_segment} == expected
+    last = reads[-1]
+    assert last.position == reader.position
+    await reader.close()
