@@ -7,6 +7,7 @@ import signal
 
 import click
 
+from anabranch.admin.server import start_admin
 from anabranch.controller.service import ControllerService
 
 
@@ -17,10 +18,14 @@ def parse_endpoint(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
-async def _run(service: ControllerService) -> None:
+async def _run(service: ControllerService, admin_port: int) -> None:
     await service.start()
     click.echo(f"controller listening on {service.host}:{service.port} "
                f"(segment store {service.segment_store_host}:{service.segment_store_port})")
+    assert service.controller is not None
+    admin = await start_admin(service.controller, service.host, admin_port)
+    if admin is not None:
+        click.echo(f"admin endpoint on http://{admin.host}:{admin.port}/")
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -28,6 +33,8 @@ async def _run(service: ControllerService) -> None:
     try:
         await stop.wait()
     finally:
+        if admin is not None:
+            await admin.stop()
         await service.stop()
 
 
@@ -36,7 +43,9 @@ async def _run(service: ControllerService) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(0, 65535), default=9090, show_default=True,
               help="gRPC port (0 picks a free port).")
-def controller(segment_store: str, host: str, port: int) -> None:
+@click.option("--admin-port", type=click.IntRange(0, 65535), default=9091, show_default=True,
+              help="HTTP port of the admin endpoint (health, metrics, stream descriptions); 0 turns it off.")
+def controller(segment_store: str, host: str, port: int, admin_port: int) -> None:
     """Run a controller serving Pravega's Controller gRPC API; all metadata lives on the segment store."""
     ss_host, ss_port = parse_endpoint(segment_store)
-    asyncio.run(_run(ControllerService(ss_host, ss_port, host=host, port=port)))
+    asyncio.run(_run(ControllerService(ss_host, ss_port, host=host, port=port), admin_port))

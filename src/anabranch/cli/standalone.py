@@ -8,11 +8,13 @@ from pathlib import Path
 
 import click
 
+from anabranch.admin.server import start_admin
 from anabranch.controller.service import ControllerService
 from anabranch.segmentstore.service import SegmentStoreService
 
 
-async def _run(data_dir: Path, host: str, controller_port: int, segmentstore_port: int, containers: int) -> None:
+async def _run(data_dir: Path, host: str, controller_port: int, segmentstore_port: int, containers: int,
+               admin_port: int) -> None:
     store = SegmentStoreService(data_dir, host, segmentstore_port, container_count=containers)
     await store.start()
     click.echo(f"segment store listening on {store.host}:{store.port} (data in {data_dir})")
@@ -24,6 +26,11 @@ async def _run(data_dir: Path, host: str, controller_port: int, segmentstore_por
         raise
     click.echo(f"controller listening on {controller.host}:{controller.port}")
     click.echo(f"clients connect to tcp://{controller.host}:{controller.port}")
+    assert controller.controller is not None
+    admin = await start_admin(controller.controller, host, admin_port,
+                              segment_store_stats=lambda: store.store.statistics() if store.store else {})
+    if admin is not None:
+        click.echo(f"admin endpoint on http://{admin.host}:{admin.port}/")
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -31,6 +38,8 @@ async def _run(data_dir: Path, host: str, controller_port: int, segmentstore_por
     try:
         await stop.wait()
     finally:
+        if admin is not None:
+            await admin.stop()
         await controller.stop()
         await store.stop()
 
@@ -45,6 +54,9 @@ async def _run(data_dir: Path, host: str, controller_port: int, segmentstore_por
               help="Wire-protocol port of the segment store.")
 @click.option("--containers", type=click.IntRange(1, 1024), default=4, show_default=True,
               help="Segment containers; fixed for the life of the data directory.")
-def standalone(data_dir: Path, host: str, controller_port: int, segmentstore_port: int, containers: int) -> None:
+@click.option("--admin-port", type=click.IntRange(0, 65535), default=9091, show_default=True,
+              help="HTTP port of the admin endpoint (health, metrics, stream descriptions); 0 turns it off.")
+def standalone(data_dir: Path, host: str, controller_port: int, segmentstore_port: int, containers: int,
+               admin_port: int) -> None:
     """Run a segment store and a controller in one process (the quickest way to a working Pravega)."""
-    asyncio.run(_run(data_dir, host, controller_port, segmentstore_port, containers))
+    asyncio.run(_run(data_dir, host, controller_port, segmentstore_port, containers, admin_port))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import sys
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
@@ -16,6 +17,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from anabranch.cli.describe import fetch_description, grpc_description, render
 from anabranch.client.config import ClientConfig, RetentionPolicy, ScalingPolicy, StreamConfiguration
 from anabranch.client.event_writer import EventStreamWriter
 from anabranch.client.segment_writer import ClientContext
@@ -96,7 +98,7 @@ def scope_list(controller: str, show_all: bool) -> None:
 
 @click.group()
 def stream() -> None:
-    """Create, list, seal, truncate and delete streams."""
+    """Create, list, describe, seal, truncate and delete streams."""
 
 
 @stream.command("create")
@@ -210,6 +212,25 @@ def stream_truncate(name: str, controller: str, positions: tuple[str, ...], to_t
 
     cut = run(controller, truncate)
     click.echo(f"stream {name} truncated at {dict(cut.positions)}")
+
+
+@stream.command("describe")
+@click.argument("name", metavar="SCOPE/STREAM")
+@controller_option
+@click.option("--admin", metavar="URL", help="Ask this admin endpoint (e.g. http://127.0.0.1:9091), which also "
+                                             "knows epoch times and reasons and the retention records.")
+@click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
+def stream_describe(name: str, controller: str, admin: str | None, as_json: bool) -> None:
+    """Show the segments, epoch history, head, tail and retention state of SCOPE/STREAM."""
+    scope_name, stream_name = split_stream(name)
+    if admin is not None:
+        description = fetch_description(admin, scope_name, stream_name)
+    else:
+        description = run(controller, lambda m: grpc_description(m, scope_name, stream_name))
+    if as_json:
+        click.echo(json.dumps(description, indent=1))
+    else:
+        render(description)
 
 
 @click.command()

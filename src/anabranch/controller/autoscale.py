@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from anabranch.clock import Clock
-from anabranch.controller.epochs import SegmentRecord
+from anabranch.controller.epochs import REASON_AUTO, SegmentRecord
 from anabranch.controller.errors import NoSuchSegmentError, StreamNotFoundError, WriteConflictError
 from anabranch.controller.records import ScalingConfig, StreamState
 from anabranch.controller.segment_helper import iterate_entries
@@ -184,8 +184,8 @@ class AutoScaler:
         plan = plan_request(request, active, view.config.scaling, self.cold, now_ms, self.cold_period_ms)
         if plan is None:
             return True
-        status, created, _epoch = await self.controller.scaling.scale(request.scope, request.stream,
-                                                                      plan.sealed, plan.new_ranges)
+        status, created, _epoch = await self.controller.scaling.scale(
+            request.scope, request.stream, plan.sealed, plan.new_ranges, reason=REASON_AUTO)
         if status == "STARTED":
             self.scales_started += 1
             log.info("auto-scale %s of %s/%s: sealed %s, created %s", request.direction.name, request.scope,

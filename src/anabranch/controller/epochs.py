@@ -2,8 +2,9 @@
 
 Invariants: the segments of every epoch tile [0, 1) exactly (the last one ends at exactly 1.0);
 segment numbers only grow, so a higher number means a later creation; a segment id is
-``creation_epoch << 32 | number``. A segment sealed by a scale is absent from the next epoch, and
-its successors are the segments of that epoch that overlap it. Stream cuts map segment id → offset.
+``creation_epoch << 32 | number``. Each epoch records why it exists (``reason``). A segment
+sealed by a scale is absent from the next epoch, and its successors are the segments of that
+epoch that overlap it. Stream cuts map segment id → offset.
 """
 
 from __future__ import annotations
@@ -14,6 +15,12 @@ from typing import Any
 
 from anabranch.model.keyspace import Range, merge_blocks
 from anabranch.model.names import segment_id
+
+REASON_CREATED = "created"
+REASON_MANUAL = "manual scale"
+REASON_AUTO = "auto-scale"
+REASON_ROLLING = "rolling transaction"
+REASON_UPDATE = "forced by update"
 
 
 class ScaleInputInvalidError(ValueError):
@@ -58,6 +65,8 @@ class EpochRecord:
     reference_epoch: int
     segments: tuple[SegmentRecord, ...]
     creation_time: int
+    reason: str = ""
+    """Why the epoch exists (``REASON_*``); "" for records written before reasons were kept."""
 
     def sorted_segments(self) -> list[SegmentRecord]:
         return sorted(self.segments, key=lambda s: s.key_start)
@@ -74,16 +83,17 @@ class EpochRecord:
 
     def encode(self) -> dict[str, Any]:
         return {"e": self.epoch, "r": self.reference_epoch, "t": self.creation_time,
-                "s": [s.encode() for s in self.segments]}
+                "s": [s.encode() for s in self.segments], "why": self.reason}
 
     @classmethod
     def decode(cls, raw: Mapping[str, Any]) -> EpochRecord:
-        return cls(int(raw["e"]), int(raw["r"]), tuple(SegmentRecord.decode(s) for s in raw["s"]), int(raw["t"]))
+        return cls(int(raw["e"]), int(raw["r"]), tuple(SegmentRecord.decode(s) for s in raw["s"]), int(raw["t"]),
+                   str(raw.get("why", "")))
 
 
 def first_epoch(ranges: Sequence[Range], start_number: int, now: int) -> EpochRecord:
     segs = tuple(SegmentRecord(start_number + i, 0, now, lo, hi) for i, (lo, hi) in enumerate(ranges))
-    return EpochRecord(0, 0, segs, now)
+    return EpochRecord(0, 0, segs, now, REASON_CREATED)
 
 
 def validate_scale(current: EpochRecord, sealed: Sequence[int], new_ranges: Sequence[Range],
@@ -110,20 +120,20 @@ def validate_scale(current: EpochRecord, sealed: Sequence[int], new_ranges: Sequ
 
 
 def next_epoch(current: EpochRecord, sealed: Sequence[int], new_ranges: Sequence[Range], next_number: int,
-               now: int) -> EpochRecord:
+               now: int, reason: str = REASON_MANUAL) -> EpochRecord:
     """The epoch after a scale: current minus sealed, plus the new segments numbered in request order."""
     epoch = current.epoch + 1
     when = max(now, current.creation_time + 1)
     kept = [s for s in current.segments if s.id not in set(sealed)]
     added = [SegmentRecord(next_number + i, epoch, when, lo, hi) for i, (lo, hi) in enumerate(new_ranges)]
-    return EpochRecord(epoch, epoch, tuple(kept + added), when)
+    return EpochRecord(epoch, epoch, tuple(kept + added), when, reason)
 
 
 def duplicate_epoch(source: EpochRecord, epoch: int, next_number: int, now: int) -> EpochRecord:
     """A rolling-transaction epoch: ``source``'s ranges as new segments, pointing back to it."""
     segs = tuple(SegmentRecord(next_number + i, epoch, now, s.key_start, s.key_end)
                  for i, s in enumerate(source.sorted_segments()))
-    return EpochRecord(epoch, source.reference_epoch, segs, now)
+    return EpochRecord(epoch, source.reference_epoch, segs, now, REASON_ROLLING)
 
 
 def sealed_epoch(seg: SegmentRecord, epochs: Sequence[EpochRecord]) -> int | None:

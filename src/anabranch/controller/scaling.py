@@ -4,7 +4,8 @@ A scale is recorded before anything happens on the segment store: one atomic tab
 ``transition`` record, the new epoch record and the new ``latest`` pointer. ``complete`` then creates
 the successors, seals the old segments, switches the active epoch and drops the transition; every
 step is idempotent, so the startup sweep can run it again after a crash. Successors are visible
-(from the latest epoch record) before the old segments are sealed.
+(from the latest epoch record) before the old segments are sealed. Each new epoch record keeps the
+reason for it (``epochs.REASON_*``: manual scale, auto-scale, forced by an update, rolling transaction).
 
 Rolling commit of a transaction whose epoch T is older than the active epoch A adds two epochs: a
 duplicate of T (fresh segments, into which the transaction's segments are merged, then sealed) and a
@@ -21,6 +22,8 @@ from collections.abc import Sequence
 
 from anabranch.controller.context import ControllerContext, StreamView
 from anabranch.controller.epochs import (
+    REASON_MANUAL,
+    REASON_UPDATE,
     EpochRecord,
     ScaleInputInvalidError,
     ScalePreconditionError,
@@ -42,9 +45,9 @@ class Scaling:
     def __init__(self, ctx: ControllerContext) -> None:
         self.ctx = ctx
 
-    async def scale(self, scope: str, stream: str, sealed: Sequence[int], new_ranges: Sequence[Range]
-                    ) -> tuple[str, list[SegmentRecord], int]:
-        """Manual scale: (status name, new segments, the epoch scaled from)."""
+    async def scale(self, scope: str, stream: str, sealed: Sequence[int], new_ranges: Sequence[Range], *,
+                    reason: str = REASON_MANUAL) -> tuple[str, list[SegmentRecord], int]:
+        """A scale (manual unless ``reason`` says otherwise): (status name, new segments, the epoch scaled from)."""
         async with self.ctx.lock(scope, stream):
             try:
                 view = await self.ctx.view(scope, stream)
@@ -64,14 +67,20 @@ class Scaling:
             except ScaleInputInvalidError as exc:
                 log.info("scale of %s/%s refused: %s", scope, stream, exc)
                 return "FAILURE", [], active.epoch
-            created = await self.scale_locked(view, sealed, new_ranges)
+            created = await self.scale_locked(view, sealed, new_ranges, reason=reason)
             return "STARTED", created, active.epoch
 
-    async def scale_locked(self, view: StreamView, sealed: Sequence[int], new_ranges: Sequence[Range]
-                           ) -> list[SegmentRecord]:
-        """Record and run a validated scale (caller holds the stream lock); returns the new segments."""
+    async def scale_locked(self, view: StreamView, sealed: Sequence[int], new_ranges: Sequence[Range], *,
+                           reason: str | None = None) -> list[SegmentRecord]:
+        """Record and run a validated scale (caller holds the stream lock); returns the new segments.
+
+        Without a ``reason``, a scale run while the stream is UPDATING is recorded as forced by the update,
+        any other as manual.
+        """
+        if reason is None:
+            reason = REASON_UPDATE if view.state is StreamState.UPDATING else REASON_MANUAL
         active = await self.ctx.epoch(view, view.active)
-        record = next_epoch(active, sealed, new_ranges, view.next_number, self.ctx.wall_ms())
+        record = next_epoch(active, sealed, new_ranges, view.next_number, self.ctx.wall_ms(), reason)
         transition = ScaleTransition("scale", active.epoch, tuple(sealed), tuple(new_ranges))
         await view.table.put_many([
             ("transition", transition.encode(), NOT_EXISTS),

@@ -276,7 +276,7 @@ class Streams:
                     if offset > info.length:
                         return "FAILURE"
             await self.ctx.set_state(view, StreamState.TRUNCATING)
-            await view.table.put("truncation", {"cut": dict(cut), "done": False})
+            await view.table.put("truncation", {"cut": dict(cut), "done": False, "time": self.ctx.wall_ms()})
             await self._finish_truncate(view)
         return "SUCCESS"
 
@@ -291,7 +291,7 @@ class Streams:
         for seg in segments.values():
             if seg.id not in cut and is_before(seg, cut_segs):
                 await self.ctx.ops.delete_segment(view.segment_name(seg.id))
-        await view.table.put("truncation", {"cut": cut, "done": True})
+        await view.table.put("truncation", {**record, "cut": cut, "done": True})
         await self.ctx.set_state(view, StreamState.ACTIVE)
 
     async def _truncate_segment(self, name: str, offset: int) -> None:

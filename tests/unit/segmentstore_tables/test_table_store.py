@@ -18,7 +18,7 @@ from anabranch.segmentstore.tables import (
     TableSegmentNotEmptyError,
     TableStore,
 )
-from anabranch.segmentstore.tables.table_store import MAX_KEY_LENGTH, MAX_VALUE_LENGTH
+from anabranch.segmentstore.tables.table_index import MAX_KEY_LENGTH, MAX_VALUE_LENGTH
 
 T = "scope/_tables/t"
 

@@ -1,5 +1,6 @@
 """Table segments: a key-value map stored as an append-only log of checksummed record batches in a segment."""
 
+from anabranch.segmentstore.tables.compaction import CompactionPolicy
 from anabranch.segmentstore.tables.errors import (
     TableArgumentError,
     TableError,
@@ -10,6 +11,7 @@ from anabranch.segmentstore.tables.errors import (
 from anabranch.segmentstore.tables.table_store import DeltaRead, TableInfo, TableStore
 
 __all__ = [
+    "CompactionPolicy",
     "DeltaRead",
     "TableArgumentError",
     "TableError",

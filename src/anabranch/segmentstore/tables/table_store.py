@@ -5,7 +5,12 @@ by scanning the table segment (see :mod:`records`). Invariants:
 - every change is ONE conditional append (``expected_offset`` = the table's current length) of one batch, made
   under the table's lock after checking the conditions against the index, so a batch is all-or-nothing and
   durable before it is acknowledged; the index changes only after the append returned;
-- a version is the segment offset of the entry's record, so versions strictly increase.
+- a version is the segment offset of the entry's record, so versions strictly increase;
+- every live entry lies at or after the segment's start offset: compaction (see :mod:`compaction`) copies live
+  entries out of the oldest part of the log and truncates it, in a background task per table that takes the
+  table's lock only for its copy-and-truncate, like an update;
+- continuation tokens name a key, never an offset, so they survive compaction; a delta read from below the start
+  offset answers ``should_clear`` and scans from the start offset.
 It knows nothing about the wire protocol.
 """
 
@@ -15,34 +20,27 @@ import asyncio
 import bisect
 import logging
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from anabranch.errors import DataCorruptionError
 from anabranch.protocol.commands import NO_VERSION, NOT_EXISTS, NULL_TABLE_SEGMENT_OFFSET
-from anabranch.segmentstore.errors import BadOffsetError
+from anabranch.segmentstore.errors import BadOffsetError, SegmentStoreError, SegmentTruncatedError
+from anabranch.segmentstore.tables.compaction import CompactionPolicy
 from anabranch.segmentstore.tables.errors import (
     TableArgumentError,
     TableKeyBadVersionError,
     TableKeyDoesNotExistError,
     TableSegmentNotEmptyError,
 )
-from anabranch.segmentstore.tables.records import (
-    RECORD_HEADER,
-    Record,
-    RecordKind,
-    batch_size,
-    decode_batch,
-    encode_batch,
-)
+from anabranch.segmentstore.tables.records import Record, RecordKind, batch_size, decode_batch, encode_batch
+from anabranch.segmentstore.tables.table_index import TableIndex, check_key, check_value, record_end
 
 if TYPE_CHECKING:
     from anabranch.segmentstore.store import SegmentStore
 
 log = logging.getLogger(__name__)
 
-MAX_KEY_LENGTH = 8192
-MAX_VALUE_LENGTH = 1024 * 1024 - 8192
 PAGE_BYTES = 2 * 1024 * 1024
 READ_CHUNK = 1024 * 1024
 _TOKEN_PREFIX = b"\x01"
@@ -65,60 +63,22 @@ class DeltaRead:
     last_position: int
 
 
-@dataclass(slots=True)
-class _Table:
-    length: int = 0
-    index: dict[bytes, tuple[int, bytes]] = field(default_factory=dict)
-    batch_starts: list[int] = field(default_factory=list)
-    sorted_keys: list[bytes] | None = None
-
-    def apply(self, records: Sequence[Record], batch_offset: int, new_length: int) -> None:
-        for record in records:
-            if record.kind is RecordKind.PUT:
-                if record.key not in self.index:
-                    self.sorted_keys = None
-                self.index[record.key] = (record.offset, record.value)
-            elif self.index.pop(record.key, None) is not None:
-                self.sorted_keys = None
-        self.batch_starts.append(batch_offset)
-        self.length = new_length
-
-    def keys_in_order(self) -> list[bytes]:
-        if self.sorted_keys is None:
-            self.sorted_keys = sorted(self.index)
-        return self.sorted_keys
-
-
-def _check_key(key: bytes) -> None:
-    if not key:
-        raise TableArgumentError("table keys must not be empty")
-    if len(key) > MAX_KEY_LENGTH:
-        raise TableArgumentError(f"table key of {len(key)} bytes exceeds the limit of {MAX_KEY_LENGTH} bytes")
-
-
-def _check_value(value: bytes) -> None:
-    if len(value) > MAX_VALUE_LENGTH:
-        raise TableArgumentError(f"table value of {len(value)} bytes exceeds the limit of {MAX_VALUE_LENGTH} bytes")
-
-
-def _record_end(record: Record) -> int:
-    return record.offset + RECORD_HEADER.size + len(record.key) + len(record.value)
-
-
 class TableStore:
     """Key-value tables stored in table segments of ``store``."""
 
-    def __init__(self, store: SegmentStore) -> None:
+    def __init__(self, store: SegmentStore, compaction: CompactionPolicy | None = None) -> None:
         self._store = store
-        self._tables: dict[str, _Table] = {}
+        self.compaction = compaction or CompactionPolicy()
+        self._tables: dict[str, TableIndex] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._compactions: dict[str, asyncio.Task[None]] = {}
 
     # --- lifecycle ---------------------------------------------------------------------------
 
     async def create_table(self, name: str) -> None:
         async with self._lock(name):
             await self._store.create_segment(name, is_table=True)
-            self._tables[name] = _Table()
+            self._tables[name] = TableIndex()
 
     async def delete_table(self, name: str, must_be_empty: bool) -> None:
         async with self._lock(name):
@@ -139,8 +99,8 @@ class TableStore:
     ) -> list[int]:
         """Put (key, value, version) entries; returns the new versions in request order."""
         for key, value, _ in entries:
-            _check_key(key)
-            _check_value(value)
+            check_key(key)
+            check_value(value)
         conditional = any(version != NO_VERSION for _, _, version in entries)
         async with self._lock(name):
             for attempt in range(2):
@@ -150,15 +110,18 @@ class TableStore:
                     self._check_versions(name, table, [(key, version) for key, _, version in entries])
                 records = [(RecordKind.PUT, key, value) for key, value, _ in entries]
                 try:
-                    return await self._append(name, table, records)
+                    versions = await self._append(name, table, records)
                 except BadOffsetError:
                     self._stale(name, attempt)
+                    continue
+                self._schedule_compaction(name, table)
+                return versions
         raise AssertionError("unreachable")
 
     async def remove(self, name: str, keys: Sequence[tuple[bytes, int]], table_segment_offset: int) -> None:
         """Remove keys; an unconditional removal of an absent key is a no-op."""
         for key, _ in keys:
-            _check_key(key)
+            check_key(key)
         conditional = any(version != NO_VERSION for _, version in keys)
         async with self._lock(name):
             for attempt in range(2):
@@ -171,9 +134,11 @@ class TableStore:
                     return
                 try:
                     await self._append(name, table, records)
-                    return
                 except BadOffsetError:
                     self._stale(name, attempt)
+                    continue
+                self._schedule_compaction(name, table)
+                return
 
     def _stale(self, name: str, attempt: int) -> None:
         """The segment grew behind the index (someone appended directly): reload once, then give up."""
@@ -183,14 +148,14 @@ class TableStore:
         log.warning("table segment %s changed outside the table store; reloading its index", name)
 
     @staticmethod
-    def _check_offset(name: str, table: _Table, table_segment_offset: int) -> None:
+    def _check_offset(name: str, table: TableIndex, table_segment_offset: int) -> None:
         if table_segment_offset != NULL_TABLE_SEGMENT_OFFSET and table.length != table_segment_offset:
             raise BadOffsetError(
                 name, table.length, f"table segment length is {table.length}, not {table_segment_offset}"
             )
 
     @staticmethod
-    def _check_versions(name: str, table: _Table, keys: Sequence[tuple[bytes, int]]) -> None:
+    def _check_versions(name: str, table: TableIndex, keys: Sequence[tuple[bytes, int]]) -> None:
         for key, version in keys:
             if version == NO_VERSION:
                 continue
@@ -205,7 +170,7 @@ class TableStore:
                     f"key {key!r} of table {name} has version {current[0]}, not {version}"
                 )
 
-    async def _append(self, name: str, table: _Table, records: list[tuple[RecordKind, bytes, bytes]]) -> list[int]:
+    async def _append(self, name: str, table: TableIndex, records: list[tuple[RecordKind, bytes, bytes]]) -> list[int]:
         batch_offset = table.length
         data, offsets = encode_batch(records, batch_offset)
         result = await self._store.append(name, data, expected_offset=batch_offset)
@@ -251,18 +216,32 @@ class TableStore:
 
     async def info(self, name: str) -> TableInfo:
         table = await self._loaded_locked(name)
-        segment = await self._store.get_info(name)
-        return TableInfo(segment.start_offset, table.length, len(table.index))
+        return TableInfo(table.start_offset, table.length, len(table.index))
 
     async def read_delta(self, name: str, from_position: int, count: int) -> DeltaRead:
-        table = await self._loaded_locked(name)
+        """Live entries written at or after ``from_position``; from below the start offset (compacted away) the
+        reply says ``should_clear`` and scans from the start offset."""
+        for attempt in range(3):
+            table = await self._loaded_locked(name)
+            try:
+                return await self._read_delta(name, table, from_position, count)
+            except SegmentTruncatedError:
+                if attempt == 2:
+                    raise
+                async with self._lock(name):
+                    pass  # a compaction truncated the window being scanned: once it is done, scan again
+        raise AssertionError("unreachable")
+
+    async def _read_delta(self, name: str, table: TableIndex, from_position: int, count: int) -> DeltaRead:
         length = table.length
         if from_position < 0 or from_position > length:
             raise TableArgumentError(
                 f"delta position {from_position} is outside table segment {name} (length {length})"
             )
+        should_clear = from_position < table.start_offset
+        from_position = max(from_position, table.start_offset)
         if from_position == length:
-            return DeltaRead([], False, True, length)
+            return DeltaRead([], should_clear, True, length)
         first = bisect.bisect_right(table.batch_starts, from_position) - 1
         scan_from = table.batch_starts[max(first, 0)]
         found: dict[bytes, tuple[int, bytes]] = {}
@@ -279,7 +258,7 @@ class TableStore:
                     size += len(record.key) + len(record.value)
                 else:
                     found.pop(record.key, None)
-                last_position = _record_end(record)
+                last_position = record_end(record)
                 if len(found) >= limit or size >= PAGE_BYTES:
                     break
             else:
@@ -287,7 +266,86 @@ class TableStore:
                 continue
             break
         entries = [(key, version, value) for key, (version, value) in found.items()]
-        return DeltaRead(entries, False, last_position >= length, last_position)
+        return DeltaRead(entries, should_clear, last_position >= length, last_position)
+
+    # --- compaction --------------------------------------------------------------------------
+
+    async def compact(self, name: str) -> bool:
+        """Compact ``name`` while its policy asks for it; True if the start offset moved. A sweep stops at the
+        log's end as it was when the sweep began (what it copied is not copied again); another sweep follows
+        only if the last one made the log smaller, so this always ends."""
+        table = await self._loaded_locked(name)
+        moved = False
+        while True:
+            sweep_end, size = table.length, table.length - table.start_offset
+            while table.start_offset < sweep_end and self._needs_compaction(table):
+                if not await self._compact_window(name, table):
+                    return moved
+                moved = True
+            if not self._needs_compaction(table) or table.length - table.start_offset >= size:
+                return moved
+
+    async def wait_for_compactions(self) -> None:
+        """Wait until no background compaction runs (tests; before closing the segment store)."""
+        while tasks := [task for task in self._compactions.values() if not task.done()]:
+            await asyncio.wait(tasks)
+
+    async def close(self) -> None:
+        """Stop background compactions (an interrupted compaction loses nothing)."""
+        tasks = list(self._compactions.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._compactions.clear()
+
+    def _needs_compaction(self, table: TableIndex) -> bool:
+        return self.compaction.needed(table.start_offset, table.length, table.live_bytes)
+
+    def _schedule_compaction(self, name: str, table: TableIndex) -> None:
+        if not self._needs_compaction(table):
+            return
+        running = self._compactions.get(name)
+        if running is None or running.done():
+            self._compactions[name] = asyncio.create_task(self._compact_in_background(name))
+
+    async def _compact_in_background(self, name: str) -> None:
+        try:
+            await self.compact(name)
+        except SegmentStoreError as exc:
+            log.info("compaction of table segment %s stopped: %s", name, exc)
+        except Exception:
+            log.exception("compaction of table segment %s failed; it is retried after the next update", name)
+        finally:
+            if self._compactions.get(name) is asyncio.current_task():
+                del self._compactions[name]
+
+    async def _compact_window(self, name: str, table: TableIndex) -> bool:
+        """One pass: copy the live entries of the oldest window to the tail, then truncate the window away."""
+        start = table.start_offset
+        end = self.compaction.window_end(start, table.length, table.batch_starts)
+        try:
+            puts = [
+                record
+                async for _, _, records in self._scan(name, start, end)
+                for record in records
+                if record.kind is RecordKind.PUT
+            ]
+        except SegmentTruncatedError:
+            return False  # another compaction of this table (a direct compact() call) got there first
+        async with self._lock(name):
+            if self._tables.get(name) is not table or table.start_offset != start:
+                return False
+            live = [(RecordKind.PUT, r.key, r.value) for r in puts if table.index.get(r.key, (-1, b""))[0] == r.offset]
+            if live:
+                try:
+                    await self._append(name, table, live)
+                except BadOffsetError:
+                    self._tables.pop(name, None)
+                    return False
+            await self._store.truncate(name, end)
+            table.truncated(end)
+        log.debug("compacted table segment %s: start offset %d -> %d, %d entries copied", name, start, end, len(live))
+        return True
 
     # --- index -------------------------------------------------------------------------------
 
@@ -297,20 +355,20 @@ class TableStore:
             lock = self._locks[name] = asyncio.Lock()
         return lock
 
-    async def _loaded_locked(self, name: str) -> _Table:
+    async def _loaded_locked(self, name: str) -> TableIndex:
         table = self._tables.get(name)
         if table is not None:
             return table
         async with self._lock(name):
             return await self._loaded(name)
 
-    async def _loaded(self, name: str) -> _Table:
+    async def _loaded(self, name: str) -> TableIndex:
         """The table's index, rebuilt from the segment if not cached; call with the table's lock held."""
         table = self._tables.get(name)
         if table is not None:
             return table
         info = await self._store.get_info(name)
-        table = _Table()
+        table = TableIndex(start_offset=info.start_offset, length=info.start_offset)
         async for batch_offset, batch_end, records in self._scan(name, info.start_offset, info.length):
             table.apply(records, batch_offset, batch_end)
         table.length = info.length
