@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 
 import click
 
 from anabranch.admin.server import start_admin
+from anabranch.cli.serving import admin_port_option, wait_for_stop_signal
 from anabranch.controller.service import ControllerService
 
 
@@ -26,12 +26,8 @@ async def _run(service: ControllerService, admin_port: int) -> None:
     admin = await start_admin(service.controller, service.host, admin_port)
     if admin is not None:
         click.echo(f"admin endpoint on http://{admin.host}:{admin.port}/")
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        await wait_for_stop_signal()
     finally:
         if admin is not None:
             await admin.stop()
@@ -43,8 +39,7 @@ async def _run(service: ControllerService, admin_port: int) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(0, 65535), default=9090, show_default=True,
               help="gRPC port (0 picks a free port).")
-@click.option("--admin-port", type=click.IntRange(0, 65535), default=9091, show_default=True,
-              help="HTTP port of the admin endpoint (health, metrics, stream descriptions); 0 turns it off.")
+@admin_port_option
 def controller(segment_store: str, host: str, port: int, admin_port: int) -> None:
     """Run a controller serving Pravega's Controller gRPC API; all metadata lives on the segment store."""
     ss_host, ss_port = parse_endpoint(segment_store)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import cProfile
 import os
-import signal
 from pathlib import Path
 
 import click
 
+from anabranch.cli.serving import containers_option, wait_for_stop_signal
 from anabranch.segmentstore.service import MIB, SegmentStoreService
 
 PROFILE_ENV = "ANABRANCH_PROFILE"
@@ -19,12 +19,8 @@ PROFILE_ENV = "ANABRANCH_PROFILE"
 async def _run(service: SegmentStoreService) -> None:
     await service.start()
     click.echo(f"segment store listening on {service.host}:{service.port} (data in {service.data_dir})")
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        await wait_for_stop_signal()
     finally:
         await service.stop()
 
@@ -35,8 +31,7 @@ async def _run(service: SegmentStoreService) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(0, 65535), default=12345, show_default=True,
               help="TCP port of the wire protocol (0 picks a free port).")
-@click.option("--containers", type=click.IntRange(1, 1024), default=4, show_default=True,
-              help="Segment containers; fixed for the life of the data directory.")
+@containers_option
 @click.option("--cache-size", type=click.IntRange(1), default=256, show_default=True, help="Read cache in MiB.")
 @click.option("--tail-read-timeout", type=click.FloatRange(0.1), default=20.0, show_default=True,
               help="Seconds a read at the tail of a segment waits for data.")

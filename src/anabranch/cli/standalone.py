@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 from pathlib import Path
 
 import click
 
 from anabranch.admin.server import start_admin
+from anabranch.cli.serving import admin_port_option, containers_option, wait_for_stop_signal
 from anabranch.controller.service import ControllerService
 from anabranch.segmentstore.service import SegmentStoreService
 
@@ -31,12 +31,8 @@ async def _run(data_dir: Path, host: str, controller_port: int, segmentstore_por
                               segment_store_stats=lambda: store.store.statistics() if store.store else {})
     if admin is not None:
         click.echo(f"admin endpoint on http://{admin.host}:{admin.port}/")
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        await wait_for_stop_signal()
     finally:
         if admin is not None:
             await admin.stop()
@@ -52,10 +48,8 @@ async def _run(data_dir: Path, host: str, controller_port: int, segmentstore_por
               help="gRPC port of the controller.")
 @click.option("--segmentstore-port", type=click.IntRange(0, 65535), default=12345, show_default=True,
               help="Wire-protocol port of the segment store.")
-@click.option("--containers", type=click.IntRange(1, 1024), default=4, show_default=True,
-              help="Segment containers; fixed for the life of the data directory.")
-@click.option("--admin-port", type=click.IntRange(0, 65535), default=9091, show_default=True,
-              help="HTTP port of the admin endpoint (health, metrics, stream descriptions); 0 turns it off.")
+@containers_option
+@admin_port_option
 def standalone(data_dir: Path, host: str, controller_port: int, segmentstore_port: int, containers: int,
                admin_port: int) -> None:
     """Run a segment store and a controller in one process (the quickest way to a working Pravega)."""
