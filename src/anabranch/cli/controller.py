@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import click
 
 from anabranch.admin.server import start_admin
-from anabranch.cli.serving import admin_port_option, wait_for_stop_signal
+from anabranch.cli.serving import admin_port_option, server_tls, tls_options, wait_for_stop_signal
 from anabranch.controller.service import ControllerService
+from anabranch.tls import TlsConfigError, client_ssl_context
 
 
 def parse_endpoint(text: str) -> tuple[str, int]:
@@ -20,7 +22,8 @@ def parse_endpoint(text: str) -> tuple[str, int]:
 
 async def _run(service: ControllerService, admin_port: int) -> None:
     await service.start()
-    click.echo(f"controller listening on {service.host}:{service.port} "
+    secured = " (TLS)" if service.tls is not None else ""
+    click.echo(f"controller listening on {service.host}:{service.port}{secured} "
                f"(segment store {service.segment_store_host}:{service.segment_store_port})")
     assert service.controller is not None
     admin = await start_admin(service.controller, service.host, admin_port)
@@ -40,7 +43,18 @@ async def _run(service: ControllerService, admin_port: int) -> None:
 @click.option("--port", type=click.IntRange(0, 65535), default=9090, show_default=True,
               help="gRPC port (0 picks a free port).")
 @admin_port_option
-def controller(segment_store: str, host: str, port: int, admin_port: int) -> None:
+@tls_options
+@click.option("--segmentstore-trust-store", type=click.Path(exists=True, path_type=Path), default=None,
+              help="Reach the segment store over TLS, trusting the CA certificates in this PEM file or directory "
+                   "(its certificate must name the --segmentstore host).")
+def controller(segment_store: str, host: str, port: int, admin_port: int, tls_cert: Path | None,
+               tls_key: Path | None, segmentstore_trust_store: Path | None) -> None:
     """Run a controller serving Pravega's Controller gRPC API; all metadata lives on the segment store."""
     ss_host, ss_port = parse_endpoint(segment_store)
-    asyncio.run(_run(ControllerService(ss_host, ss_port, host=host, port=port), admin_port))
+    tls = server_tls(tls_cert, tls_key)
+    try:
+        ss_ssl = client_ssl_context(segmentstore_trust_store) if segmentstore_trust_store is not None else None
+    except TlsConfigError as exc:
+        raise click.UsageError(str(exc)) from exc
+    service = ControllerService(ss_host, ss_port, host=host, port=port, tls=tls, segment_store_ssl=ss_ssl)
+    asyncio.run(_run(service, admin_port))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from anabranch.cli.serving import containers_option, wait_for_stop_signal
+from anabranch.cli.serving import containers_option, server_tls, tls_options, wait_for_stop_signal
 from anabranch.segmentstore.service import MIB, SegmentStoreService
 
 PROFILE_ENV = "ANABRANCH_PROFILE"
@@ -18,7 +18,8 @@ PROFILE_ENV = "ANABRANCH_PROFILE"
 
 async def _run(service: SegmentStoreService) -> None:
     await service.start()
-    click.echo(f"segment store listening on {service.host}:{service.port} (data in {service.data_dir})")
+    secured = " (TLS)" if service.tls is not None else ""
+    click.echo(f"segment store listening on {service.host}:{service.port}{secured} (data in {service.data_dir})")
     try:
         await wait_for_stop_signal()
     finally:
@@ -35,11 +36,12 @@ async def _run(service: SegmentStoreService) -> None:
 @click.option("--cache-size", type=click.IntRange(1), default=256, show_default=True, help="Read cache in MiB.")
 @click.option("--tail-read-timeout", type=click.FloatRange(0.1), default=20.0, show_default=True,
               help="Seconds a read at the tail of a segment waits for data.")
+@tls_options
 def segmentstore(data_dir: Path, host: str, port: int, containers: int, cache_size: int,
-                 tail_read_timeout: float) -> None:
+                 tail_read_timeout: float, tls_cert: Path | None, tls_key: Path | None) -> None:
     """Run a segment store serving the Pravega wire protocol."""
     service = SegmentStoreService(data_dir, host, port, container_count=containers, cache_size=cache_size * MIB,
-                                  tail_read_timeout=tail_read_timeout)
+                                  tail_read_timeout=tail_read_timeout, tls=server_tls(tls_cert, tls_key))
     profile_path = os.environ.get(PROFILE_ENV)
     if not profile_path:
         asyncio.run(_run(service))

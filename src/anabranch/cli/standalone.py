@@ -1,4 +1,8 @@
-"""``anabranch standalone``: a segment store and a controller in one asyncio loop, until SIGTERM or Ctrl-C."""
+"""``anabranch standalone``: a segment store and a controller in one asyncio loop, until SIGTERM or Ctrl-C.
+
+With ``--tls-cert``/``--tls-key`` both ports speak TLS with that certificate, and the controller reaches its
+segment store over TLS trusting exactly that certificate.
+"""
 
 from __future__ import annotations
 
@@ -8,24 +12,27 @@ from pathlib import Path
 import click
 
 from anabranch.admin.server import start_admin
-from anabranch.cli.serving import admin_port_option, containers_option, wait_for_stop_signal
+from anabranch.cli.serving import admin_port_option, containers_option, server_tls, tls_options, wait_for_stop_signal
 from anabranch.controller.service import ControllerService
 from anabranch.segmentstore.service import SegmentStoreService
+from anabranch.tls import ServerTls
 
 
 async def _run(data_dir: Path, host: str, controller_port: int, segmentstore_port: int, containers: int,
-               admin_port: int) -> None:
-    store = SegmentStoreService(data_dir, host, segmentstore_port, container_count=containers)
+               admin_port: int, tls: ServerTls | None = None) -> None:
+    store = SegmentStoreService(data_dir, host, segmentstore_port, container_count=containers, tls=tls)
     await store.start()
-    click.echo(f"segment store listening on {store.host}:{store.port} (data in {data_dir})")
-    controller = ControllerService(host, store.port, host=host, port=controller_port)
+    secured = " (TLS)" if tls is not None else ""
+    click.echo(f"segment store listening on {store.host}:{store.port}{secured} (data in {data_dir})")
+    controller = ControllerService(host, store.port, host=host, port=controller_port, tls=tls,
+                                   segment_store_ssl=tls.internal_client_context() if tls is not None else None)
     try:
         await controller.start()
     except BaseException:
         await store.stop()
         raise
-    click.echo(f"controller listening on {controller.host}:{controller.port}")
-    click.echo(f"clients connect to tcp://{controller.host}:{controller.port}")
+    click.echo(f"controller listening on {controller.host}:{controller.port}{secured}")
+    click.echo(f"clients connect to {'tls' if tls is not None else 'tcp'}://{controller.host}:{controller.port}")
     assert controller.controller is not None
     admin = await start_admin(controller.controller, host, admin_port,
                               segment_store_stats=lambda: store.store.statistics() if store.store else {})
@@ -50,7 +57,9 @@ async def _run(data_dir: Path, host: str, controller_port: int, segmentstore_por
               help="Wire-protocol port of the segment store.")
 @containers_option
 @admin_port_option
+@tls_options
 def standalone(data_dir: Path, host: str, controller_port: int, segmentstore_port: int, containers: int,
-               admin_port: int) -> None:
+               admin_port: int, tls_cert: Path | None, tls_key: Path | None) -> None:
     """Run a segment store and a controller in one process (the quickest way to a working Pravega)."""
-    asyncio.run(_run(data_dir, host, controller_port, segmentstore_port, containers, admin_port))
+    tls = server_tls(tls_cert, tls_key)
+    asyncio.run(_run(data_dir, host, controller_port, segmentstore_port, containers, admin_port, tls))

@@ -9,10 +9,12 @@ policies validate themselves the way Pravega's builders do.
 from __future__ import annotations
 
 import enum
+import ssl
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from anabranch.errors import ConfigError
+from anabranch.tls import client_ssl_context
 
 TLS_SCHEMES = frozenset({"tls", "ssl", "tcps", "pravegas"})
 PLAIN_SCHEMES = frozenset({"tcp", "pravega", ""})
@@ -27,8 +29,10 @@ class ClientConfig:
     """How the client reaches the controller and behaves on the data path.
 
     ``controller_uri`` is ``tcp://host:port`` (plaintext) or ``tls://host:port`` (also ``ssl``,
-    ``tcps``, ``pravegas``), or a bare ``host:port``. ``auth_token`` is the full value of the
-    ``authorization`` header, e.g. ``"Basic dXNlcjpwYXNz"`` or ``"Bearer <jwt>"``.
+    ``tcps``, ``pravegas``), or a bare ``host:port``. TLS (the scheme or ``tls=True``) covers the controller
+    channel and every segment-store connection; ``trust_store`` is a PEM file or a directory of PEM files
+    holding the CA certificates to trust (``None``: the system's CAs). ``auth_token`` is the full value of
+    the ``authorization`` header, e.g. ``"Basic dXNlcjpwYXNz"`` or ``"Bearer <jwt>"``.
     """
 
     controller_uri: str = "tcp://127.0.0.1:9090"
@@ -77,6 +81,10 @@ class ClientConfig:
     @property
     def use_tls(self) -> bool:
         return self.tls or self.scheme in TLS_SCHEMES
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The client TLS context for segment-store connections, or ``None`` without TLS."""
+        return client_ssl_context(self.trust_store) if self.use_tls else None
 
     @property
     def controller_host(self) -> str:

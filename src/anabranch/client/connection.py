@@ -6,7 +6,9 @@ id (appends), else to a listener of its request id (long-lived flows), else it i
 at debug). When the connection ends, pending requests fail with :class:`ConnectionFailedError` and
 every ``on_close`` callback runs exactly once. Writes go straight to the transport (``writelines``
 for append blocks, no copies); ``drain()`` applies backpressure. ``ConnectionPool`` shares one live
-connection per endpoint. This module knows the codec, not what the replies mean.
+connection per endpoint. Given an ``ssl.SSLContext`` a connection is TLS (handshake first, certificate and
+host name checked by the context; the TLS layer changes nothing above it). This module knows the codec, not
+what the replies mean.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import ssl
 import uuid
 from collections.abc import Callable, Iterable
 
@@ -48,6 +51,12 @@ class ReplyTimeoutError(ConnectionFailedError, TimeoutError):
     """No reply to a request arrived in time; the connection may be stuck (retriable)."""
 
 
+class TlsVerificationError(ConnectionFailedError):
+    """The segment store's certificate is not trusted or not valid for its host name (not retriable)."""
+
+    retriable = False
+
+
 class RawConnection:
     """One handshaken connection to a segment store; create it with :meth:`connect`."""
 
@@ -71,17 +80,35 @@ class RawConnection:
         self._reader_task: asyncio.Task[None] | None = None
 
     @classmethod
-    async def connect(cls, host: str, port: int, *, timeout: float = 10.0) -> RawConnection:
-        """Open TCP, exchange Hello (versions must overlap) and start reading replies."""
+    async def connect(cls, host: str, port: int, *, timeout: float = 10.0, ssl_context: ssl.SSLContext | None = None,
+                      server_hostname: str | None = None) -> RawConnection:
+        """Open TCP (TLS with ``ssl_context``, checking the certificate against ``server_hostname``, default
+        ``host``), exchange Hello (versions must overlap) and start reading replies."""
         try:
-            return await asyncio.wait_for(cls._handshake(host, port), timeout)
+            return await asyncio.wait_for(cls._handshake(host, port, ssl_context, server_hostname), timeout)
         except TimeoutError:
             raise ConnectionFailedError(f"no Hello from segment store {host}:{port} within {timeout} s") from None
 
     @classmethod
-    async def _handshake(cls, host: str, port: int) -> RawConnection:
+    async def _handshake(cls, host: str, port: int, ssl_context: ssl.SSLContext | None,
+                         server_hostname: str | None) -> RawConnection:
         try:
-            reader, writer = await asyncio.open_connection(host, port)
+            if ssl_context is None:
+                reader, writer = await asyncio.open_connection(host, port)
+            else:
+                reader, writer = await asyncio.open_connection(
+                    host, port, ssl=ssl_context, server_hostname=server_hostname or host)
+        except ssl.SSLCertVerificationError as exc:
+            raise TlsVerificationError(
+                f"segment store {host}:{port} presented a certificate this client does not accept: "
+                f"{exc.verify_message or exc} (check the trust store and that the certificate names "
+                f"{server_hostname or host!r})"
+            ) from exc
+        except ssl.SSLError as exc:
+            raise ConnectionFailedError(
+                f"TLS handshake with segment store {host}:{port} failed: {exc.reason or exc} "
+                "(does it serve TLS, and does the trust store hold the CA that signed its certificate?)"
+            ) from exc
         except OSError as exc:
             raise ConnectionFailedError(f"cannot connect to segment store {host}:{port}: {exc}") from exc
         try:
@@ -260,8 +287,9 @@ class RawConnection:
 class ConnectionPool:
     """One shared live connection per segment-store endpoint; concurrent callers share one connect."""
 
-    def __init__(self, *, connect_timeout: float = 10.0) -> None:
+    def __init__(self, *, connect_timeout: float = 10.0, ssl_context: ssl.SSLContext | None = None) -> None:
         self.connect_timeout = connect_timeout
+        self.ssl_context = ssl_context
         self._connections: dict[tuple[str, int], RawConnection] = {}
         self._connecting: dict[tuple[str, int], asyncio.Task[RawConnection]] = {}
         self._closed = False
@@ -277,7 +305,8 @@ class ConnectionPool:
         task = self._connecting.get(key)
         if task is None:
             task = asyncio.get_running_loop().create_task(
-                RawConnection.connect(host, port, timeout=self.connect_timeout), name=f"wire-connect-{host}:{port}"
+                RawConnection.connect(host, port, timeout=self.connect_timeout, ssl_context=self.ssl_context),
+                name=f"wire-connect-{host}:{port}",
             )
             self._connecting[key] = task
             task.add_done_callback(lambda done: self._connected(key, done))

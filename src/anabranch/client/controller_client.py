@@ -66,6 +66,7 @@ from anabranch.client.hashing import SegmentWithRange
 from anabranch.model.stream_cut import StreamCut
 from anabranch.protocol import controller_pb2 as pb
 from anabranch.protocol import controller_pb2_grpc as pb_grpc
+from anabranch.tls import read_trust_pem
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -105,11 +106,7 @@ class ControllerClient:
             options = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
             target = self.config.controller_target
             if self.config.use_tls:
-                root = None
-                if self.config.trust_store:
-                    with open(self.config.trust_store, "rb") as handle:
-                        root = handle.read()
-                creds = grpc.ssl_channel_credentials(root_certificates=root)
+                creds = grpc.ssl_channel_credentials(root_certificates=read_trust_pem(self.config.trust_store))
                 self._channel = grpc.aio.secure_channel(target, creds, options=options)
             else:
                 self._channel = grpc.aio.insecure_channel(target, options=options)

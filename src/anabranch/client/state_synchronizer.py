@@ -8,8 +8,8 @@ state, the result is written conditionally, and on a conflict the state is fetch
 re-applied, so concurrent clients converge on one history of updates.
 
 Each write stores the whole state (a snapshot), so there is nothing to replay and nothing to compact on the
-client. The table segment's log grows by one snapshot per update (the segment store does not compact table
-segments yet), so keep states small (reader-group state is).
+client; the segment store compacts the table segment's log once superseded snapshots dominate it. Keep states
+small (reader-group state is): every update writes the whole state.
 Revisions only grow (they are the table's log positions), so the local copy only ever moves forward.
 Table segment names follow the Rust client's convention ``<scope>/<name>_kvtable/0.#epoch.0``.
 """

@@ -38,7 +38,8 @@ class StreamManager:
             config = ClientConfig(config)
         self.config = config or ClientConfig()
         self.controller = ControllerClient(self.config)
-        self.pool = ConnectionPool(connect_timeout=self.config.connect_timeout)
+        self.pool = ConnectionPool(connect_timeout=self.config.connect_timeout,
+                                   ssl_context=self.config.ssl_context())
         self.context = ClientContext(self.config, self.controller, self.pool)
         self.router = SegmentRouter(controller_resolver(self.controller), self.pool)
         self._closeables: list[Any] = []

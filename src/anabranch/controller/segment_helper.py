@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -117,18 +118,21 @@ class _WrongHost(AnabranchError):
 class SegmentHelper:
     """``SegmentStoreOps`` over the wire protocol to one segment store."""
 
-    def __init__(self, host: str, port: int, *, timeout: float = 30.0, attempts: int = 8) -> None:
+    def __init__(self, host: str, port: int, *, timeout: float = 30.0, attempts: int = 8,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         self.host = host
         self.port = port
         self.timeout = timeout
         self.attempts = attempts
+        self.ssl_context = ssl_context
         self._conn: RawConnection | None = None
         self._lock = asyncio.Lock()
 
     async def _connection(self) -> RawConnection:
         async with self._lock:
             if self._conn is None or self._conn.closed:
-                self._conn = await RawConnection.connect(self.host, self.port, timeout=self.timeout)
+                self._conn = await RawConnection.connect(self.host, self.port, timeout=self.timeout,
+                                                         ssl_context=self.ssl_context)
             return self._conn
 
     async def _drop(self, conn: RawConnection | None = None) -> None:

@@ -5,6 +5,8 @@
 tables, finishes any workflow a crash interrupted (the startup sweep), then listens and starts the
 transaction lease timer and a periodic sweep that finishes workflows a failed request left half done.
 ``stop`` reverses that. The controller holds no state of its own: kill it at any point and start it again.
+With ``tls`` the gRPC port speaks only TLS; with ``segment_store_ssl`` the controller reaches the segment store
+over TLS (plaintext when either is ``None``).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 from collections.abc import Callable
 
@@ -23,6 +26,7 @@ from anabranch.controller.facade import Controller
 from anabranch.controller.segment_helper import SegmentHelper, SegmentStoreOps
 from anabranch.controller.servicer import ControllerServicer
 from anabranch.protocol import controller_pb2_grpc as pb_grpc
+from anabranch.tls import ServerTls
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +35,15 @@ class ControllerService:
     def __init__(self, segment_store_host: str, segment_store_port: int, *, host: str = "127.0.0.1",
                  port: int = 9090, ops: SegmentStoreOps | None = None, monotonic: Callable[[], float] = time.monotonic,
                  wall_ms: Callable[[], int] = wall_clock_ms, lease_check_interval: float = 1.0,
-                 startup_timeout: float = 60.0, sweep_interval: float = 30.0) -> None:
+                 startup_timeout: float = 60.0, sweep_interval: float = 30.0, tls: ServerTls | None = None,
+                 segment_store_ssl: ssl.SSLContext | None = None) -> None:
         self.segment_store_host = segment_store_host
         self.segment_store_port = segment_store_port
         self.host = host
         self.port = port
-        self.ops: SegmentStoreOps = ops or SegmentHelper(segment_store_host, segment_store_port)
+        self.tls = tls
+        self.ops: SegmentStoreOps = ops or SegmentHelper(segment_store_host, segment_store_port,
+                                                         ssl_context=segment_store_ssl)
         self.monotonic = monotonic
         self.wall_ms = wall_ms
         self.lease_check_interval = lease_check_interval
@@ -61,7 +68,11 @@ class ControllerService:
                             self.segment_store_port)
         server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
         pb_grpc.add_ControllerServiceServicer_to_server(ControllerServicer(controller), server)
-        bound = server.add_insecure_port(f"{self.host}:{self.port}")
+        address = f"{self.host}:{self.port}"
+        if self.tls is not None:
+            bound = server.add_secure_port(address, self.tls.grpc_credentials())
+        else:
+            bound = server.add_insecure_port(address)
         if bound == 0:
             raise OSError(f"controller cannot listen on {self.host}:{self.port}")
         self.port = controller.port = bound

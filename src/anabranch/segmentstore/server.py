@@ -3,13 +3,16 @@
 One ``WireProtocol`` per connection: ``data_received`` decodes frames (sans-IO ServerConnection) and hands the
 items to the connection's handler, which writes replies to the transport. Bad input (ProtocolError) is logged
 once at WARNING with the peer address and closes that connection only; reading pauses while too many append
-bytes wait for the store. Knows nothing about segments beyond passing them on.
+bytes wait for the store. With an ``ssl.SSLContext`` every connection is TLS (asyncio does the handshake
+before the protocol sees the connection; a client that does not speak TLS is dropped during the handshake).
+Knows nothing about segments beyond passing them on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
@@ -124,12 +127,14 @@ class WireServer:
         self._server: asyncio.Server | None = None
         self._cleanups: set[asyncio.Task[None]] = set()
 
-    async def start(self, host: str, port: int) -> int:
-        """Start listening; returns the bound port (``port`` 0 picks a free one)."""
+    async def start(self, host: str, port: int, *, ssl_context: ssl.SSLContext | None = None) -> int:
+        """Start listening, over TLS if ``ssl_context`` is given; returns the bound port (``port`` 0 picks a
+        free one)."""
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: WireProtocol(self), host, port, backlog=1024)
+        self._server = await loop.create_server(lambda: WireProtocol(self), host, port, backlog=1024,
+                                                ssl=ssl_context)
         bound = int(self._server.sockets[0].getsockname()[1])
-        log.debug("wire server listening on %s:%d", host, bound)
+        log.debug("wire server listening on %s:%d%s", host, bound, " (TLS)" if ssl_context is not None else "")
         return bound
 
     def track(self, coro: Coroutine[Any, Any, None]) -> None:

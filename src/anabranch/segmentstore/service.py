@@ -1,8 +1,8 @@
 """SegmentStoreService: the segment store as one object: store + table store + wire server.
 
 ``start`` opens (and recovers) the store, then listens; ``stop`` stops accepting, closes connections and
-closes the store (flushing everything pending). Used by ``anabranch segmentstore`` and, in-process, by
-``anabranch standalone``.
+closes the store (flushing everything pending). With ``tls`` the wire port speaks only TLS. Used by
+``anabranch segmentstore`` and, in-process, by ``anabranch standalone``.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 from anabranch.segmentstore.server import WireServer
 from anabranch.segmentstore.store import SegmentStore, open_segment_store
 from anabranch.segmentstore.tables import TableStore
+from anabranch.tls import ServerTls
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ class SegmentStoreService:
         container_count: int = 4,
         cache_size: int = 256 * MIB,
         tail_read_timeout: float = 20.0,
+        tls: ServerTls | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.host = host
@@ -39,6 +41,7 @@ class SegmentStoreService:
         self.container_count = container_count
         self.cache_size = cache_size
         self.tail_read_timeout = tail_read_timeout
+        self.tls = tls
         self.store: SegmentStore | None = None
         self.tables: TableStore | None = None
         self._server: WireServer | None = None
@@ -50,7 +53,8 @@ class SegmentStoreService:
         self.tables = TableStore(self.store)
         self._server = WireServer(self.store, self.tables, tail_read_timeout=self.tail_read_timeout)
         try:
-            self.port = await self._server.start(self.host, self.port)
+            ssl_context = self.tls.ssl_context() if self.tls is not None else None
+            self.port = await self._server.start(self.host, self.port, ssl_context=ssl_context)
         except BaseException:
             await self.store.close()
             raise
@@ -60,6 +64,9 @@ class SegmentStoreService:
         if self._server is not None:
             await self._server.stop()
             self._server = None
+        if self.tables is not None:
+            await self.tables.close()
+            self.tables = None
         if self.store is not None:
             await self.store.close()
             self.store = None
