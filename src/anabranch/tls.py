@@ -13,7 +13,6 @@ context needs TLS 1.2 or later. This module knows no protocol: callers wrap thei
 
 from __future__ import annotations
 
-import logging
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +20,6 @@ from pathlib import Path
 import grpc
 
 from anabranch.errors import ConfigError
-
-log = logging.getLogger(__name__)
 
 MIN_TLS_VERSION = ssl.TLSVersion.TLSv1_2
 

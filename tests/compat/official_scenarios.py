@@ -568,6 +568,21 @@ def txn_across_scale(manager: pravega_client.StreamManager, args: dict[str, Any]
     return {"events": [d.decode() for d, _ in events], "new_segments": new, "txn_id": str(txn.get_txn_id())}
 
 
+@scenario
+def tls_round_trip(manager: pravega_client.StreamManager, args: dict[str, Any]) -> dict[str, Any]:
+    """Over TLS (``tls_enabled=True``; CA certificates from env ``pravega_client_tls_cert_path``): creates a
+    scope and a stream, writes ``count`` events and reads them back."""
+    manager = pravega_client.StreamManager(args["uri"], tls_enabled=True)
+    scope, stream = args["scope"], "secure"
+    created = [manager.create_scope(scope), manager.create_stream(scope, stream, 2)]
+    writer = manager.create_writer(scope, stream, 10)
+    for i in range(args["count"]):
+        writer.write_event(f"secret-{i}", routing_key=f"k{i % 4}")
+    writer.flush()
+    events = read_stream(manager, scope, stream, args["count"], "tls-group")
+    return {"created": created, "events": sorted(e.decode() for e in events)}
+
+
 def main() -> None:
     name, uri, raw_args = sys.argv[1], sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else "{}"
     manager = pravega_client.StreamManager(uri)

@@ -9,6 +9,7 @@ policies validate themselves the way Pravega's builders do.
 from __future__ import annotations
 
 import enum
+import os
 import ssl
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -16,6 +17,8 @@ from urllib.parse import urlsplit
 from anabranch.errors import ConfigError
 from anabranch.tls import client_ssl_context
 
+TRUST_STORE_ENV = "pravega_client_tls_cert_path"
+"""Environment variable naming the CA certificates when ``trust_store`` is not set (as for the official client)."""
 TLS_SCHEMES = frozenset({"tls", "ssl", "tcps", "pravegas"})
 PLAIN_SCHEMES = frozenset({"tcp", "pravega", ""})
 MAX_EVENT_SIZE = 8 * 1024 * 1024
@@ -31,8 +34,9 @@ class ClientConfig:
     ``controller_uri`` is ``tcp://host:port`` (plaintext) or ``tls://host:port`` (also ``ssl``,
     ``tcps``, ``pravegas``), or a bare ``host:port``. TLS (the scheme or ``tls=True``) covers the controller
     channel and every segment-store connection; ``trust_store`` is a PEM file or a directory of PEM files
-    holding the CA certificates to trust (``None``: the system's CAs). ``auth_token`` is the full value of
-    the ``authorization`` header, e.g. ``"Basic dXNlcjpwYXNz"`` or ``"Bearer <jwt>"``.
+    holding the CA certificates to trust (``None``: the path in env ``pravega_client_tls_cert_path`` if set,
+    as for the official client, else the system's CAs). ``auth_token`` is the full value of the
+    ``authorization`` header, e.g. ``"Basic dXNlcjpwYXNz"`` or ``"Bearer <jwt>"``.
     """
 
     controller_uri: str = "tcp://127.0.0.1:9090"
@@ -82,9 +86,14 @@ class ClientConfig:
     def use_tls(self) -> bool:
         return self.tls or self.scheme in TLS_SCHEMES
 
+    @property
+    def effective_trust_store(self) -> str | None:
+        """``trust_store``, else the path in env ``pravega_client_tls_cert_path``, else None (system CAs)."""
+        return self.trust_store or os.environ.get(TRUST_STORE_ENV) or None
+
     def ssl_context(self) -> ssl.SSLContext | None:
         """The client TLS context for segment-store connections, or ``None`` without TLS."""
-        return client_ssl_context(self.trust_store) if self.use_tls else None
+        return client_ssl_context(self.effective_trust_store) if self.use_tls else None
 
     @property
     def controller_host(self) -> str:

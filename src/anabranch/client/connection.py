@@ -110,7 +110,10 @@ class RawConnection:
                 "(does it serve TLS, and does the trust store hold the CA that signed its certificate?)"
             ) from exc
         except OSError as exc:
-            raise ConnectionFailedError(f"cannot connect to segment store {host}:{port}: {exc}") from exc
+            hint = " during the TLS handshake (does it serve TLS?)" if ssl_context is not None else ""
+            raise ConnectionFailedError(
+                f"cannot connect to segment store {host}:{port}{hint}: {str(exc) or type(exc).__name__}"
+            ) from exc
         try:
             writer.write(encode(Hello(WIRE_VERSION, OLDEST_COMPATIBLE_VERSION)))
             decoder = CommandDecoder()

@@ -106,7 +106,8 @@ class ControllerClient:
             options = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
             target = self.config.controller_target
             if self.config.use_tls:
-                creds = grpc.ssl_channel_credentials(root_certificates=read_trust_pem(self.config.trust_store))
+                root = read_trust_pem(self.config.effective_trust_store)
+                creds = grpc.ssl_channel_credentials(root_certificates=root)
                 self._channel = grpc.aio.secure_channel(target, creds, options=options)
             else:
                 self._channel = grpc.aio.insecure_channel(target, options=options)

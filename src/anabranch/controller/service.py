@@ -42,6 +42,7 @@ class ControllerService:
         self.host = host
         self.port = port
         self.tls = tls
+        self.segment_store_ssl = segment_store_ssl
         self.ops: SegmentStoreOps = ops or SegmentHelper(segment_store_host, segment_store_port,
                                                          ssl_context=segment_store_ssl)
         self.monotonic = monotonic

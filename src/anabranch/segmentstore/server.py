@@ -5,6 +5,8 @@ items to the connection's handler, which writes replies to the transport. Bad in
 once at WARNING with the peer address and closes that connection only; reading pauses while too many append
 bytes wait for the store. With an ``ssl.SSLContext`` every connection is TLS (asyncio does the handshake
 before the protocol sees the connection; a client that does not speak TLS is dropped during the handshake).
+A plaintext server closes at once a connection whose first bytes are a TLS ClientHello (no wire command starts
+with a TLS record header), logging why, instead of waiting for the rest of a bogus frame.
 Knows nothing about segments beyond passing them on.
 """
 
@@ -25,6 +27,9 @@ if TYPE_CHECKING:
     from anabranch.segmentstore.tables import TableStore
 
 log = logging.getLogger(__name__)
+
+_TLS_HANDSHAKE_RECORD = b"\x16\x03"
+"""The first bytes of a TLS ClientHello; a wire command's first byte (its type) is never 0x16."""
 
 
 class _TransportOutput:
@@ -73,6 +78,7 @@ class WireProtocol(asyncio.Protocol):
         self._handler: ConnectionHandler | None = None
         self._transport: asyncio.Transport | None = None
         self._peer = "?"
+        self._first_data = True
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -94,6 +100,11 @@ class WireProtocol(asyncio.Protocol):
         handler = self._handler
         if handler is None or handler.closed:
             return
+        if self._first_data:
+            self._first_data = False
+            if data[:2] == _TLS_HANDSHAKE_RECORD:
+                handler.fail("the client speaks TLS to this plaintext port (serve TLS with --tls-cert/--tls-key)")
+                return
         try:
             items = self._connection.receive_data(data)
         except BadInputError as exc:

@@ -29,7 +29,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 @pytest.fixture
 async def store(tmp_path: Path, pki: Pki) -> AsyncIterator[SegmentStoreService]:
-    service = SegmentStoreService(tmp_path / "ss", HOST, 0, container_count=1, tail_read_timeout=0.5,
+    service = SegmentStoreService(tmp_path / "ss", HOST, 0, container_count=1, tail_read_timeout=0.1,
                                   tls=ServerTls.load(pki.server_cert, pki.server_key))
     await service.start()
     try:
@@ -74,7 +74,7 @@ async def test_untrusted_certificate_is_refused_and_not_retriable(store: Segment
 
 
 async def test_wrong_host_name_is_refused(store: SegmentStoreService, pki: Pki) -> None:
-    with pytest.raises(TlsVerificationError, match="other.example"):
+    with pytest.raises(TlsVerificationError, match=r"other\.example"):
         await RawConnection.connect(HOST, store.port, timeout=5, ssl_context=client_ssl_context(pki.ca_dir),
                                     server_hostname="other.example")
 
@@ -88,7 +88,7 @@ async def test_pinned_internal_context_ignores_the_host_name(store: SegmentStore
 
 async def test_tls_client_against_plaintext_server_fails_cleanly(tmp_path: Path, pki: Pki) -> None:
     async with SegmentStoreService(tmp_path / "plain", HOST, 0, container_count=1) as plain:
-        with pytest.raises(ConnectionFailedError):
+        with pytest.raises(ConnectionFailedError, match="does it serve TLS"):
             await RawConnection.connect(HOST, plain.port, timeout=5, ssl_context=client_ssl_context(pki.ca_dir))
 
 

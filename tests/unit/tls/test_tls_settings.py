@@ -45,7 +45,7 @@ def test_key_of_another_certificate_is_refused(pki: Pki, tmp_path: Path) -> None
 
 
 def test_missing_file_is_named(pki: Pki, tmp_path: Path) -> None:
-    with pytest.raises(TlsConfigError, match="missing.pem"):
+    with pytest.raises(TlsConfigError, match=r"missing\.pem"):
         ServerTls.load(tmp_path / "missing.pem", pki.server_key)
 
 
@@ -89,3 +89,11 @@ def test_commands_refuse_a_mismatched_pair(pki: Pki, tmp_path: Path) -> None:
                                       "--tls-key", str(other.server_key)])
     assert result.exit_code == 2
     assert "not a usable PEM pair" in result.output
+
+
+def test_trust_store_falls_back_to_the_official_clients_variable(pki: Pki, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("pravega_client_tls_cert_path", raising=False)
+    assert ClientConfig("tls://127.0.0.1:9090").effective_trust_store is None
+    monkeypatch.setenv("pravega_client_tls_cert_path", str(pki.ca_dir))
+    assert ClientConfig("tls://127.0.0.1:9090").effective_trust_store == str(pki.ca_dir)
+    assert ClientConfig("tls://127.0.0.1:9090", trust_store=str(pki.ca_cert)).effective_trust_store == str(pki.ca_cert)
