@@ -9,7 +9,14 @@ from pathlib import Path
 
 import click
 
-from anabranch.cli.serving import containers_option, server_tls, tls_options, wait_for_stop_signal
+from anabranch.cli.serving import (
+    containers_option,
+    lts_options,
+    lts_storage,
+    server_tls,
+    tls_options,
+    wait_for_stop_signal,
+)
 from anabranch.segmentstore.service import MIB, SegmentStoreService
 
 PROFILE_ENV = "ANABRANCH_PROFILE"
@@ -37,11 +44,14 @@ async def _run(service: SegmentStoreService) -> None:
 @click.option("--tail-read-timeout", type=click.FloatRange(0.1), default=20.0, show_default=True,
               help="Seconds a read at the tail of a segment waits for data.")
 @tls_options
+@lts_options
 def segmentstore(data_dir: Path, host: str, port: int, containers: int, cache_size: int,
-                 tail_read_timeout: float, tls_cert: Path | None, tls_key: Path | None) -> None:
+                 tail_read_timeout: float, tls_cert: Path | None, tls_key: Path | None, lts_s3_bucket: str | None,
+                 lts_s3_prefix: str, lts_s3_endpoint: str | None) -> None:
     """Run a segment store serving the Pravega wire protocol."""
     service = SegmentStoreService(data_dir, host, port, container_count=containers, cache_size=cache_size * MIB,
-                                  tail_read_timeout=tail_read_timeout, tls=server_tls(tls_cert, tls_key))
+                                  tail_read_timeout=tail_read_timeout, tls=server_tls(tls_cert, tls_key),
+                                  lts=lts_storage(lts_s3_bucket, lts_s3_prefix, lts_s3_endpoint))
     profile_path = os.environ.get(PROFILE_ENV)
     if not profile_path:
         asyncio.run(_run(service))

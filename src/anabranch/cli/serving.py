@@ -10,6 +10,7 @@ from typing import TypeVar
 
 import click
 
+from anabranch.storage.interfaces import ChunkStorage
 from anabranch.tls import ServerTls, TlsConfigError
 
 F = TypeVar("F", bound=Callable[..., object])
@@ -41,6 +42,32 @@ def server_tls(cert_file: Path | None, key_file: Path | None) -> ServerTls | Non
         return ServerTls.from_options(cert_file, key_file)
     except TlsConfigError as exc:
         raise click.UsageError(str(exc)) from exc
+
+
+def lts_options(command: F) -> F:
+    """``--lts-s3-bucket B [--lts-s3-prefix P] [--lts-s3-endpoint URL]``: keep LTS in an S3-compatible bucket."""
+    command = click.option("--lts-s3-endpoint", default=None,
+                           help="Endpoint URL of an S3-compatible store (default: AWS). Credentials come from the "
+                                "usual AWS environment variables or files.")(command)
+    command = click.option("--lts-s3-prefix", default="anabranch/", show_default=True,
+                           help="Key prefix of LTS chunks in the bucket.")(command)
+    return click.option("--lts-s3-bucket", default=None,
+                        help="Keep long-term storage in this S3 bucket instead of DATA_DIR/lts.")(command)
+
+
+def lts_storage(bucket: str | None, prefix: str, endpoint: str | None) -> ChunkStorage | None:
+    """The chunk storage chosen by the ``--lts-s3-*`` options (None: the filesystem default)."""
+    if bucket is None:
+        if endpoint is not None:
+            raise click.UsageError("--lts-s3-endpoint needs --lts-s3-bucket")
+        return None
+    try:
+        import boto3
+    except ImportError as exc:
+        raise click.UsageError("S3 long-term storage needs boto3: pip install 'anabranch[s3]'") from exc
+    from anabranch.storage.chunks_s3 import S3ChunkStorage
+
+    return S3ChunkStorage(bucket, prefix, boto3.client("s3", endpoint_url=endpoint))
 
 
 async def wait_for_stop_signal() -> None:

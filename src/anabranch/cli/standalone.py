@@ -12,15 +12,21 @@ from pathlib import Path
 import click
 
 from anabranch.admin.server import start_admin
-from anabranch.cli.serving import admin_port_option, containers_option, server_tls, tls_options, wait_for_stop_signal
+from anabranch.cli.serving import (
+    admin_port_option,
+    containers_option,
+    lts_options,
+    lts_storage,
+    server_tls,
+    tls_options,
+    wait_for_stop_signal,
+)
 from anabranch.controller.service import ControllerService
 from anabranch.segmentstore.service import SegmentStoreService
-from anabranch.tls import ServerTls
 
 
-async def _run(data_dir: Path, host: str, controller_port: int, segmentstore_port: int, containers: int,
-               admin_port: int, tls: ServerTls | None = None) -> None:
-    store = SegmentStoreService(data_dir, host, segmentstore_port, container_count=containers, tls=tls)
+async def _run(store: SegmentStoreService, controller_port: int, admin_port: int) -> None:
+    data_dir, host, tls = store.data_dir, store.host, store.tls
     await store.start()
     secured = " (TLS)" if tls is not None else ""
     click.echo(f"segment store listening on {store.host}:{store.port}{secured} (data in {data_dir})")
@@ -58,8 +64,12 @@ async def _run(data_dir: Path, host: str, controller_port: int, segmentstore_por
 @containers_option
 @admin_port_option
 @tls_options
+@lts_options
 def standalone(data_dir: Path, host: str, controller_port: int, segmentstore_port: int, containers: int,
-               admin_port: int, tls_cert: Path | None, tls_key: Path | None) -> None:
+               admin_port: int, tls_cert: Path | None, tls_key: Path | None, lts_s3_bucket: str | None,
+               lts_s3_prefix: str, lts_s3_endpoint: str | None) -> None:
     """Run a segment store and a controller in one process (the quickest way to a working Pravega)."""
-    tls = server_tls(tls_cert, tls_key)
-    asyncio.run(_run(data_dir, host, controller_port, segmentstore_port, containers, admin_port, tls))
+    store = SegmentStoreService(data_dir, host, segmentstore_port, container_count=containers,
+                                tls=server_tls(tls_cert, tls_key),
+                                lts=lts_storage(lts_s3_bucket, lts_s3_prefix, lts_s3_endpoint))
+    asyncio.run(_run(store, controller_port, admin_port))

@@ -14,6 +14,7 @@ from pathlib import Path
 from anabranch.segmentstore.server import WireServer
 from anabranch.segmentstore.store import SegmentStore, open_segment_store
 from anabranch.segmentstore.tables import TableStore
+from anabranch.storage.interfaces import ChunkStorage
 from anabranch.tls import ServerTls
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ class SegmentStoreService:
         cache_size: int = 256 * MIB,
         tail_read_timeout: float = 20.0,
         tls: ServerTls | None = None,
+        lts: ChunkStorage | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.host = host
@@ -42,6 +44,8 @@ class SegmentStoreService:
         self.cache_size = cache_size
         self.tail_read_timeout = tail_read_timeout
         self.tls = tls
+        self.lts = lts
+        """Chunk storage for LTS; None: the filesystem under ``data_dir/lts``."""
         self.store: SegmentStore | None = None
         self.tables: TableStore | None = None
         self._server: WireServer | None = None
@@ -49,7 +53,8 @@ class SegmentStoreService:
 
     async def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.store = await open_segment_store(self.data_dir, self.container_count, cache_size=self.cache_size)
+        self.store = await open_segment_store(self.data_dir, self.container_count, cache_size=self.cache_size,
+                                              lts=self.lts)
         self.tables = TableStore(self.store)
         self._server = WireServer(self.store, self.tables, tail_read_timeout=self.tail_read_timeout)
         try:

@@ -177,12 +177,17 @@ class SegmentStore:
 
 
 async def open_segment_store(data_dir: Path, container_count: int = 4, *, cache_size: int = 256 * MIB,
-                             durable: bool = True) -> SegmentStore:
+                             durable: bool = True, lts: ChunkStorage | None = None) -> SegmentStore:
     """Build the containers over file logs and filesystem LTS under ``data_dir`` (or in memory when
-    ``durable`` is False), recover them, and return the running store."""
+    ``durable`` is False), recover them, and return the running store. ``lts`` replaces the default chunk
+    storage (e.g. an S3 bucket shared by several segment stores)."""
     if container_count <= 0:
         raise ConfigError(f"container_count must be positive, got {container_count}")
-    chunks: ChunkStorage = FileSystemChunkStorage(Path(data_dir) / "lts") if durable else InMemoryChunkStorage()
+    chunks: ChunkStorage
+    if lts is not None:
+        chunks = lts
+    else:
+        chunks = FileSystemChunkStorage(Path(data_dir) / "lts") if durable else InMemoryChunkStorage()
     containers = []
     tier1: DurableDataLog
     for container_id in range(container_count):
