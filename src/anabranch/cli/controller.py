@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from anabranch.admin.server import start_admin
-from anabranch.cli.serving import admin_port_option, server_tls, tls_options, wait_for_stop_signal
+from anabranch.cli.serving import admin_port_option, server_tls, time_scale_option, tls_options, wait_for_stop_signal
 from anabranch.controller.service import ControllerService
 from anabranch.tls import TlsConfigError, client_ssl_context
 
@@ -47,8 +47,9 @@ async def _run(service: ControllerService, admin_port: int) -> None:
 @click.option("--segmentstore-trust-store", type=click.Path(exists=True, path_type=Path), default=None,
               help="Reach the segment store over TLS, trusting the CA certificates in this PEM file or directory "
                    "(its certificate must name the --segmentstore host).")
+@time_scale_option
 def controller(segment_store: str, host: str, port: int, admin_port: int, tls_cert: Path | None,
-               tls_key: Path | None, segmentstore_trust_store: Path | None) -> None:
+               tls_key: Path | None, segmentstore_trust_store: Path | None, time_scale: float) -> None:
     """Run a controller serving Pravega's Controller gRPC API; all metadata lives on the segment store."""
     ss_host, ss_port = parse_endpoint(segment_store)
     tls = server_tls(tls_cert, tls_key)
@@ -56,5 +57,6 @@ def controller(segment_store: str, host: str, port: int, admin_port: int, tls_ce
         ss_ssl = client_ssl_context(segmentstore_trust_store) if segmentstore_trust_store is not None else None
     except TlsConfigError as exc:
         raise click.UsageError(str(exc)) from exc
-    service = ControllerService(ss_host, ss_port, host=host, port=port, tls=tls, segment_store_ssl=ss_ssl)
+    service = ControllerService(ss_host, ss_port, host=host, port=port, tls=tls, segment_store_ssl=ss_ssl,
+                                time_scale=time_scale)
     asyncio.run(_run(service, admin_port))

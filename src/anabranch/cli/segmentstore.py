@@ -14,10 +14,12 @@ from anabranch.cli.serving import (
     lts_options,
     lts_storage,
     server_tls,
+    time_scale_option,
     tls_options,
     wait_for_stop_signal,
 )
 from anabranch.segmentstore.service import MIB, SegmentStoreService
+from anabranch.segmentstore.stats import AutoScaleConfig
 
 PROFILE_ENV = "ANABRANCH_PROFILE"
 """When set, the process runs under cProfile and writes its statistics to this path on exit."""
@@ -45,13 +47,15 @@ async def _run(service: SegmentStoreService) -> None:
               help="Seconds a read at the tail of a segment waits for data.")
 @tls_options
 @lts_options
+@time_scale_option
 def segmentstore(data_dir: Path, host: str, port: int, containers: int, cache_size: int,
                  tail_read_timeout: float, tls_cert: Path | None, tls_key: Path | None, lts_s3_bucket: str | None,
-                 lts_s3_prefix: str, lts_s3_endpoint: str | None) -> None:
+                 lts_s3_prefix: str, lts_s3_endpoint: str | None, time_scale: float) -> None:
     """Run a segment store serving the Pravega wire protocol."""
     service = SegmentStoreService(data_dir, host, port, container_count=containers, cache_size=cache_size * MIB,
                                   tail_read_timeout=tail_read_timeout, tls=server_tls(tls_cert, tls_key),
-                                  lts=lts_storage(lts_s3_bucket, lts_s3_prefix, lts_s3_endpoint))
+                                  lts=lts_storage(lts_s3_bucket, lts_s3_prefix, lts_s3_endpoint),
+                                  autoscale=AutoScaleConfig.compressed(time_scale))
     profile_path = os.environ.get(PROFILE_ENV)
     if not profile_path:
         asyncio.run(_run(service))

@@ -24,6 +24,12 @@ admin_port_option = click.option(
     help="HTTP port of the admin endpoint (health, metrics, stream descriptions); 0 turns it off.",
 )
 
+time_scale_option = click.option(
+    "--autoscale-time-scale", "time_scale", type=click.FloatRange(min=1.0), default=1.0, show_default=True,
+    help="Divide the windows, cool-downs and periods of auto-scaling, retention and watermarks by this factor "
+         "(to watch a stream scale in minutes instead of hours); 1 keeps Pravega's timing.",
+)
+
 _cert_file = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 

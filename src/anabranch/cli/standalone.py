@@ -18,20 +18,23 @@ from anabranch.cli.serving import (
     lts_options,
     lts_storage,
     server_tls,
+    time_scale_option,
     tls_options,
     wait_for_stop_signal,
 )
 from anabranch.controller.service import ControllerService
 from anabranch.segmentstore.service import SegmentStoreService
+from anabranch.segmentstore.stats import AutoScaleConfig
 
 
-async def _run(store: SegmentStoreService, controller_port: int, admin_port: int) -> None:
+async def _run(store: SegmentStoreService, controller_port: int, admin_port: int, time_scale: float) -> None:
     data_dir, host, tls = store.data_dir, store.host, store.tls
     await store.start()
     secured = " (TLS)" if tls is not None else ""
     click.echo(f"segment store listening on {store.host}:{store.port}{secured} (data in {data_dir})")
     controller = ControllerService(host, store.port, host=host, port=controller_port, tls=tls,
-                                   segment_store_ssl=tls.internal_client_context() if tls is not None else None)
+                                   segment_store_ssl=tls.internal_client_context() if tls is not None else None,
+                                   time_scale=time_scale)
     try:
         await controller.start()
     except BaseException:
@@ -65,11 +68,13 @@ async def _run(store: SegmentStoreService, controller_port: int, admin_port: int
 @admin_port_option
 @tls_options
 @lts_options
+@time_scale_option
 def standalone(data_dir: Path, host: str, controller_port: int, segmentstore_port: int, containers: int,
                admin_port: int, tls_cert: Path | None, tls_key: Path | None, lts_s3_bucket: str | None,
-               lts_s3_prefix: str, lts_s3_endpoint: str | None) -> None:
+               lts_s3_prefix: str, lts_s3_endpoint: str | None, time_scale: float) -> None:
     """Run a segment store and a controller in one process (the quickest way to a working Pravega)."""
     store = SegmentStoreService(data_dir, host, segmentstore_port, container_count=containers,
                                 tls=server_tls(tls_cert, tls_key),
-                                lts=lts_storage(lts_s3_bucket, lts_s3_prefix, lts_s3_endpoint))
-    asyncio.run(_run(store, controller_port, admin_port))
+                                lts=lts_storage(lts_s3_bucket, lts_s3_prefix, lts_s3_endpoint),
+                                autoscale=AutoScaleConfig.compressed(time_scale))
+    asyncio.run(_run(store, controller_port, admin_port, time_scale))

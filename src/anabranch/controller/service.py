@@ -20,11 +20,15 @@ from collections.abc import Callable
 
 import grpc
 
+from anabranch.clock import SystemClock
+from anabranch.controller.autoscale import AutoScaler
 from anabranch.controller.context import wall_clock_ms
 from anabranch.controller.errors import SegmentStoreUnavailableError
 from anabranch.controller.facade import Controller
+from anabranch.controller.retention import RetentionJob
 from anabranch.controller.segment_helper import SegmentHelper, SegmentStoreOps
 from anabranch.controller.servicer import ControllerServicer
+from anabranch.controller.watermarks import WatermarkJob, WireAppender
 from anabranch.protocol import controller_pb2_grpc as pb_grpc
 from anabranch.tls import ServerTls
 
@@ -36,7 +40,7 @@ class ControllerService:
                  port: int = 9090, ops: SegmentStoreOps | None = None, monotonic: Callable[[], float] = time.monotonic,
                  wall_ms: Callable[[], int] = wall_clock_ms, lease_check_interval: float = 1.0,
                  startup_timeout: float = 60.0, sweep_interval: float = 30.0, tls: ServerTls | None = None,
-                 segment_store_ssl: ssl.SSLContext | None = None) -> None:
+                 segment_store_ssl: ssl.SSLContext | None = None, time_scale: float = 1.0) -> None:
         self.segment_store_host = segment_store_host
         self.segment_store_port = segment_store_port
         self.host = host
@@ -50,6 +54,8 @@ class ControllerService:
         self.lease_check_interval = lease_check_interval
         self.startup_timeout = startup_timeout
         self.sweep_interval = sweep_interval
+        self.time_scale = time_scale
+        """Divides the periods of the auto-scale, retention and watermark jobs (1 = Pravega's timing)."""
         self.controller: Controller | None = None
         self._server: grpc.aio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -83,9 +89,21 @@ class ControllerService:
         self._tasks = [
             loop.create_task(controller.txns.run_lease_timer(self.lease_check_interval), name="controller-txn-leases"),
             loop.create_task(self._sweep(controller), name="controller-sweeper"),
+            *(loop.create_task(job.run(), name=f"controller-{name}") for name, job in self._jobs(controller)),
         ]
         log.info("controller listening on %s:%d (segment store %s:%d)", self.host, self.port,
                  self.segment_store_host, self.segment_store_port)
+
+    def _jobs(self, controller: Controller) -> list[tuple[str, AutoScaler | RetentionJob | WatermarkJob]]:
+        """The periodic jobs of an elastic stream store: auto-scaling, retention, watermarks."""
+        clock, scale = SystemClock(), self.time_scale
+        appender = WireAppender(self.segment_store_host, self.segment_store_port, ssl_context=self.segment_store_ssl)
+        return [
+            ("autoscale", AutoScaler(controller, clock, poll_interval=max(0.05, 1.0 / scale), validity=600.0 / scale,
+                                     cold_period=600.0 / scale)),
+            ("retention", RetentionJob(controller, clock, period=1800.0 / scale)),
+            ("watermarks", WatermarkJob(controller, clock, appender, period=max(0.05, 10.0 / scale))),
+        ]
 
     async def _sweep(self, controller: Controller) -> None:
         """Every ``sweep_interval`` seconds, finish workflows a failed request left half done."""

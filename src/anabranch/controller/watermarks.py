@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import ssl
 import struct
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -192,17 +193,19 @@ class WatermarkWindow:
 class WireAppender:
     """``Appender`` over the wire protocol: SetupAppend, then one ConditionalAppend per watermark."""
 
-    def __init__(self, host: str, port: int, *, timeout: float = 10.0) -> None:
+    def __init__(self, host: str, port: int, *, timeout: float = 10.0, ssl_context: ssl.SSLContext | None = None
+                 ) -> None:
         self.host = host
         self.port = port
         self.timeout = timeout
+        self.ssl_context = ssl_context
         self.writer_id = uuid.uuid4()
 
     async def __call__(self, segment: str, event: bytes, expected_offset: int) -> bool:
         from anabranch.client.connection import RawConnection, next_request_id
         from anabranch.protocol import commands as c
 
-        conn = await RawConnection.connect(self.host, self.port, timeout=self.timeout)
+        conn = await RawConnection.connect(self.host, self.port, timeout=self.timeout, ssl_context=self.ssl_context)
         try:
             setup = await conn.request(c.SetupAppend(next_request_id(), self.writer_id, segment, ""),
                                        timeout=self.timeout)

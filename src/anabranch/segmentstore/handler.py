@@ -71,6 +71,7 @@ from anabranch.segmentstore.handler_tables import TableRequest, handle_table_req
 
 if TYPE_CHECKING:
     from anabranch.protocol.server_connection import Append
+    from anabranch.segmentstore.stats import SegmentStatsRecorder
     from anabranch.segmentstore.store import SegmentStore
     from anabranch.segmentstore.tables import TableStore
 
@@ -120,8 +121,10 @@ class ConnectionHandler:
         peer: str = "?",
         max_inflight_bytes: int = MAX_INFLIGHT_BYTES,
         merges: MergeHistory | None = None,
+        stats: SegmentStatsRecorder | None = None,
     ) -> None:
         self._store = store
+        self._stats = stats
         self._tables = tables
         self._output = output
         self._tail_read_timeout = tail_read_timeout
@@ -132,7 +135,8 @@ class ConnectionHandler:
         self._tasks: set[asyncio.Task[None]] = set()
         self._transients: set[str] = set()
         self.closed = False
-        self._appends = AppendPipeline(store, self.reply, self.fail, remove_writer, self._flow)
+        self._appends = AppendPipeline(store, self.reply, self.fail, remove_writer, self._flow,
+                                       stats.record_append if stats is not None else None)
         self._handlers: dict[type[Request], Callable[[Any], Awaitable[None]]] = {
             CreateTransientSegment: self._create_transient,
             ReadSegment: self._read_segment,
@@ -303,6 +307,8 @@ class ConnectionHandler:
                 request.segment, scale_type=request.scale_type, target_rate=request.target_rate,
                 rollover_size=max(0, request.rollover_size_bytes),
             )
+            if self._stats is not None:
+                self._stats.record_create(request.segment, request.scale_type, request.target_rate)
             return SegmentCreated(request.request_id, request.segment)
 
         await self._guard(request.request_id, request.segment, work())
@@ -310,6 +316,8 @@ class ConnectionHandler:
     async def _seal(self, request: SealSegment) -> None:
         async def work() -> Reply:
             await self._store.seal(request.segment)
+            if self._stats is not None:
+                self._stats.record_seal(request.segment)
             return SegmentSealed(request.request_id, request.segment)
 
         await self._guard(request.request_id, request.segment, work())
@@ -324,6 +332,8 @@ class ConnectionHandler:
     async def _delete(self, request: DeleteSegment) -> None:
         async def work() -> Reply:
             await self._store.delete(request.segment)
+            if self._stats is not None:
+                self._stats.record_delete(request.segment)
             self._tables.forget(request.segment)
             self._transients.discard(request.segment)
             return SegmentDeleted(request.request_id, request.segment)
@@ -333,6 +343,8 @@ class ConnectionHandler:
     async def _update_policy(self, request: UpdateSegmentPolicy) -> None:
         async def work() -> Reply:
             await self._store.update_policy(request.segment, request.scale_type, request.target_rate)
+            if self._stats is not None:
+                self._stats.record_policy(request.segment, request.scale_type, request.target_rate)
             return SegmentPolicyUpdated(request.request_id, request.segment)
 
         await self._guard(request.request_id, request.segment, work())
@@ -340,6 +352,8 @@ class ConnectionHandler:
     async def _merge(self, request: MergeSegments) -> None:
         async def work() -> Reply:
             reply = await merge(self._store, self._tables, self._merges, request)
+            if self._stats is not None:
+                self._stats.record_transaction_merge(request.target, request.source)
             self._transients.discard(request.source)
             return reply
 
@@ -348,6 +362,9 @@ class ConnectionHandler:
     async def _merge_batch(self, request: MergeSegmentsBatch) -> None:
         async def work() -> Reply:
             reply = await merge_batch(self._store, self._tables, self._merges, request)
+            if self._stats is not None:
+                for source in request.sources:
+                    self._stats.record_transaction_merge(request.target, source)
             self._transients.difference_update(request.sources)
             return reply
 

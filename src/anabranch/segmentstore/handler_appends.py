@@ -70,12 +70,15 @@ class AppendPipeline:
         fail: Callable[[str], None],
         remove_writer: Callable[[uuid.UUID], None],
         on_inflight_change: Callable[[int], None],
+        on_appended: Callable[[str, int, int], None] | None = None,
     ) -> None:
         self._store = store
         self._reply = reply
         self._fail = fail
         self._remove_writer = remove_writer
         self._on_inflight_change = on_inflight_change
+        self._on_appended = on_appended
+        """Called once per stored block with (segment, bytes, events): traffic statistics."""
         self._writers: dict[uuid.UUID, WriterState] = {}
         self.inflight_bytes = 0
 
@@ -144,6 +147,8 @@ class AppendPipeline:
             append = block.append
             if exc is None:
                 result = task.result()
+                if self._on_appended is not None:
+                    self._on_appended(append.segment, len(append.data), append.event_count)
                 if append.event_number > state.last_acked:
                     self._reply(
                         DataAppended(

@@ -23,6 +23,7 @@ from anabranch.segmentstore.handler import ConnectionHandler
 from anabranch.segmentstore.handler_merges import MergeHistory
 
 if TYPE_CHECKING:
+    from anabranch.segmentstore.stats import SegmentStatsRecorder
     from anabranch.segmentstore.store import SegmentStore
     from anabranch.segmentstore.tables import TableStore
 
@@ -93,6 +94,7 @@ class WireProtocol(asyncio.Protocol):
             tail_read_timeout=self._server.tail_read_timeout,
             peer=self._peer,
             merges=self._server.merges,
+            stats=self._server.stats,
         )
         self._server.connections.add(self)
 
@@ -129,9 +131,11 @@ class WireProtocol(asyncio.Protocol):
 class WireServer:
     """Listens on ``host:port`` and serves every connection with the shared store and table store."""
 
-    def __init__(self, store: SegmentStore, tables: TableStore, *, tail_read_timeout: float = 20.0) -> None:
+    def __init__(self, store: SegmentStore, tables: TableStore, *, tail_read_timeout: float = 20.0,
+                 stats: SegmentStatsRecorder | None = None) -> None:
         self.store = store
         self.tables = tables
+        self.stats = stats
         self.tail_read_timeout = tail_read_timeout
         self.connections: set[WireProtocol] = set()
         self.merges = MergeHistory()

@@ -8,10 +8,13 @@ closes the store (flushing everything pending). With ``tls`` the wire port speak
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from pathlib import Path
 
+from anabranch.clock import SystemClock
 from anabranch.segmentstore.server import WireServer
+from anabranch.segmentstore.stats import AutoScaleConfig, SegmentStatsRecorder, TableScaleReporter, store_policy_lookup
 from anabranch.segmentstore.store import SegmentStore, open_segment_store
 from anabranch.segmentstore.tables import TableStore
 from anabranch.storage.interfaces import ChunkStorage
@@ -36,6 +39,7 @@ class SegmentStoreService:
         tail_read_timeout: float = 20.0,
         tls: ServerTls | None = None,
         lts: ChunkStorage | None = None,
+        autoscale: AutoScaleConfig | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.host = host
@@ -45,6 +49,10 @@ class SegmentStoreService:
         self.tail_read_timeout = tail_read_timeout
         self.tls = tls
         self.lts = lts
+        self.autoscale = autoscale or AutoScaleConfig()
+        """Timing of the traffic statistics that drive auto-scaling (Pravega's defaults unless compressed)."""
+        self.stats: SegmentStatsRecorder | None = None
+        self._stats_task: asyncio.Task[None] | None = None
         """Chunk storage for LTS; None: the filesystem under ``data_dir/lts``."""
         self.store: SegmentStore | None = None
         self.tables: TableStore | None = None
@@ -56,16 +64,25 @@ class SegmentStoreService:
         self.store = await open_segment_store(self.data_dir, self.container_count, cache_size=self.cache_size,
                                               lts=self.lts)
         self.tables = TableStore(self.store)
-        self._server = WireServer(self.store, self.tables, tail_read_timeout=self.tail_read_timeout)
+        self.stats = SegmentStatsRecorder.from_config(SystemClock(), TableScaleReporter(self.tables), self.autoscale,
+                                                      policy_lookup=store_policy_lookup(self.store))
+        self._server = WireServer(self.store, self.tables, tail_read_timeout=self.tail_read_timeout,
+                                  stats=self.stats)
         try:
             ssl_context = self.tls.ssl_context() if self.tls is not None else None
             self.port = await self._server.start(self.host, self.port, ssl_context=ssl_context)
         except BaseException:
             await self.store.close()
             raise
+        self._stats_task = asyncio.get_running_loop().create_task(self.stats.run(), name="segment-stats")
         log.debug("segment store listening on %s:%d (data in %s)", self.host, self.port, self.data_dir)
 
     async def stop(self) -> None:
+        if self._stats_task is not None:
+            self._stats_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._stats_task
+            self._stats_task = None
         if self._server is not None:
             await self._server.stop()
             self._server = None
