@@ -1,8 +1,8 @@
 """Writer marks for watermarking: ``noteTimestampFromWriter`` and ``removeWriter``.
 
 A mark ``writer/<id>`` in the stream's table holds the writer's last time and position; times never go
-back and positions never move backwards on any segment they share. (Watermarks themselves are not
-computed; the marks are recorded so that the API answers as Pravega's does.)
+back and positions never move backwards on any segment they share. ``watermarks.WatermarkJob`` folds these marks
+into the watermarks it appends to the stream's ``_MARK`` segment.
 """
 
 from __future__ import annotations
