@@ -20,7 +20,7 @@ import asyncio
 import collections
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -66,7 +66,7 @@ class EventStreamReader(Generic[T]):
     def __init__(self, group: ReaderGroup, reader_id: str, serializer: Any) -> None:
         self.group = group
         self.reader_id = reader_id
-        self.serializer = serializer if serializer is not None else BytesSerializer()
+        self.serializer: Any = serializer if serializer is not None else BytesSerializer()
         self._segments: dict[ScopedSegment, SegmentReader] = {}
         self._positions: dict[ScopedSegment, int] = {}
         self._snapshot: dict[ScopedSegment, int] | None = None
@@ -148,15 +148,9 @@ class EventStreamReader(Generic[T]):
         The batch form of ``read_next_event`` for high-throughput consumers: one await per block of events.
         """
         first = await self.read_next_event(timeout)
-        batch = [first]
-        if first.event is None:
-            return batch
-        while len(batch) < max_events:
-            event = self._next_buffered()
-            if event is None:
-                break
-            batch.append(event)
-        return batch
+        if first.event is None or max_events <= 1:
+            return [first]
+        return [first, *self._take_buffered(max_events - 1)]
 
     # --- buffered events ------------------------------------------------------------------------
 
@@ -164,25 +158,35 @@ class EventStreamReader(Generic[T]):
         return self._current is not None or bool(self._ready)
 
     def _next_buffered(self) -> EventRead[T] | None:
-        while True:
+        taken = self._take_buffered(1)
+        return taken[0] if taken else None
+
+    def _take_buffered(self, limit: int) -> list[EventRead[T]]:
+        """Up to ``limit`` buffered events, in order, a block at a time; positions move past each one taken."""
+        out: list[EventRead[T]] = []
+        deserialize: Callable[[bytes | memoryview], T] = self.serializer.deserialize
+        while len(out) < limit:
             if self._current is None:
                 if not self._ready:
-                    return None
+                    break
                 self._current, self._index = self._ready.popleft(), 0
                 self._snapshot = None
             segment, block = self._current
-            if self._index >= len(block.events):
+            events, offsets, count = block.events, block.offsets, len(block.events)
+            start = self._index
+            stop = min(count, start + limit - len(out))
+            if start >= stop:
                 self._current = None
                 continue
-            i = self._index
-            self._index += 1
-            after = block.offsets[i + 1] if i + 1 < len(block.events) else block.end
-            self._positions[segment] = after
             base = self._snapshot
             if base is None:
                 base = self._snapshot = dict(self._positions)
-            event = self.serializer.deserialize(block.events[i])
-            return EventRead(event, Position(base, segment, after), None, segment, block.offsets[i])
+            for i in range(start, stop):
+                after = offsets[i + 1] if i + 1 < count else block.end
+                out.append(EventRead(deserialize(events[i]), Position(base, segment, after), None, segment, offsets[i]))
+            self._index = stop
+            self._positions[segment] = offsets[stop] if stop < count else block.end
+        return out
 
     async def _fill(self, wait: float) -> None:
         """Waits up to ``wait`` seconds for blocks from the held segments and queues them."""
