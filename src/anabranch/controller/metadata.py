@@ -102,6 +102,20 @@ class MetadataStore:
     def scope_index(self, scope: str, index: str) -> Table:
         return Table(self.ops, table_segment_name(SYSTEM_SCOPE, "scope", scope, index))
 
+    async def user_streams(self) -> AsyncIterator[tuple[str, str]]:
+        """(scope, stream) of every stream outside the system scope; internal ``_`` streams are left out."""
+        async for scope_key, _value, _version in self.scopes.items():
+            scope = scope_key.decode()
+            if scope == SYSTEM_SCOPE:
+                continue
+            try:
+                streams = [k.decode() async for k, _v, _ver in self.scope_index(scope, "streams").items()]
+            except NoSuchSegmentError:
+                continue
+            for stream in streams:
+                if not stream.startswith("_"):
+                    yield scope, stream
+
     def stream_table(self, scope: str, stream: str) -> Table:
         return Table(self.ops, table_segment_name(SYSTEM_SCOPE, "streams", scope, stream))
 

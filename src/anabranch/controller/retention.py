@@ -32,7 +32,6 @@ from anabranch.controller.errors import NoSuchSegmentError, StreamNotFoundError,
 from anabranch.controller.metadata import Table
 from anabranch.controller.readergroups import SUBSCRIBER_PREFIX
 from anabranch.controller.records import RetentionConfig, StreamState
-from anabranch.model.names import SYSTEM_SCOPE
 
 if TYPE_CHECKING:
     from anabranch.controller.facade import Controller
@@ -181,20 +180,11 @@ class RetentionJob:
                 log.exception("retention cycle failed")
 
     async def run_once(self) -> None:
-        store = self.controller.store
-        async for scope_key, _value, _version in store.scopes.items():
-            scope = scope_key.decode()
-            if scope == SYSTEM_SCOPE:
-                continue
+        async for scope, stream in self.controller.store.user_streams():
             try:
-                streams = [k.decode() async for k, _v, _ver in store.scope_index(scope, "streams").items()]
-            except NoSuchSegmentError:
-                continue
-            for stream in streams:
-                try:
-                    await self.process(scope, stream)
-                except (StreamNotFoundError, NoSuchSegmentError, WriteConflictError) as exc:
-                    log.info("retention of %s/%s skipped this cycle: %s", scope, stream, exc)
+                await self.process(scope, stream)
+            except (StreamNotFoundError, NoSuchSegmentError, WriteConflictError) as exc:
+                log.info("retention of %s/%s skipped this cycle: %s", scope, stream, exc)
 
     async def process(self, scope: str, stream: str) -> Cut | None:
         """One retention step for one stream; returns the cut truncated at, if any."""

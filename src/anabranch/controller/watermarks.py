@@ -40,7 +40,7 @@ from anabranch.controller.records import StreamState
 from anabranch.controller.writers import WRITER_PREFIX
 from anabranch.errors import DataCorruptionError
 from anabranch.model.keyspace import merge_blocks
-from anabranch.model.names import SYSTEM_SCOPE, mark_stream_name, qualified_segment_name
+from anabranch.model.names import mark_stream_name, qualified_segment_name
 
 if TYPE_CHECKING:
     from anabranch.controller.facade import Controller
@@ -244,22 +244,11 @@ class WatermarkJob:
                 log.exception("watermark cycle failed")
 
     async def run_once(self) -> None:
-        store = self.controller.store
-        async for scope_key, _value, _version in store.scopes.items():
-            scope = scope_key.decode()
-            if scope == SYSTEM_SCOPE:
-                continue
+        async for scope, stream in self.controller.store.user_streams():
             try:
-                streams = [k.decode() async for k, _v, _ver in store.scope_index(scope, "streams").items()]
-            except NoSuchSegmentError:
-                continue
-            for stream in streams:
-                if stream.startswith("_"):
-                    continue
-                try:
-                    await self.process(scope, stream)
-                except (StreamNotFoundError, NoSuchSegmentError) as exc:
-                    log.info("watermarking of %s/%s skipped this cycle: %s", scope, stream, exc)
+                await self.process(scope, stream)
+            except (StreamNotFoundError, NoSuchSegmentError) as exc:
+                log.info("watermarking of %s/%s skipped this cycle: %s", scope, stream, exc)
 
     async def process(self, scope: str, stream: str) -> Watermark | None:
         ctx = self.controller.ctx
