@@ -32,6 +32,7 @@ from anabranch.client.serializers import BytesSerializer, JsonSerializer, Serial
 from anabranch.client.state_synchronizer import StateSynchronizer
 from anabranch.client.stream_manager import StreamManager
 from anabranch.client.transactional_writer import Transaction, TransactionalEventStreamWriter
+from anabranch.client.watermark_reader import StreamNotInReaderGroupError, TimeWindow
 from anabranch.model.stream_cut import StreamCut
 
 __all__ = [
@@ -64,9 +65,11 @@ __all__ = [
     "StreamConfiguration",
     "StreamCut",
     "StreamManager",
+    "StreamNotInReaderGroupError",
     "StringSerializer",
     "TableEntry",
     "TableKey",
+    "TimeWindow",
     "Transaction",
     "TransactionalEventStreamWriter",
     "TxnState",

@@ -7,7 +7,8 @@ unassigned ones, and answers pending checkpoints (a checkpoint is returned as an
 ``SegmentReader`` with one block fetch in flight; events of a fetched block are handed out one by one from
 memory. When a segment ends, the reader asks the controller for its successors and records the completion;
 successors become readable only once all their predecessors are complete (the reducer enforces it). Segments
-at an ending stream cut have no successors.
+at an ending stream cut have no successors. Time windows (``current_time_window``) follow the watermarks of the
+streams asked about, moved at each sync to the group's positions (``watermark_reader``).
 
 Invariants: an event is returned at most once per assignment; positions reported to the group are always
 event boundaries after returned events; a released segment is released at the position after the last
@@ -30,6 +31,7 @@ from anabranch.client.reader_group_state import ReaderGroupState
 from anabranch.client.segment_reader import EventBlock, SegmentReader
 from anabranch.client.serializers import BytesSerializer
 from anabranch.client.state_synchronizer import StateNotInitializedError
+from anabranch.client.watermark_reader import ReaderWatermarks, TimeWindow
 from anabranch.model.names import ScopedSegment
 
 log = logging.getLogger(__name__)
@@ -78,6 +80,8 @@ class EventStreamReader(Generic[T]):
         self._ended: set[ScopedSegment] = set()
         self._last_sync = float("-inf")
         self._closed = False
+        self._watermarks = ReaderWatermarks(((c.scope, c.stream) for c in group.config.starting_cuts),
+                                            group.controller, group.router)
 
     @classmethod
     async def join(cls, group: ReaderGroup, reader_id: str, serializer: Any) -> EventStreamReader[Any]:
@@ -106,6 +110,15 @@ class EventStreamReader(Generic[T]):
     @property
     def position(self) -> Position:
         return Position(dict(self._positions))
+
+    def current_time_window(self, scope: str, stream: str) -> TimeWindow:
+        """Bounds on the times writers noted around this reader group's position in ``scope/stream``, as of this
+        reader's last sync with the group. The first call for a stream starts following its watermarks and returns
+        an unknown window; the reader then syncs at its next read."""
+        window, added = self._watermarks.time_window(scope, stream)
+        if added:
+            self._last_sync = float("-inf")
+        return window
 
     def _finished(self) -> bool:
         idle = not self._segments and self._current is None and not self._ready
@@ -245,6 +258,7 @@ class EventStreamReader(Generic[T]):
         await sync.fetch_updates()
         positions = dict(self._positions)
         await sync.update_state(lambda s: (s.update_positions(self.reader_id, positions), None))
+        await self._watermarks.advance(sync.state.positions())
         checkpoint = sync.state.checkpoint_for(self.reader_id)
         if checkpoint is not None:
             await sync.update_state(lambda s: (s.checkpoint_reached(self.reader_id, checkpoint, positions), None))

@@ -10,10 +10,12 @@ Pure part (as Pravega's ``WatermarkReaderImpl``):
   is after the cut (1) if it is after on some overlap and before on none, before it (-1) in the mirror case,
   and 0 when equal or mixed. (Pravega compares with one overlapping cut segment picked from a hash map; all of
   them gives the same answer whenever that choice does not matter, and a defined one when it does.)
-- ``WindowTracker`` keeps the watermarks not yet passed (``inflight``) and the lower time bound of the newest
-  passed one. The lower bound of the window is that time; the upper bound is the upper time bound of the
-  first watermark strictly after the position (the last one in flight). Unknown bounds are None. It consumes
-  fetched watermarks lazily: only while no watermark ahead of the position is known.
+- ``WindowTracker`` keeps the watermarks not yet passed (``inflight``: up to the first one strictly after the
+  position) and the lower time bound of the newest passed one (the position is after its cut). The window's
+  lower bound is that time; its upper bound is the upper time bound of the first watermark whose cut is at or
+  after the position on every segment. Unknown bounds are None. (Pravega reports the last watermark in flight
+  even when the position is past its cut on some segment; that bound would not cover what was read there.)
+  Fetched watermarks are consumed lazily: only while no watermark strictly after the position is known.
 
 I/O part: ``WatermarkReader`` follows one stream's mark segment (reading, when the tracker wants more, up to the
 segment's current length, one block at a time) and learns segment key ranges from watermarks and, for segments
@@ -22,8 +24,9 @@ per stream a reader was asked about; the ``EventStreamReader`` advances it at ea
 block of events, never per event) with the group's positions; a failure there is logged and leaves the window
 as it was.
 
-Invariants: the lower bound never decreases and the upper bound never decreases while known (both move only
-as the position and the watermark sequence move forward); a watermark is decoded once.
+Invariants: with a position that only moves forward, the lower bound never decreases and a known upper bound
+only moves to later watermarks; every time noted before the position is at most the upper bound, every time
+noted after it at least the lower bound (for writers that flush before noting); a watermark is decoded once.
 """
 
 from __future__ import annotations
@@ -101,8 +104,8 @@ class Watermark:
             raise DataCorruptionError(f"malformed watermark {bytes(payload)[:200]!r}: {exc}") from exc
 
 
-def compare(position: ReaderPosition, watermark: Watermark) -> int:
-    """1 if ``position`` is after the watermark's cut, -1 if before, 0 if equal or neither."""
+def _order(position: ReaderPosition, watermark: Watermark) -> tuple[bool, bool]:
+    """Whether ``position`` is after the watermark's cut on some overlap, and whether it is before on some."""
     above = below = False
     for seg_id, (start, end, offset) in position.items():
         for cut_id, cut_start, cut_end, cut_offset in watermark.stream_cut:
@@ -112,6 +115,12 @@ def compare(position: ReaderPosition, watermark: Watermark) -> int:
                 above = True
             elif (seg_id, offset) < (cut_id, cut_offset):
                 below = True
+    return above, below
+
+
+def compare(position: ReaderPosition, watermark: Watermark) -> int:
+    """1 if ``position`` is after the watermark's cut, -1 if before, 0 if equal or neither."""
+    above, below = _order(position, watermark)
     if above == below:
         return 0
     return 1 if above else -1
@@ -125,11 +134,11 @@ class WindowTracker:
         self.fetched: collections.deque[Watermark] = collections.deque()
         """Watermarks read from the mark stream but not yet compared with a position."""
         self.passed: int | None = None
+        self.upper: int | None = None
 
     @property
     def window(self) -> TimeWindow:
-        upper = self.inflight[-1].upper_time_bound if self.inflight else None
-        return TimeWindow(self.passed, upper)
+        return TimeWindow(self.passed, self.upper)
 
     def feed(self, watermarks: Iterable[Watermark]) -> None:
         self.fetched.extend(watermarks)
@@ -138,15 +147,18 @@ class WindowTracker:
         """Moves to ``position``; True if it ran out of fetched watermarks before finding one after it."""
         while self.inflight and compare(position, self.inflight[0]) > 0:
             self.passed = self.inflight.popleft().lower_time_bound
+        wants_more = False
         while not self.inflight or compare(position, self.inflight[-1]) >= 0:
             if not self.fetched:
-                return True
+                wants_more = True
+                break
             mark = self.fetched.popleft()
             if compare(position, mark) <= 0:
                 self.inflight.append(mark)
             else:
                 self.passed = mark.lower_time_bound
-        return False
+        self.upper = next((m.upper_time_bound for m in self.inflight if not _order(position, m)[0]), None)
+        return wants_more
 
 
 class SegmentRanges(Protocol):

@@ -143,6 +143,7 @@ async def test_size_and_time_retention_truncate_and_survive_a_crash(tmp_path: Pa
             assert following == numbered(int(first.event) + 1, 30)
             await reader.close()
             written = dict(feeder.written)
+            heads = {s: await head(manager, s) for s in streams}
 
         server.kill()
         server.start()
