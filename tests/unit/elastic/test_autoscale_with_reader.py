@@ -145,6 +145,7 @@ async def test_split_and_merge_back_lose_and_reorder_nothing_for_a_reader(rig: R
     async with reading(reader) as received:
         await rig.run_for(LOW, 600)
         await rig.run_until(HIGH, 2, 600)
+        read_before_split = len(received)
         split = [s.segment_id for s in await rig.manager.get_current_segments(SCOPE, STREAM)]
         await rig.run_until(LOW, 1, 3600)
         await rig.run_for(LOW, 60)
@@ -163,6 +164,7 @@ async def test_split_and_merge_back_lose_and_reorder_nothing_for_a_reader(rig: R
     assert rig.counts == [1] * ones + [2] * twos + [1] * (len(rig.counts) - ones - twos), \
         "split once into two, merged back once into one"
     assert rig.scaler.scales_started == 2
+    assert read_before_split > 0, "the reader read while the writer wrote"
     assert {segment for segment, _ in received} == {0, *split, merged}, "the reader read every epoch"
     per_key: dict[str, list[int]] = {}
     for _segment, event in received:
