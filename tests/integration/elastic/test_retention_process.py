@@ -1,5 +1,5 @@
 """Retention end to end through a real ``anabranch standalone`` with compressed time (the retention job runs
-every 1800 s / 240 = 7.5 s).
+every 1800 s / 900 = 2 s).
 
 - Size- and time-based policies move the head stream cut once enough data (or time) lies behind a recorded
   cut; reads below the head get ``SegmentIsTruncated`` and a reader group that sat at the old head skips to the
@@ -39,7 +39,7 @@ from anabranch.testing.processes import HOST, Standalone
 
 pytestmark = pytest.mark.process
 
-TIME_SCALE = "240"
+TIME_SCALE = "900"
 EVENT_SIZE = 14
 BATCH = 20
 SCOPE = "retained"
