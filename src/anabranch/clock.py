@@ -12,8 +12,12 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Protocol
+
+log = logging.getLogger(__name__)
 
 
 class Clock(Protocol):
@@ -96,3 +100,15 @@ class ManualClock:
         if self._changed is None:
             self._changed = asyncio.Condition()
         return self._changed
+
+
+async def run_periodically(clock: Clock, period: float, step: Callable[[], Awaitable[object]], what: str) -> None:
+    """Every ``period`` seconds of ``clock``, await ``step()``; a failed step is logged and the next one still
+    runs. Returns only when cancelled: the loop of every periodic job (statistics ticks, auto-scale polls,
+    retention and watermark cycles)."""
+    while True:
+        await clock.sleep(period)
+        try:
+            await step()
+        except Exception:
+            log.exception("%s failed; trying again in %s s", what, period)

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from anabranch.clock import Clock
+from anabranch.clock import Clock, run_periodically
 from anabranch.controller.epochs import REASON_AUTO, SegmentRecord
 from anabranch.controller.errors import NoSuchSegmentError, StreamNotFoundError, WriteConflictError
 from anabranch.controller.records import ScalingConfig, StreamState
@@ -132,12 +132,7 @@ class AutoScaler:
 
     async def run(self) -> None:
         """Poll forever (cancel to stop)."""
-        while True:
-            await self.clock.sleep(self.poll_interval)
-            try:
-                await self.poll_once()
-            except Exception:
-                log.exception("auto-scale poll failed")
+        await run_periodically(self.clock, self.poll_interval, self.poll_once, "auto-scale poll")
 
     async def poll_once(self) -> int:
         """Handle every pending request once; returns how many were handled (and removed)."""

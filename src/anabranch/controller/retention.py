@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from anabranch.clock import Clock
+from anabranch.clock import Clock, run_periodically
 from anabranch.controller.epochs import SegmentRecord, all_segments, cut_not_behind, is_after, is_before
 from anabranch.controller.errors import NoSuchSegmentError, StreamNotFoundError, WriteConflictError
 from anabranch.controller.metadata import Table
@@ -172,12 +172,7 @@ class RetentionJob:
         self.truncations = 0
 
     async def run(self) -> None:
-        while True:
-            await self.clock.sleep(self.period)
-            try:
-                await self.run_once()
-            except Exception:
-                log.exception("retention cycle failed")
+        await run_periodically(self.clock, self.period, self.run_once, "retention cycle")
 
     async def run_once(self) -> None:
         async for scope, stream in self.controller.store.user_streams():

@@ -33,7 +33,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from anabranch.clock import Clock
+from anabranch.clock import Clock, run_periodically
 from anabranch.controller.epochs import EpochRecord, SegmentRecord, all_segments
 from anabranch.controller.errors import NoSuchSegmentError, StreamNotFoundError
 from anabranch.controller.records import StreamState
@@ -236,12 +236,7 @@ class WatermarkJob:
         self.emitted = 0
 
     async def run(self) -> None:
-        while True:
-            await self.clock.sleep(self.period)
-            try:
-                await self.run_once()
-            except Exception:
-                log.exception("watermark cycle failed")
+        await run_periodically(self.clock, self.period, self.run_once, "watermark cycle")
 
     async def run_once(self) -> None:
         async for scope, stream in self.controller.store.user_streams():

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
-from anabranch.clock import Clock
+from anabranch.clock import Clock, run_periodically
 from anabranch.errors import InvalidNameError
 from anabranch.model.names import TRANSACTION_DELIMITER, TRANSIENT_DELIMITER, ScopedSegment, parent_segment_name
 from anabranch.segmentstore.stats.aggregates import SCALE_BY_EVENTS, SCALE_BY_KIB, AutoScaleConfig, SegmentAggregate
@@ -153,12 +153,7 @@ class SegmentStatsRecorder:
 
     async def run(self) -> None:
         """Tick forever on the clock (cancel to stop)."""
-        while True:
-            await self.clock.sleep(self.config.tick)
-            try:
-                await self.tick()
-            except Exception:
-                log.exception("auto-scale statistics tick failed")
+        await run_periodically(self.clock, self.config.tick, self.tick, "auto-scale statistics tick")
 
     async def tick(self) -> None:
         await self._resolve_unknown()
