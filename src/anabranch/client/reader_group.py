@@ -36,6 +36,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CONFIG_KEY = b"config"
+RETENTION_NONE, RETENTION_MANUAL, RETENTION_AUTOMATIC = "none", "manual", "automatic"
+_RETENTION_TYPES = {RETENTION_NONE: 0, RETENTION_MANUAL: 1, RETENTION_AUTOMATIC: 2}
+"""Retention mode → the ``retentionType`` ordinal of the Controller API."""
 POLL_INTERVAL = 0.05
 
 
@@ -50,6 +53,16 @@ class ReaderGroupConfig:
     """Seconds between a reader's syncs with the group (rebalancing, position updates)."""
     automatic_checkpoint_interval: float | None = None
     """Seconds between automatic (silent) checkpoints; None disables them."""
+    retention: str = RETENTION_NONE
+    """Consumption-based retention (Pravega's ``StreamDataRetention``): ``"none"``; ``"manual"`` — the group is a
+    subscriber of its streams and retention never truncates past the cut acknowledged with
+    ``ReaderGroup.update_retention_stream_cut``; ``"automatic"`` — the same, acknowledged at every completed
+    checkpoint."""
+
+    def __post_init__(self) -> None:
+        if self.retention not in _RETENTION_TYPES:
+            raise ClientError(f"reader-group retention must be one of {sorted(_RETENTION_TYPES)}, "
+                              f"not {self.retention!r}")
 
     @classmethod
     def for_streams(cls, scope: str, *streams: str, **options: Any) -> ReaderGroupConfig:
@@ -65,12 +78,13 @@ class ReaderGroupConfig:
             "tail": self.read_from_tail,
             "refresh": self.group_refresh_time,
             "auto_cp": self.automatic_checkpoint_interval,
+            "retention": self.retention,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ReaderGroupConfig:
         return cls(tuple(_cut_in(c) for c in data["start"]), tuple(_cut_in(c) for c in data["end"]),
-                   data["tail"], data["refresh"], data["auto_cp"])
+                   data["tail"], data["refresh"], data["auto_cp"], data.get("retention", RETENTION_NONE))
 
 
 class Position:
@@ -175,7 +189,20 @@ class ReaderGroup:
     async def initiate_checkpoint(self, name: str, timeout: float = 60.0) -> Checkpoint:
         """Starts checkpoint ``name`` and waits until every reader reached it (readers must keep reading)."""
         await self.synchronizer.update_state(lambda s: (s.create_checkpoint(name), None))
-        return await self.wait_for_checkpoint(name, timeout)
+        checkpoint = await self.wait_for_checkpoint(name, timeout)
+        if self.config.retention == RETENTION_AUTOMATIC:
+            await self.update_retention_stream_cut(stream_cuts(checkpoint.positions).values())
+        return checkpoint
+
+    async def update_retention_stream_cut(self, cuts: Iterable[StreamCut]) -> None:
+        """Acknowledge that this subscriber group no longer needs the data before ``cuts`` (one per stream), so
+        consumption-based retention may truncate up to there (never further than the stream's own policy)."""
+        if self.config.retention == RETENTION_NONE:
+            raise ClientError(f"reader group {self.scope}/{self.name} is not a subscriber (retention 'none')")
+        stored = await self.controller.get_reader_group_config(self.scope, self.name)
+        for cut in cuts:
+            await self.controller.update_subscriber_stream_cut(f"{self.scope}/{self.name}", stored.reader_group_id,
+                                                               stored.generation, cut)
 
     async def wait_for_checkpoint(self, name: str, timeout: float) -> Checkpoint:
         loop = asyncio.get_running_loop()
@@ -337,6 +364,7 @@ async def _register_with_controller(controller: ControllerClient, scope: str, na
             scope, name, tuple(cuts), config.ending_cuts,
             group_refresh_ms=int(config.group_refresh_time * 1000),
             checkpoint_interval_ms=int((config.automatic_checkpoint_interval or 0) * 1000),
+            retention_type=_RETENTION_TYPES[config.retention],
         ))
     except ClientError as exc:
         log.warning("the controller did not record reader group %s/%s (%s); reading works without it", scope, name,

@@ -30,7 +30,6 @@ from anabranch.client import (
     StringSerializer,
 )
 from anabranch.client.connection import RawConnection, next_request_id
-from anabranch.client.controller_types import ControllerReaderGroupConfig
 from anabranch.client.reader_group import ReaderGroupConfig
 from anabranch.model.names import qualified_segment_name
 from anabranch.model.stream_cut import StreamCut
@@ -43,8 +42,6 @@ TIME_SCALE = "900"
 EVENT_SIZE = 14
 BATCH = 20
 SCOPE = "retained"
-MANUAL_RELEASE = 1
-"""``ReaderGroupConfiguration.retentionType``: the subscriber acknowledges its stream cuts itself."""
 
 
 def numbered(start: int, count: int) -> list[str]:
@@ -175,14 +172,12 @@ async def test_subscriber_holds_truncation_back_to_its_acknowledged_cut(tmp_path
             for stream in ("plain", "subscribed"):
                 config = StreamConfiguration(retention=RetentionPolicy.by_size(1000))
                 assert await manager.create_stream(SCOPE, stream, config)
-            group = await manager.controller.create_reader_group(ControllerReaderGroupConfig(
-                SCOPE, "sub", (StreamCut.unbounded(SCOPE, "subscribed"),), retention_type=MANUAL_RELEASE))
-            subscriber = f"{SCOPE}/sub"
-            assert await manager.controller.list_subscribers(SCOPE, "subscribed") == [subscriber]
+            group = await manager.create_reader_group(
+                SCOPE, "sub", ReaderGroupConfig.for_streams(SCOPE, "subscribed", retention="manual"))
+            assert await manager.controller.list_subscribers(SCOPE, "subscribed") == [f"{SCOPE}/sub"]
 
             async def acknowledge(offset: int) -> None:
-                await manager.controller.update_subscriber_stream_cut(
-                    subscriber, group.reader_group_id, group.generation, StreamCut(SCOPE, "subscribed", {0: offset}))
+                await group.update_retention_stream_cut([StreamCut(SCOPE, "subscribed", {0: offset})])
 
             async def reaches(acknowledged: int) -> bool:
                 offset = await head(manager, "subscribed")

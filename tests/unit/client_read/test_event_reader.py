@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import types
+import uuid
 from typing import Any
 
+import pytest
 from client_read_fakes import FakeController, FakeStore, events, router
 
+from anabranch.client.errors import ClientError
 from anabranch.client.event_reader import EventStreamReader
 from anabranch.client.reader_group import ReaderGroup, ReaderGroupConfig, create_group, open_group
 from anabranch.model.stream_cut import StreamCut
@@ -213,3 +217,32 @@ async def test_read_events_returns_buffered_events_in_order_with_exact_positions
     last = reads[-1]
     assert last.position == reader.position
     await reader.close()
+
+
+async def test_automatic_retention_acknowledges_each_completed_checkpoint() -> None:
+    store, controller, group = await make_group(1, retention="automatic")
+    store.append(controller.name(0), events(b"a", b"b"))
+    acknowledged: list[Any] = []
+
+    async def record(subscriber: str, group_id: Any, generation: int, cut: StreamCut) -> None:
+        acknowledged.append((subscriber, cut))
+
+    async def stored_config(scope: str, name: str) -> Any:
+        return types.SimpleNamespace(reader_group_id=uuid.UUID(int=7), generation=0)
+
+    controller.update_subscriber_stream_cut = record  # type: ignore[attr-defined]
+    controller.get_reader_group_config = stored_config  # type: ignore[method-assign]
+    reader = await group.create_reader("r1")
+    assert sorted(await drain(reader, 2)) == [b"a", b"b"]
+    checkpoint = asyncio.create_task(group.initiate_checkpoint("cp", timeout=10))
+    while not checkpoint.done():
+        await reader.read_next_event(timeout=0.05)
+    await checkpoint
+    assert acknowledged == [(f"{SCOPE}/rg", StreamCut(SCOPE, STREAM, {0: 2 * 9}))]
+    await reader.close()
+
+
+async def test_groups_without_retention_cannot_acknowledge_cuts() -> None:
+    _store, _controller, group = await make_group(1)
+    with pytest.raises(ClientError, match="not a subscriber"):
+        await group.update_retention_stream_cut([StreamCut(SCOPE, STREAM, {0: 0})])
