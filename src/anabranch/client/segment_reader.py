@@ -119,15 +119,19 @@ class EventBlock:
     """Events read from one segment in one go. ``offsets[i]`` is where event i starts; ``end`` follows the last."""
 
     segment: str
-    events: list[memoryview]
+    events: list[bytes]
     offsets: list[int]
     end: int
     at_end_of_segment: bool = False
 
 
-def split_events(data: memoryview, base: int) -> tuple[list[memoryview], list[int], int]:
-    """Complete events in ``data`` (which starts at segment offset ``base``); returns events, offsets, bytes used."""
-    events: list[memoryview] = []
+def split_events(data: bytes, base: int) -> tuple[list[bytes], list[int], int]:
+    """Complete events in ``data`` (which starts at segment offset ``base``); returns events, offsets, bytes used.
+
+    Each event is sliced straight out of ``data`` into the ``bytes`` a reader hands out: one copy and one object
+    per event, no intermediate memoryview.
+    """
+    events: list[bytes] = []
     offsets: list[int] = []
     pos = 0
     size = len(data)
@@ -226,11 +230,11 @@ class SegmentReader:
 
     def _absorb(self, data: bytes, end_of_segment: bool) -> EventBlock | None:
         self._fetch_offset += len(data)
-        buffer = memoryview(self._pending + data if self._pending else data)
+        buffer = self._pending + data if self._pending else data
         if self.end_offset is not None and self.offset + len(buffer) > self.end_offset:
             buffer = buffer[: self.end_offset - self.offset]
         events, offsets, used = split_events(buffer, self.offset)
-        self._pending = bytes(buffer[used:]) if used < len(buffer) else b""
+        self._pending = buffer[used:] if used < len(buffer) else b""
         self.offset += used
         reached_end = end_of_segment or (self.end_offset is not None and self.offset >= self.end_offset)
         if reached_end:

@@ -15,7 +15,7 @@ SEG = "sc/st/0.#epoch.0"
 
 def test_split_events_keeps_partial_tail() -> None:
     data = events(b"abc", b"", b"defgh") + events(b"partial")[:10]
-    found, offsets, used = split_events(memoryview(data), 100)
+    found, offsets, used = split_events(data, 100)
     assert [bytes(e) for e in found] == [b"abc", b"", b"defgh"]
     assert offsets == [100, 111, 119]
     assert used == 32
@@ -23,7 +23,7 @@ def test_split_events_keeps_partial_tail() -> None:
 
 def test_split_events_rejects_garbage() -> None:
     with pytest.raises(DataCorruptionError):
-        split_events(memoryview(b"\x00\x00\x00\x07\x00\x00\x00\x01x"), 0)
+        split_events(b"\x00\x00\x00\x07\x00\x00\x00\x01x", 0)
 
 
 async def read_all(reader: SegmentReader) -> list[bytes]:
