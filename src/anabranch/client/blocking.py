@@ -10,6 +10,8 @@ tables) come back wrapped again. Invariant: all client code runs on the loop thr
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import inspect
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -20,6 +22,8 @@ from anabranch.client.stream_manager import StreamManager
 
 T = TypeVar("T")
 CALL_TIMEOUT = 300.0
+STOP_TIMEOUT = 0.5
+"""Seconds ``close()`` waits for tasks left running (readers or writers not closed) to end."""
 
 
 class LoopThread:
@@ -29,6 +33,7 @@ class LoopThread:
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="anabranch-client", daemon=True)
         self._thread.start()
+        atexit.register(self.stop)
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = CALL_TIMEOUT) -> T:
         if threading.current_thread() is self._thread:
@@ -36,10 +41,26 @@ class LoopThread:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def stop(self) -> None:
+        """Cancel what still runs on the loop (readers or writers left open), then stop and close it."""
+        atexit.unregister(self.stop)
+        if self.loop.is_closed():
+            return
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            with contextlib.suppress(Exception):
+                asyncio.run_coroutine_threadsafe(_cancel_pending(), self.loop).result(STOP_TIMEOUT)
         self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout=10)
+        self._thread.join(timeout=STOP_TIMEOUT)
         if not self.loop.is_running():
             self.loop.close()
+
+
+async def _cancel_pending() -> None:
+    current = asyncio.current_task()
+    tasks = [t for t in asyncio.all_tasks() if t is not current]
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=STOP_TIMEOUT)
 
 
 async def _collect(iterator: AsyncIterator[Any]) -> list[Any]:

@@ -28,7 +28,7 @@ from anabranch.client.errors import (
     ClientError,
     ConditionalCheckFailedError,
     ConnectionLostError,
-    SegmentSealedError,
+    StreamSealedError,
     error_from_reply,
 )
 from anabranch.client.segment_reader import SegmentRouter, controller_resolver
@@ -50,7 +50,7 @@ async def single_segment(context: ClientContext, scope: str, stream: str, *, hea
     else:
         ids = [s.segment_id for s in await context.controller.get_current_segments(scope, stream)]
         if not ids:
-            raise SegmentSealedError(f"byte stream {scope}/{stream} is sealed")
+            raise StreamSealedError(f"byte stream {scope}/{stream} is sealed")
     if len(ids) != 1:
         raise ConfigError(f"{scope}/{stream} has {len(ids)} segments; a byte stream needs exactly one "
                           "(create it with ScalingPolicy.fixed(1))")
@@ -74,7 +74,9 @@ class ByteStreamWriter:
         self.stream = stream
         self.segment = segment
         self.writer_id = uuid.uuid4()
-        self._router = SegmentRouter(controller_resolver(context.controller), context.pool)
+        self._request_id = next_request_id()
+        self._router = SegmentRouter(controller_resolver(context.controller), context.pool,
+                                     policy=context.config.retry_policy)
         self._offset = offset
         self._buffer = bytearray()
         self._pending: deque[_Chunk] = deque()
@@ -135,21 +137,28 @@ class ByteStreamWriter:
 
     def _send(self, conn: RawConnection, chunk: _Chunk) -> None:
         conn.send(wire.ConditionalBlockEnd(self.writer_id, chunk.event_number, chunk.expected_offset, chunk.data,
-                                           next_request_id()))
+                                           self._request_id))
 
     async def _connect(self) -> None:
-        """SetupAppend on a (new) connection; ack what is durable, resend the rest."""
-        conn = await self._router.connection_for(self.segment)
-        assert isinstance(conn, RawConnection)
-        conn.add_listener(self.writer_id, self._on_reply)
-        token = await self.context.token(self.scope, self.stream)
-        reply = await conn.request(wire.SetupAppend(next_request_id(), self.writer_id, self.segment, token),
-                                   timeout=self.context.config.request_timeout)
+        """SetupAppend on a (new) connection, retried under the client's retry policy; ack what is durable,
+        resend the rest."""
+        backoff = self.context.config.retry_policy.start()
+        while True:
+            try:
+                reply = await self._setup()
+                break
+            except (ConnectionError, TimeoutError, OSError) as exc:
+                self._router.invalidate(self.segment)
+                if not await backoff.wait():
+                    raise ConnectionLostError(f"byte stream {self.segment}: no segment store answered after "
+                                              f"{backoff.describe()}: {exc}") from exc
+        if isinstance(reply, wire.SegmentIsSealed | wire.NoSuchSegment):
+            self._fail_all(StreamSealedError(f"byte stream {self.scope}/{self.stream} is sealed"))
+            raise self._error  # type: ignore[misc]
         if not isinstance(reply, wire.AppendSetup):
-            conn.remove_listener(self.writer_id)
-            self._router.invalidate(self.segment)
             raise error_from_reply(reply, f"SetupAppend on {self.segment}")
-        self._conn = conn
+        conn = self._conn
+        assert conn is not None
         lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._lost = lost
         conn.on_close(lambda _exc: None if lost.done() else lost.set_result(None))
@@ -158,6 +167,21 @@ class ByteStreamWriter:
         for chunk in self._pending:
             self._send(conn, chunk)
 
+    async def _setup(self) -> wire.Reply:
+        conn = await self._router.connection_for(self.segment)
+        assert isinstance(conn, RawConnection)
+        conn.add_listener(self.writer_id, self._on_reply)
+        token = await self.context.token(self.scope, self.stream)
+        reply = await conn.request(wire.SetupAppend(next_request_id(), self.writer_id, self.segment, token),
+                                   timeout=self.context.config.request_timeout)
+        if isinstance(reply, wire.AppendSetup):
+            conn.add_request_listener(self._request_id, self._on_reply)
+            self._conn = conn
+        else:
+            conn.remove_listener(self.writer_id)
+            self._router.invalidate(self.segment)
+        return reply
+
     def _on_reply(self, reply: wire.Reply) -> None:
         if isinstance(reply, wire.DataAppended):
             self._ack(reply.event_number)
@@ -165,10 +189,13 @@ class ByteStreamWriter:
         if isinstance(reply, wire.ConditionalCheckFailed):
             exc: ClientError = ConditionalCheckFailedError(
                 f"{self.segment} is not at offset {self._expected(reply.event_number)}: another writer appended")
-        elif isinstance(reply, wire.SegmentIsSealed):
-            exc = SegmentSealedError(f"byte stream segment {self.segment} is sealed")
+        elif isinstance(reply, wire.SegmentIsSealed | wire.NoSuchSegment):
+            exc = StreamSealedError(f"byte stream {self.scope}/{self.stream} is sealed")
         else:
             exc = error_from_reply(reply, f"appending to {self.segment}")
+        self._fail_all(exc)
+
+    def _fail_all(self, exc: ClientError) -> None:
         self._error = exc
         while self._pending:
             chunk = self._pending.popleft()
@@ -185,15 +212,15 @@ class ByteStreamWriter:
                 chunk.future.set_result(None)
 
     async def flush(self) -> None:
-        """Send the buffer and wait until every byte written so far is durable."""
+        """Send the buffer and wait until every byte written so far is durable (reconnecting under the client's
+        retry policy; the pending bytes fail with ``ConnectionLostError`` once its budget is spent)."""
         if self._error is not None:
             raise self._error
+        backoff = self.context.config.retry_policy.start()
         await self._send_buffer()
-        for _attempt in range(self.context.config.retry_attempts):
-            if not self._pending:
-                break
+        while self._pending:
             waits: asyncio.Future[Any] = asyncio.gather(*(c.future for c in self._pending))
-            lost: asyncio.Future[Any] | None = self._lost
+            lost = self._lost
             assert lost is not None
             done, _ = await asyncio.wait([waits, lost], timeout=self.context.config.request_timeout,
                                          return_when=asyncio.FIRST_COMPLETED)
@@ -203,9 +230,10 @@ class ByteStreamWriter:
             waits.cancel()
             log.debug("byte stream %s lost its connection; resending %d chunks", self.segment, len(self._pending))
             self._conn = None
+            if not await backoff.wait():
+                raise ConnectionLostError(f"byte stream {self.segment}: appends not acknowledged after "
+                                          f"{backoff.describe()}")
             await self._connect()
-        else:
-            raise ConnectionLostError(f"byte stream {self.segment}: appends not acknowledged")
         if self._error is not None:
             raise self._error
 
@@ -236,6 +264,7 @@ class ByteStreamWriter:
             self._closed = True
             if self._conn is not None:
                 self._conn.remove_listener(self.writer_id)
+                self._conn.remove_request_listener(self._request_id)
 
 
 class ByteStreamReader:
@@ -244,9 +273,11 @@ class ByteStreamReader:
     def __init__(self, context: ClientContext, segment: str, offset: int = 0) -> None:
         self.context = context
         self.segment = segment
-        self._router = SegmentRouter(controller_resolver(context.controller), context.pool)
+        self._router = SegmentRouter(controller_resolver(context.controller), context.pool,
+                                     policy=context.config.retry_policy)
         self._offset = offset
         self._buffer = b""
+        self._closed = False
 
     @classmethod
     async def open(cls, context: ClientContext, scope: str, stream: str) -> ByteStreamReader:
@@ -258,7 +289,12 @@ class ByteStreamReader:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Drop buffered bytes; later reads raise ``ClientClosedError`` (the shared connections stay open)."""
         self._buffer = b""
+        self._closed = True
 
     def tell(self) -> int:
         return self._offset
@@ -292,6 +328,8 @@ class ByteStreamReader:
 
     async def read(self, size: int = -1) -> bytes:
         """Up to ``size`` bytes (at least 1 unless the sealed end is reached); waits at the tail."""
+        if self._closed:
+            raise ClientClosedError("the byte stream reader is closed")
         if not self._buffer:
             self._buffer = await self._fetch(READ_LENGTH if size < 0 else max(size, 1))
         data = self._buffer if size < 0 else self._buffer[:size]

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from anabranch.errors import ConfigError
+from anabranch.retry import DEFAULT_BUDGET, RetryPolicy
 from anabranch.tls import client_ssl_context
 
 TRUST_STORE_ENV = "pravega_client_tls_cert_path"
@@ -35,8 +36,11 @@ class ClientConfig:
     ``tcps``, ``pravegas``), or a bare ``host:port``. TLS (the scheme or ``tls=True``) covers the controller
     channel and every segment-store connection; ``trust_store`` is a PEM file or a directory of PEM files
     holding the CA certificates to trust (``None``: the path in env ``pravega_client_tls_cert_path`` if set,
-    as for the official client, else the system's CAs). ``auth_token`` is the full value of the
-    ``authorization`` header, e.g. ``"Basic dXNlcjpwYXNz"`` or ``"Bearer <jwt>"``.
+    as for the official client, else the system's CAs). Every retry (controller calls, segment-store requests,
+    writer reconnects) backs off exponentially with jitter from ``retry_initial_delay`` up to ``retry_max_delay``
+    and gives up after ``retry_budget`` seconds (``retry_attempts``, if set, also caps the attempts).
+    ``auth_token`` is the full value of the ``authorization`` header, e.g. ``"Basic dXNlcjpwYXNz"`` or
+    ``"Bearer <jwt>"``.
     """
 
     controller_uri: str = "tcp://127.0.0.1:9090"
@@ -45,10 +49,11 @@ class ClientConfig:
     auth_token: str | None = None
     request_timeout: float = 30.0
     connect_timeout: float = 10.0
-    retry_attempts: int = 10
-    retry_initial_delay: float = 0.01
+    retry_attempts: int | None = None
+    retry_initial_delay: float = 0.05
     retry_multiplier: float = 2.0
-    retry_max_delay: float = 5.0
+    retry_max_delay: float = 2.0
+    retry_budget: float = DEFAULT_BUDGET
     max_block_events: int = MAX_BLOCK_EVENTS
     max_block_bytes: int = MAX_BLOCK_BYTES
     linger: float = 0.001
@@ -65,10 +70,18 @@ class ClientConfig:
             raise ConfigError(f"max_block_events must be in 1..{MAX_BLOCK_EVENTS}")
         if not 0 < self.max_block_bytes <= MAX_BLOCK_BYTES:
             raise ConfigError(f"max_block_bytes must be in 1..{MAX_BLOCK_BYTES}")
-        if self.max_inflight_blocks < 1 or self.retry_attempts < 1:
-            raise ConfigError("max_inflight_blocks and retry_attempts must be at least 1")
+        if self.max_inflight_blocks < 1:
+            raise ConfigError("max_inflight_blocks must be at least 1")
+        self.retry_policy  # noqa: B018 - validates the retry settings
         if not 10_000 <= self.txn_lease_ms <= 600_000:
             raise ConfigError("txn_lease_ms must be within 10000..600000 (the controller's lease bounds)")
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """How every retry loop of this client backs off: exponential with jitter, for ``retry_budget`` seconds
+        (and at most ``retry_attempts`` attempts when set)."""
+        return RetryPolicy(self.retry_initial_delay, self.retry_multiplier, self.retry_max_delay, self.retry_budget,
+                           self.retry_attempts)
 
     @property
     def _parts(self) -> tuple[str, str]:

@@ -21,6 +21,7 @@ import ssl
 import uuid
 from collections.abc import Callable, Iterable
 
+from anabranch.client.errors import ClientClosedError
 from anabranch.errors import ConnectionFailedError, ProtocolError
 from anabranch.protocol.codec import CommandDecoder, encode
 from anabranch.protocol.commands import (
@@ -300,7 +301,7 @@ class ConnectionPool:
     async def get(self, host: str, port: int) -> RawConnection:
         """The live connection to ``host:port``, connecting (once, shared) if there is none."""
         if self._closed:
-            raise ConnectionFailedError("the connection pool is closed")
+            raise ClientClosedError("the connection pool is closed (its StreamManager was closed)")
         key = (host, port)
         conn = self._connections.get(key)
         if conn is not None and not conn.closed:

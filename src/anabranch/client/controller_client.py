@@ -66,6 +66,7 @@ from anabranch.client.hashing import SegmentWithRange
 from anabranch.model.stream_cut import StreamCut
 from anabranch.protocol import controller_pb2 as pb
 from anabranch.protocol import controller_pb2_grpc as pb_grpc
+from anabranch.retry import RetryPolicy
 from anabranch.tls import read_trust_pem
 
 log = logging.getLogger(__name__)
@@ -103,7 +104,15 @@ class ControllerClient:
         if self._closed:
             raise ClientClosedError("the controller client is closed")
         if self._stub is None:
-            options = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
+            reconnect_ms = max(100, int(self.config.retry_max_delay * 1000))
+            options = [
+                ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+                # gRPC's own reconnect backoff (up to 120 s by default) would delay recovery after an outage
+                # well past our retry policy's delays: keep it within them.
+                ("grpc.initial_reconnect_backoff_ms", 100),
+                ("grpc.min_reconnect_backoff_ms", 100),
+                ("grpc.max_reconnect_backoff_ms", reconnect_ms),
+            ]
             target = self.config.controller_target
             if self.config.use_tls:
                 root = read_trust_pem(self.config.effective_trust_store)
@@ -124,10 +133,11 @@ class ControllerClient:
     async def _call(
         self, rpc: str, request: Any, *, not_found: Callable[[], Exception] | None = None
     ) -> Any:
-        """One rpc, retried with backoff on transport-level failures; other gRPC errors become typed ones."""
-        delay = self.config.retry_initial_delay
+        """One rpc, retried under the client's retry policy on transport-level failures; other gRPC errors become
+        typed ones."""
+        backoff = self.config.retry_policy.start()
         last: grpc.aio.AioRpcError | None = None
-        for attempt in range(self.config.retry_attempts):
+        while True:
             method = getattr(self._ensure_stub(), rpc)
             try:
                 return await method(request, metadata=self._metadata, timeout=self.config.request_timeout)
@@ -140,14 +150,12 @@ class ControllerClient:
                 if code in _NOT_RETRIED:
                     raise ControllerError(f"{rpc} failed: {code.name} {exc.details()}") from exc
                 last = exc
-                log.debug("%s failed with %s (attempt %d), retrying", rpc, code.name, attempt + 1)
-            if attempt + 1 < self.config.retry_attempts:
-                await asyncio.sleep(delay)
-                delay = min(delay * self.config.retry_multiplier, self.config.retry_max_delay)
+                log.debug("%s failed with %s (attempt %d), retrying", rpc, code.name, backoff.attempts + 1)
+            if not await backoff.wait():
+                break
         detail = f"{last.code().name} {last.details()}" if last is not None else "no attempt"
         raise ControllerUnavailableError(
-            f"{rpc}: controller at {self.config.controller_uri} unavailable after "
-            f"{self.config.retry_attempts} attempts ({detail})"
+            f"{rpc}: controller at {self.config.controller_uri} unavailable after {backoff.describe()} ({detail})"
         )
 
     async def _pages(self, rpc: str, make: Callable[[Any], Any], items: Callable[[Any], Sequence[T]],
@@ -537,18 +545,15 @@ class ControllerClient:
         return (await self._call("removeWriter", request)).result == pb.RemoveWriterResponse.SUCCESS
 
 
-async def retry_retriable(op: Callable[[], Awaitable[T]], attempts: int = 10, delay: float = 0.01,
-                          max_delay: float = 2.0) -> T:
-    """Runs ``op`` again while it raises an error whose ``retriable`` flag is set (bounded attempts)."""
-    for attempt in range(attempts):
+async def retry_retriable(op: Callable[[], Awaitable[T]], policy: RetryPolicy | None = None) -> T:
+    """Runs ``op`` again, under ``policy``, while it raises an error whose ``retriable`` flag is set."""
+    backoff = (policy or RetryPolicy()).start()
+    while True:
         try:
             return await op()
         except Exception as exc:
-            if not getattr(exc, "retriable", False) or attempt + 1 == attempts:
+            if not getattr(exc, "retriable", False) or not await backoff.wait():
                 raise
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, max_delay)
-    raise AssertionError("unreachable")
 
 
 __all__ = [

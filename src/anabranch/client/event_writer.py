@@ -201,7 +201,10 @@ class EventStreamWriter(Generic[T]):
             except Exception as exc:
                 log.warning("cannot find successors of %s: %r", sealed.segment_name, exc)
                 self._fail_blocks(sealed.take_unacked(), exc)
-                self._error = exc
+                if getattr(exc, "retriable", False):
+                    self._forget_segments()
+                else:
+                    self._error = exc
                 await sealed.close()
                 return
             blocks = sealed.take_unacked()
@@ -224,6 +227,14 @@ class EventStreamWriter(Generic[T]):
             log.debug("re-routed %d blocks of sealed %s to %d successors", len(blocks), sealed.segment_name,
                       len(successors))
             await sealed.close()
+
+    def _forget_segments(self) -> None:
+        """Drop the key → segment map so the next event asks the controller for the current segments."""
+        self._segments = None
+        self._key_writers.clear()
+        for segment_id, writer in list(self._writers.items()):
+            if writer.sealed:
+                del self._writers[segment_id]
 
     def _readd(self, segments: StreamSegments, block: Block, low: float, high: float) -> None:
         targets: set[asyncio.Future[None]] = set()

@@ -1,7 +1,7 @@
 """Reading one segment: request routing to the owning segment store, and event blocks with prefetch.
 
 ``SegmentRouter`` sends a request for a segment to the segment store that owns it (found with the
-controller's ``getURI``, cached), retrying on ``WrongHost`` and lost connections with backoff.
+controller's ``getURI``, cached), retrying on ``WrongHost`` and lost connections under the client's retry policy.
 
 ``SegmentReader`` reads a segment from an offset: it keeps one ``ReadSegment`` in flight (prefetch,
 ``PREFETCH_BYTES`` at a time; at the tail the server long-polls), splits the returned bytes into events
@@ -25,7 +25,7 @@ from typing import Protocol
 
 from anabranch.client.connection import next_request_id
 from anabranch.client.errors import ConnectionLostError, error_from_reply
-from anabranch.errors import ConnectionFailedError, DataCorruptionError
+from anabranch.errors import AnabranchError, ConnectionFailedError, DataCorruptionError
 from anabranch.model.names import ScopedSegment
 from anabranch.protocol.commands import (
     NoSuchSegment,
@@ -37,6 +37,7 @@ from anabranch.protocol.commands import (
     SegmentRead,
     WrongHost,
 )
+from anabranch.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -72,13 +73,12 @@ def controller_resolver(controller: object) -> Resolver:
 class SegmentRouter:
     """Sends requests to the segment store that owns a segment; re-resolves on WrongHost or a lost connection."""
 
-    def __init__(self, resolve: Resolver, pool: ConnectionSource, *, attempts: int = 8, backoff: float = 0.05,
+    def __init__(self, resolve: Resolver, pool: ConnectionSource, *, policy: RetryPolicy | None = None,
                  delegation_token: str = "") -> None:
         self._resolve = resolve
         self._pool = pool
         self._endpoints: dict[str, tuple[str, int]] = {}
-        self._attempts = attempts
-        self._backoff = backoff
+        self.policy = policy or RetryPolicy()
         self.delegation_token = delegation_token
 
     def invalidate(self, segment: str) -> None:
@@ -92,25 +92,30 @@ class SegmentRouter:
         return await self._pool.get(*endpoint)
 
     async def request(self, segment: str, build: Callable[[int], Request], *, timeout: float = 30.0) -> Reply:
-        """``build(request_id)`` makes the request; a fresh id is used for each attempt."""
-        delay = self._backoff
+        """``build(request_id)`` makes the request; a fresh id is used for each attempt (under the retry policy)."""
+        backoff = self.policy.start()
         last: BaseException | None = None
-        for attempt in range(self._attempts):
+        while True:
             try:
                 connection = await self.connection_for(segment)
                 reply = await connection.request(build(next_request_id()), timeout=timeout)
             except (ConnectionFailedError, OSError, TimeoutError) as exc:
                 last = exc
-                log.debug("request for %s failed (attempt %d): %s", segment, attempt + 1, exc)
+                log.debug("request for %s failed (attempt %d): %s", segment, backoff.attempts + 1, exc)
+            except AnabranchError as exc:
+                if not exc.retriable:
+                    raise
+                last = exc
+                log.debug("resolving %s failed (attempt %d): %s", segment, backoff.attempts + 1, exc)
             else:
                 if not isinstance(reply, WrongHost):
                     return reply
                 last = None
                 log.debug("%s is not served by the cached segment store; resolving it again", segment)
             self.invalidate(segment)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 1.0)
-        raise ConnectionLostError(f"no segment store answered for {segment} after {self._attempts} attempts"
+            if not await backoff.wait():
+                break
+        raise ConnectionLostError(f"no segment store answered for {segment} after {backoff.describe()}"
                                   + (f": {last}" if last else " (WrongHost every time)"))
 
 

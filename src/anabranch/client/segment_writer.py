@@ -220,31 +220,34 @@ class SegmentWriter:
     # ---- the sender task ----
 
     async def _run(self) -> None:
-        try:
-            while not self._closed:
-                await self._wakeup.wait()
-                self._wakeup.clear()
-                if self.sealed:
-                    if self._on_sealed is not None:
-                        self._on_sealed(self)
+        while not self._closed:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            if self.sealed:
+                if self._on_sealed is not None:
+                    self._on_sealed(self)
+                return
+            if self._closed:
+                return
+            try:
+                if (self._ready or self._inflight) and (self._conn is None or self._conn.closed):
+                    await self._connect()
+                    continue
+                await self._send_ready()
+            except asyncio.CancelledError:
+                raise
+            except (ConnectionError, TimeoutError, OSError) as exc:
+                log.debug("writer %s lost its connection: %r", self.writer_id, exc)
+                self._drop_connection()
+            except AnabranchError as exc:
+                if not exc.retriable:
+                    self._fail(exc)
                     return
-                if self._closed:
-                    return
-                try:
-                    if (self._ready or self._inflight) and (self._conn is None or self._conn.closed):
-                        await self._connect()
-                        continue
-                    await self._send_ready()
-                except (ConnectionError, TimeoutError, OSError) as exc:
-                    log.debug("writer %s lost its connection: %r", self.writer_id, exc)
-                    self._drop_connection()
-        except asyncio.CancelledError:
-            raise
-        except AnabranchError as exc:
-            self._fail(exc)
-        except Exception as exc:
-            log.exception("segment writer for %s failed", self.segment_name)
-            self._fail(ClientError(f"writer for {self.segment_name} failed: {exc!r}"))
+                self._fail_pending(exc)
+            except Exception as exc:
+                log.exception("segment writer for %s failed", self.segment_name)
+                self._fail(ClientError(f"writer for {self.segment_name} failed: {exc!r}"))
+                return
 
     async def _send_ready(self) -> None:
         conn = self._conn
@@ -268,12 +271,15 @@ class SegmentWriter:
         await conn.drain()
 
     async def _connect(self) -> None:
-        """(Re)connect, SetupAppend, ack what the segment already has, and queue the rest for resending."""
-        delay = self.config.retry_initial_delay
+        """(Re)connect, SetupAppend, ack what the segment already has, and queue the rest for resending.
+
+        Retries under the client's retry policy; when its budget is spent, the pending events fail with a
+        retriable error and the writer stays usable: the next event starts connecting again.
+        """
+        backoff = self.config.retry_policy.start()
         refresh_token = False
-        for attempt in range(self.config.retry_attempts):
-            if self._closed:
-                return
+        last: BaseException | None = None
+        while not self._closed:
             try:
                 endpoint = await self.context.controller.get_uri(self.scope, self.stream, self.segment_id)
                 conn = await self.context.pool.get(endpoint.host, endpoint.port)
@@ -284,6 +290,12 @@ class SegmentWriter:
                     timeout=self.config.request_timeout,
                 )
             except (ConnectionError, TimeoutError, OSError) as exc:
+                last = exc
+                log.debug("connecting writer %s to %s failed: %r", self.writer_id, self.segment_name, exc)
+            except AnabranchError as exc:
+                if not exc.retriable:
+                    raise
+                last = exc
                 log.debug("connecting writer %s to %s failed: %r", self.writer_id, self.segment_name, exc)
             else:
                 if isinstance(reply, wire.AppendSetup):
@@ -301,13 +313,14 @@ class SegmentWriter:
                         raise AuthenticationError(f"segment store refused the token for {self.segment_name}")
                     refresh_token = True
                     continue
-                if not isinstance(reply, wire.WrongHost):
-                    raise error_from_reply(reply, f"SetupAppend on {self.segment_name}")
-            await asyncio.sleep(delay)
-            delay = min(delay * self.config.retry_multiplier, self.config.retry_max_delay)
-            log.debug("retrying SetupAppend of %s (attempt %d)", self.segment_name, attempt + 2)
-        self._fail(ConnectionLostError(f"cannot reach the segment store for {self.segment_name} after "
-                                       f"{self.config.retry_attempts} attempts"))
+                error = error_from_reply(reply, f"SetupAppend on {self.segment_name}")
+                if not error.retriable:
+                    raise error
+                last = error
+            if not await backoff.wait():
+                raise ConnectionLostError(f"cannot reach the segment store for {self.segment_name} after "
+                                          f"{backoff.describe()}: {last}")
+            log.debug("retrying SetupAppend of %s (attempt %d)", self.segment_name, backoff.attempts + 1)
 
     def _resume(self, last_event_number: int) -> None:
         if last_event_number != NO_EVENT:
@@ -335,6 +348,8 @@ class SegmentWriter:
             self._fail(ConditionalCheckFailedError(f"conditional append to {self.segment_name} failed"))
         elif isinstance(reply, wire.AuthTokenCheckFailed):
             self._drop_connection()
+        elif isinstance(reply, wire.ErrorMessage):
+            self._fail_pending(error_from_reply(reply, f"appending to {self.segment_name}"))
         else:
             log.debug("writer %s ignores %r", self.writer_id, reply)
 
@@ -360,8 +375,15 @@ class SegmentWriter:
         self._wakeup.set()
 
     def _fail(self, exc: BaseException) -> None:
+        """A permanent failure: pending events fail, and so does every later one."""
         if self.error is None:
             self.error = exc
+        self._fail_pending(exc)
+
+    def _fail_pending(self, exc: BaseException) -> None:
+        """Fail the events not yet acked; later events start a new connection (a retriable failure)."""
+        self._drop_connection()
+        self._wakeup.clear()
         for block in (*self._inflight, *self._ready, *([self._open] if self._open else [])):
             if not block.future.done():
                 block.future.set_exception(exc)

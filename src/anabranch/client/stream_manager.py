@@ -41,7 +41,8 @@ class StreamManager:
         self.pool = ConnectionPool(connect_timeout=self.config.connect_timeout,
                                    ssl_context=self.config.ssl_context())
         self.context = ClientContext(self.config, self.controller, self.pool)
-        self.router = SegmentRouter(controller_resolver(self.controller), self.pool)
+        self.router = SegmentRouter(controller_resolver(self.controller), self.pool,
+                                    policy=self.config.retry_policy)
         self._closeables: list[Any] = []
 
     async def __aenter__(self) -> StreamManager:

@@ -18,6 +18,7 @@ from anabranch.client.hashing import SegmentWithRange
 from anabranch.client.segment_reader import SegmentRouter
 from anabranch.model.names import ScopedSegment, qualified_segment_name
 from anabranch.protocol import commands as wire
+from anabranch.retry import RetryPolicy
 
 TAIL_WAIT = 0.5
 
@@ -211,7 +212,8 @@ async def resolve(segment: str) -> tuple[str, int]:
 
 
 def router(store: FakeStore) -> SegmentRouter:
-    return SegmentRouter(resolve, FakePool(store), backoff=0.001)
+    return SegmentRouter(resolve, FakePool(store),
+                         policy=RetryPolicy(initial_delay=0.001, max_delay=0.01, max_attempts=8))
 
 
 class FakeController:
