@@ -15,6 +15,7 @@ import asyncio
 import logging
 import uuid
 from collections import deque
+from collections.abc import Callable
 
 from anabranch.clock import Clock, SystemClock
 from anabranch.protocol.commands import NULL_ATTRIBUTE_VALUE
@@ -56,8 +57,9 @@ log = logging.getLogger(__name__)
 class SegmentContainer:
     def __init__(self, container_id: int, durable_log: DurableDataLog, storage: SegmentStorage, *,
                  cache_size: int = 64 * 1024 * 1024, writer_config: StorageWriterConfig | None = None,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, on_failure: Callable[[int], None] | None = None) -> None:
         self.container_id = container_id
+        self._on_failure = on_failure
         self._log = durable_log
         self._storage = storage
         self._cache_size = cache_size
@@ -104,6 +106,13 @@ class SegmentContainer:
         """The container can no longer make anything durable: fail waiting appends and tail reads."""
         self._release_gate()
         self._wake_readers()
+        if self._on_failure is not None:
+            self._on_failure(self.container_id)
+
+    @property
+    def failed(self) -> bool:
+        """The durable log failed: this instance serves nothing more (a new one must recover the container)."""
+        return self._processor.failed
 
     def _wake_readers(self) -> None:
         for index in self.read_index.segments.values():

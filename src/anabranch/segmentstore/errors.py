@@ -87,3 +87,18 @@ class ContainerClosedError(SegmentStoreError):
     def __init__(self, container_id: int, reason: str = "closed") -> None:
         super().__init__("", f"segment container {container_id} is {reason}")
         self.container_id = container_id
+
+
+class ContainerNotOwnedError(SegmentStoreError):
+    """The segment's container does not run on this segment store (cluster mode: it is owned by another one,
+    or is still recovering here). The wire server answers ``WrongHost``; ask the controller for the owner."""
+
+    retriable = True
+
+    def __init__(self, segment: str, container_id: int) -> None:
+        super().__init__(
+            segment,
+            f"segment container {container_id} (holding {segment!r}) does not run on this segment store; "
+            "ask the controller where it runs",
+        )
+        self.container_id = container_id

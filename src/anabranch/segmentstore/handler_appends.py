@@ -25,11 +25,13 @@ from anabranch.protocol.commands import (
     NoSuchSegment,
     Reply,
     SegmentIsSealed,
+    WrongHost,
 )
 from anabranch.segmentstore.errors import (
     BadEventNumberError,
     BadOffsetError,
     ContainerClosedError,
+    ContainerNotOwnedError,
     NoSuchSegmentError,
     SegmentSealedError,
 )
@@ -173,6 +175,8 @@ class AppendPipeline:
             reply: Reply = SegmentIsSealed(append.request_id, append.segment, "", append.event_number)
         elif isinstance(exc, NoSuchSegmentError):
             reply = NoSuchSegment(append.request_id, append.segment, "", -1)
+        elif isinstance(exc, ContainerNotOwnedError):
+            reply = WrongHost(append.request_id, append.segment, "", "")
         elif isinstance(exc, ContainerClosedError):
             self._fail(f"append to {append.segment!r} failed: {exc}")
             return False

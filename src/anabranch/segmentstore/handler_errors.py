@@ -16,9 +16,11 @@ from anabranch.protocol.commands import (
     TableKeyBadVersion,
     TableKeyDoesNotExist,
     TableSegmentNotEmpty,
+    WrongHost,
 )
 from anabranch.segmentstore.errors import (
     BadOffsetError,
+    ContainerNotOwnedError,
     InvalidOffsetError,
     NoSuchSegmentError,
     SegmentExistsError,
@@ -43,6 +45,8 @@ def error_reply(
     ``report_against`` names the segment every reply must carry (merges report errors against the source).
     """
     name = report_against or (exc.segment if isinstance(exc, SegmentStoreError) else "") or segment
+    if isinstance(exc, ContainerNotOwnedError):
+        return WrongHost(request_id, name, "", "")
     if isinstance(exc, NoSuchSegmentError):
         return NoSuchSegment(request_id, name, "", offset)
     if isinstance(exc, SegmentExistsError):

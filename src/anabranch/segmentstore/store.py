@@ -2,9 +2,12 @@
 
 ``container_id_for(name, count)`` is stable across processes and hosts (murmur3 of the parent
 stream segment's name, so a transaction or transient segment lives in its parent's container and
-merges stay inside one container). ``open_segment_store`` builds and recovers the containers over
-file Tier-1 logs (``data_dir/tier1/<id>/``) and filesystem LTS (``data_dir/lts/``), or over
-in-memory storage when ``durable`` is False.
+merges stay inside one container). A ``SegmentStore`` runs some of the ``container_count``
+containers: all of them standalone, a changing subset in a cluster (the container monitor adds and
+removes them); a request for a segment whose container does not run here raises
+``ContainerNotOwnedError`` (the wire server answers ``WrongHost``). ``open_segment_store`` builds and
+recovers all containers over file Tier-1 logs (``data_dir/tier1/<id>/``) and filesystem LTS
+(``data_dir/lts/``), or over in-memory storage when ``durable`` is False.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import mmh3
@@ -19,7 +23,12 @@ import mmh3
 from anabranch.errors import ConfigError
 from anabranch.model.names import parent_segment_name
 from anabranch.segmentstore.container import SegmentContainer
-from anabranch.segmentstore.errors import NoSuchSegmentError, SegmentSealedError, SegmentTruncatedError
+from anabranch.segmentstore.errors import (
+    ContainerNotOwnedError,
+    NoSuchSegmentError,
+    SegmentSealedError,
+    SegmentTruncatedError,
+)
 from anabranch.segmentstore.results import AppendResult, ReadResult, SegmentInfo
 from anabranch.storage.chunked_segment_storage import ChunkedSegmentStorage
 from anabranch.storage.chunks_fs import FileSystemChunkStorage
@@ -38,14 +47,71 @@ def container_id_for(name: str, container_count: int) -> int:
     return mmh3.hash(parent_segment_name(name).encode(), signed=False) % container_count
 
 
+ContainerListener = Callable[[int, bool], None]
+"""Called with (container id, running) after a container was added to or removed from a store."""
+
+
 class SegmentStore:
-    def __init__(self, containers: list[SegmentContainer]) -> None:
-        if not containers:
-            raise ConfigError("a segment store needs at least one container")
-        self.containers = containers
+    """The running containers of this process, out of ``container_count`` (default: ``len(containers)``, which
+    must then be containers 0..n-1)."""
+
+    def __init__(self, containers: list[SegmentContainer], *, container_count: int | None = None) -> None:
+        if container_count is None:
+            if not containers:
+                raise ConfigError("a segment store needs at least one container")
+            container_count = len(containers)
+        if container_count <= 0:
+            raise ConfigError(f"container_count must be positive, got {container_count}")
+        self.container_count = container_count
+        self._running: dict[int, SegmentContainer] = {}
+        self._listeners: list[ContainerListener] = []
+        for container in containers:
+            self.add_container(container)
+
+    @property
+    def containers(self) -> list[SegmentContainer]:
+        """The running containers, by id."""
+        return [self._running[i] for i in sorted(self._running)]
+
+    def container_ids(self) -> list[int]:
+        return sorted(self._running)
+
+    def running(self, container_id: int) -> SegmentContainer | None:
+        return self._running.get(container_id)
+
+    def add_listener(self, listener: ContainerListener) -> None:
+        self._listeners.append(listener)
+
+    def add_container(self, container: SegmentContainer) -> None:
+        """Serve ``container`` (already started) from now on."""
+        cid = container.container_id
+        if not 0 <= cid < self.container_count:
+            raise ConfigError(f"container {cid} is outside 0..{self.container_count - 1}")
+        if cid in self._running:
+            raise ConfigError(f"container {cid} already runs in this segment store")
+        self._running[cid] = container
+        self._notify(cid, True)
+
+    def remove_container(self, container_id: int) -> SegmentContainer | None:
+        """Stop routing requests to the container (the caller closes it); None if it was not running."""
+        container = self._running.pop(container_id, None)
+        if container is not None:
+            self._notify(container_id, False)
+        return container
+
+    def _notify(self, container_id: int, running: bool) -> None:
+        for listener in self._listeners:
+            listener(container_id, running)
+
+    def container_id(self, name: str) -> int:
+        return container_id_for(name, self.container_count)
 
     def container(self, name: str) -> SegmentContainer:
-        return self.containers[container_id_for(name, len(self.containers))]
+        container_id = container_id_for(name, self.container_count)
+        container = self._running.get(container_id)
+        if container is None:
+            raise ContainerNotOwnedError(name, container_id)
+        return container
 
     async def start(self) -> None:
         """Recover every container (in parallel)."""
@@ -172,7 +238,7 @@ class SegmentStore:
         for container in self.containers:
             for key, value in container.statistics().items():
                 total[key] = total.get(key, 0) + value
-        total["containers"] = len(self.containers)
+        total["containers"] = len(self._running)
         return total
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -72,6 +72,8 @@ class TableStore:
         self._tables: dict[str, TableIndex] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._compactions: dict[str, asyncio.Task[None]] = {}
+        self._invalidations = 0
+        """Bumped by ``forget_where``: an index loaded across a bump may be stale and is not cached."""
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -91,6 +93,13 @@ class TableStore:
     def forget(self, name: str) -> None:
         """Drop the cached index of ``name`` (the segment was deleted, merged or changed behind our back)."""
         self._tables.pop(name, None)
+
+    def forget_where(self, predicate: Callable[[str], bool]) -> None:
+        """Drop the cached index of every table whose name satisfies ``predicate`` (their container stopped or
+        started here: another segment store may have changed them meanwhile), including loads under way."""
+        self._invalidations += 1
+        for name in [name for name in self._tables if predicate(name)]:
+            del self._tables[name]
 
     # --- changes -----------------------------------------------------------------------------
 
@@ -367,12 +376,14 @@ class TableStore:
         table = self._tables.get(name)
         if table is not None:
             return table
+        invalidations = self._invalidations
         info = await self._store.get_info(name)
         table = TableIndex(start_offset=info.start_offset, length=info.start_offset)
         async for batch_offset, batch_end, records in self._scan(name, info.start_offset, info.length):
             table.apply(records, batch_offset, batch_end)
         table.length = info.length
-        self._tables[name] = table
+        if invalidations == self._invalidations:
+            self._tables[name] = table
         log.debug("loaded table segment %s: %d entries, length %d", name, len(table.index), table.length)
         return table
 
