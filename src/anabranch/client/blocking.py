@@ -47,7 +47,7 @@ class LoopThread:
             return
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             with contextlib.suppress(Exception):
-                asyncio.run_coroutine_threadsafe(_cancel_pending(), self.loop).result(STOP_TIMEOUT)
+                asyncio.run_coroutine_threadsafe(_cancel_pending(), self.loop).result(2 * STOP_TIMEOUT)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=STOP_TIMEOUT)
         if not self.loop.is_running():
@@ -60,7 +60,10 @@ async def _cancel_pending() -> None:
     for task in tasks:
         task.cancel()
     if tasks:
-        await asyncio.wait(tasks, timeout=STOP_TIMEOUT)
+        _, still_pending = await asyncio.wait(tasks, timeout=STOP_TIMEOUT)
+        for task in still_pending:
+            # Left open by the program and slow to wind down: the loop closes under it on purpose, at exit.
+            task._log_destroy_pending = False  # type: ignore[attr-defined]
 
 
 async def _collect(iterator: AsyncIterator[Any]) -> list[Any]:

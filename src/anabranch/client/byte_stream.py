@@ -148,6 +148,8 @@ class ByteStreamWriter:
                 reply = await self._setup()
                 break
             except (ConnectionError, TimeoutError, OSError) as exc:
+                if not getattr(exc, "retriable", True):
+                    raise
                 self._router.invalidate(self.segment)
                 if not await backoff.wait():
                     raise ConnectionLostError(f"byte stream {self.segment}: no segment store answered after "

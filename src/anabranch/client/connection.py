@@ -52,6 +52,12 @@ class ReplyTimeoutError(ConnectionFailedError, TimeoutError):
     """No reply to a request arrived in time; the connection may be stuck (retriable)."""
 
 
+class PoolClosedError(ConnectionFailedError, ClientClosedError):
+    """The pool (and the ``StreamManager`` owning it) was closed: not retriable."""
+
+    retriable = False
+
+
 class TlsVerificationError(ConnectionFailedError):
     """The segment store's certificate is not trusted or not valid for its host name (not retriable)."""
 
@@ -86,7 +92,8 @@ class RawConnection:
         """Open TCP (TLS with ``ssl_context``, checking the certificate against ``server_hostname``, default
         ``host``), exchange Hello (versions must overlap) and start reading replies."""
         try:
-            return await asyncio.wait_for(cls._handshake(host, port, ssl_context, server_hostname), timeout)
+            async with asyncio.timeout(timeout):
+                return await cls._handshake(host, port, ssl_context, server_hostname)
         except TimeoutError:
             raise ConnectionFailedError(f"no Hello from segment store {host}:{port} within {timeout} s") from None
 
@@ -174,7 +181,10 @@ class RawConnection:
         self._pending[request_id] = future
         try:
             self.send(cmd)
-            return await asyncio.wait_for(future, timeout)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for drops a cancellation that races with the reply,
+            # which kept a program that left a reader open from exiting until the next long-poll reply.
+            async with asyncio.timeout(timeout):
+                return await future
         except TimeoutError:
             raise ReplyTimeoutError(
                 f"no reply to {type(cmd).__name__} (request {request_id}) from {self._endpoint()} within {timeout} s"
@@ -301,7 +311,7 @@ class ConnectionPool:
     async def get(self, host: str, port: int) -> RawConnection:
         """The live connection to ``host:port``, connecting (once, shared) if there is none."""
         if self._closed:
-            raise ClientClosedError("the connection pool is closed (its StreamManager was closed)")
+            raise PoolClosedError("the connection pool is closed (its StreamManager was closed)")
         key = (host, port)
         conn = self._connections.get(key)
         if conn is not None and not conn.closed:

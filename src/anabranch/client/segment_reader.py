@@ -100,6 +100,8 @@ class SegmentRouter:
                 connection = await self.connection_for(segment)
                 reply = await connection.request(build(next_request_id()), timeout=timeout)
             except (ConnectionFailedError, OSError, TimeoutError) as exc:
+                if not getattr(exc, "retriable", True):
+                    raise
                 last = exc
                 log.debug("request for %s failed (attempt %d): %s", segment, backoff.attempts + 1, exc)
             except AnabranchError as exc:

@@ -231,7 +231,13 @@ class SegmentWriter:
                 return
             try:
                 if (self._ready or self._inflight) and (self._conn is None or self._conn.closed):
-                    await self._connect()
+                    try:
+                        await self._connect()
+                    except AnabranchError as exc:  # the retry budget is spent, or a permanent error
+                        if not exc.retriable:
+                            self._fail(exc)
+                            return
+                        self._fail_pending(exc)
                     continue
                 await self._send_ready()
             except asyncio.CancelledError:
@@ -240,10 +246,8 @@ class SegmentWriter:
                 log.debug("writer %s lost its connection: %r", self.writer_id, exc)
                 self._drop_connection()
             except AnabranchError as exc:
-                if not exc.retriable:
-                    self._fail(exc)
-                    return
-                self._fail_pending(exc)
+                self._fail(exc)
+                return
             except Exception as exc:
                 log.exception("segment writer for %s failed", self.segment_name)
                 self._fail(ClientError(f"writer for {self.segment_name} failed: {exc!r}"))
@@ -290,6 +294,8 @@ class SegmentWriter:
                     timeout=self.config.request_timeout,
                 )
             except (ConnectionError, TimeoutError, OSError) as exc:
+                if not getattr(exc, "retriable", True):
+                    raise
                 last = exc
                 log.debug("connecting writer %s to %s failed: %r", self.writer_id, self.segment_name, exc)
             except AnabranchError as exc:
@@ -424,7 +430,8 @@ class SegmentWriter:
             for number, start in enumerate(range(0, len(data), MAX_EVENT_SIZE)):
                 chunk = data[start:start + MAX_EVENT_SIZE]
                 conn.send(wire.ConditionalBlockEnd(transient_writer, number, start, chunk, next_request_id()))
-                ack = await asyncio.wait_for(acked.get(), timeout)
+                async with asyncio.timeout(timeout):
+                    ack = await acked.get()
                 if not isinstance(ack, wire.DataAppended):
                     raise error_from_reply(ack, f"writing a large event to {transient}")
         finally:
