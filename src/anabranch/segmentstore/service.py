@@ -3,6 +3,11 @@
 ``start`` opens (and recovers) the store, then listens; ``stop`` stops accepting, closes connections and
 closes the store (flushing everything pending). With ``tls`` the wire port speaks only TLS. Used by
 ``anabranch segmentstore`` and, in-process, by ``anabranch standalone``.
+
+With ``cluster`` options the store starts empty and joins the cluster (``anabranch.cluster.segmentstore_member``):
+containers start and stop as the cluster's container map says, Tier-1 is NATS JetStream, LTS is ``lts`` (or
+``data_dir/lts``), which every segment store of the cluster must share. ``cluster_status()`` says which containers
+run and whether all assigned ones are healthy.
 """
 
 from __future__ import annotations
@@ -11,14 +16,19 @@ import asyncio
 import contextlib
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from anabranch.clock import SystemClock
 from anabranch.segmentstore.server import WireServer
 from anabranch.segmentstore.stats import AutoScaleConfig, SegmentStatsRecorder, TableScaleReporter, store_policy_lookup
-from anabranch.segmentstore.store import SegmentStore, open_segment_store
+from anabranch.segmentstore.store import SegmentStore, container_id_for, open_segment_store
 from anabranch.segmentstore.tables import TableStore
+from anabranch.storage.chunks_fs import FileSystemChunkStorage
 from anabranch.storage.interfaces import ChunkStorage
 from anabranch.tls import ServerTls
+
+if TYPE_CHECKING:
+    from anabranch.cluster.segmentstore_member import ClusterOptions, SegmentStoreMember, Tier1Factory
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +50,8 @@ class SegmentStoreService:
         tls: ServerTls | None = None,
         lts: ChunkStorage | None = None,
         autoscale: AutoScaleConfig | None = None,
+        cluster: ClusterOptions | None = None,
+        tier1_factory: Tier1Factory | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.host = host
@@ -58,12 +70,20 @@ class SegmentStoreService:
         self.tables: TableStore | None = None
         self._server: WireServer | None = None
         self._stopped = asyncio.Event()
+        self.cluster = cluster
+        self._tier1_factory = tier1_factory
+        """Cluster mode: builds each container's Tier-1 log (default: NATS JetStream on ``cluster.tier1``)."""
+        self.member: SegmentStoreMember | None = None
 
     async def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.store = await open_segment_store(self.data_dir, self.container_count, cache_size=self.cache_size,
-                                              lts=self.lts)
+        if self.cluster is not None:
+            self.store = await self._join_cluster_store()
+        else:
+            self.store = await open_segment_store(self.data_dir, self.container_count, cache_size=self.cache_size,
+                                                  lts=self.lts)
         self.tables = TableStore(self.store)
+        self.store.add_listener(self._container_changed)
         self.stats = SegmentStatsRecorder.from_config(SystemClock(), TableScaleReporter(self.tables), self.autoscale,
                                                       policy_lookup=store_policy_lookup(self.store))
         self._server = WireServer(self.store, self.tables, tail_read_timeout=self.tail_read_timeout,
@@ -71,11 +91,41 @@ class SegmentStoreService:
         try:
             ssl_context = self.tls.ssl_context() if self.tls is not None else None
             self.port = await self._server.start(self.host, self.port, ssl_context=ssl_context)
+            if self.member is not None:
+                await self.member.join(self.host, self.port)
         except BaseException:
+            await self._server.stop()
+            if self.member is not None:
+                await self.member.leave()
             await self.store.close()
             raise
         self._stats_task = asyncio.get_running_loop().create_task(self.stats.run(), name="segment-stats")
         log.debug("segment store listening on %s:%d (data in %s)", self.host, self.port, self.data_dir)
+
+    async def _join_cluster_store(self) -> SegmentStore:
+        """An empty store whose containers the cluster member starts once it joined."""
+        from anabranch.cluster.segmentstore_member import SegmentStoreMember
+
+        assert self.cluster is not None
+        store = SegmentStore([], container_count=self.container_count)
+        chunks = self.lts if self.lts is not None else FileSystemChunkStorage(self.data_dir / "lts")
+        self.member = SegmentStoreMember(self.cluster, store, chunks, cache_size=self.cache_size,
+                                         tier1_factory=self._tier1_factory)
+        await self.member.connect()
+        return store
+
+    def _container_changed(self, container_id: int, running: bool) -> None:
+        if self.tables is not None and self.store is not None:
+            count = self.store.container_count
+            self.tables.forget_where(lambda name: container_id_for(name, count) == container_id)
+
+    def cluster_status(self) -> dict[str, Any]:
+        """Which containers run here and whether every assigned one is healthy (standalone: all, always)."""
+        if self.member is not None:
+            return self.member.status()
+        running = self.store.container_ids() if self.store is not None else []
+        return {"assigned": running, "running": running, "starting": [], "failed": {},
+                "healthy": self.store is not None and not any(c.failed for c in self.store.containers)}
 
     async def stop(self) -> None:
         if self._stats_task is not None:
@@ -86,6 +136,9 @@ class SegmentStoreService:
         if self._server is not None:
             await self._server.stop()
             self._server = None
+        if self.member is not None:
+            await self.member.leave()
+            self.member = None
         if self.tables is not None:
             await self.tables.close()
             self.tables = None
