@@ -9,6 +9,7 @@ policies validate themselves the way Pravega's builders do.
 from __future__ import annotations
 
 import enum
+import ipaddress
 import os
 import ssl
 from dataclasses import dataclass, field
@@ -120,8 +121,24 @@ class ClientConfig:
             return 0
 
     @property
+    def controller_endpoints(self) -> list[tuple[str, int]]:
+        """Every ``(host, port)`` of the URI (``tcp://h1:p1,h2:p2`` names several controllers of a cluster)."""
+        endpoints = []
+        for part in self._parts[1].split(","):
+            try:
+                parsed = urlsplit("//" + part.strip())
+                endpoints.append((parsed.hostname or "127.0.0.1", parsed.port or 0))
+            except ValueError:
+                endpoints.append(("127.0.0.1", 0))
+        return endpoints
+
+    @property
     def controller_target(self) -> str:
-        """``host:port`` for a gRPC channel."""
+        """The gRPC channel target: ``host:port``, or for several controllers given by IP address an ``ipv4:``
+        list, so the channel fails over to another controller when one is down."""
+        endpoints = self.controller_endpoints
+        if len(endpoints) > 1 and all(_is_ipv4(host) for host, _ in endpoints):
+            return "ipv4:" + ",".join(f"{host}:{port}" for host, port in endpoints)
         return f"{self.controller_host}:{self.controller_port}"
 
 
@@ -211,3 +228,11 @@ class StreamConfiguration:
             raise ConfigError("a stream has fewer than 128 tags, each shorter than 256 characters")
         if self.rollover_size_bytes < 0:
             raise ConfigError("rollover_size_bytes must not be negative")
+
+
+def _is_ipv4(host: str) -> bool:
+    try:
+        ipaddress.IPv4Address(host)
+    except ValueError:
+        return False
+    return True

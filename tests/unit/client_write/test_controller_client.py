@@ -118,3 +118,24 @@ async def test_transaction_ids_keep_all_128_bits(servicer_and_client: tuple[Serv
     with pytest.raises(TxnFailedError):
         await client.commit_transaction("sc", "st", created.txn_id)
     assert (servicer.txn.highBits, servicer.txn.lowBits) == (-5, -7)
+
+
+async def test_several_controllers_fail_over_to_one_that_answers() -> None:
+    """``tcp://a,b``: the channel moves on to the next controller when the first one is gone."""
+    dead = grpc.aio.server()
+    dead_port = dead.add_insecure_port("127.0.0.1:0")
+    await dead.start()
+    await dead.stop(None)
+    live = grpc.aio.server()
+    pb_grpc.add_ControllerServiceServicer_to_server(Servicer(), live)
+    live_port = live.add_insecure_port("127.0.0.1:0")
+    await live.start()
+    config = ClientConfig(f"tcp://127.0.0.1:{dead_port},127.0.0.1:{live_port}", retry_attempts=20,
+                          retry_initial_delay=0.01)
+    assert config.controller_target == f"ipv4:127.0.0.1:{dead_port},127.0.0.1:{live_port}"
+    client = ControllerClient(config)
+    try:
+        assert await client.create_scope("scope-a") is True
+    finally:
+        await client.close()
+        await live.stop(None)
