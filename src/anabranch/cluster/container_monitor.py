@@ -192,8 +192,10 @@ class ContainerMonitor:
 
     async def _pass(self) -> None:
         self.passes += 1
+        why = "no longer assigned here"
         if self._without_session():
             assigned: set[int] = set()
+            why = "no ZooKeeper session (another segment store may own it now)"
         else:
             read = await self._read_assignment()
             assigned = self._assigned if read is None else read
@@ -202,8 +204,8 @@ class ContainerMonitor:
         self._assigned = assigned
         running = set(self._store.container_ids())
         stops = [cid for cid in running if cid not in assigned or self._store.running(cid).failed]  # type: ignore[union-attr]
-        await asyncio.gather(*(self._stop_container(cid, "no longer assigned here" if cid not in assigned
-                                                    else "its log failed") for cid in stops))
+        await asyncio.gather(*(self._stop_container(cid, why if cid not in assigned else "its log failed")
+                               for cid in stops))
         now = time.monotonic()
         for cid in list(self._backoffs):
             if cid not in assigned:
@@ -239,21 +241,21 @@ class ContainerMonitor:
         finally:
             self._starting.discard(container_id)
 
-    def _failed_start(self, container_id: int, exc: BaseException) -> None:
+    def _failed_start(self, container_id: int, exc: BaseException, what: str = "could not start") -> None:
         backoff = self._backoffs.setdefault(container_id, _Backoff())
         delay = min(self._backoff_initial * 2 ** backoff.attempts, self._backoff_max)
         backoff.attempts += 1
         backoff.not_before = time.monotonic() + delay
-        backoff.reason = f"start failed: {exc!r}" if str(exc) else f"start failed: {type(exc).__name__}"
-        log.warning("container %d could not start on %s (attempt %d, next in %.1f s): %s", container_id,
-                    self.host_id, backoff.attempts, delay, exc)
+        backoff.reason = f"{what}: {exc}" if str(exc) else f"{what}: {type(exc).__name__}"
+        log.warning("container %d %s on %s (attempt %d, next start in %.1f s): %s", container_id, what,
+                    self.host_id, backoff.attempts, delay, str(exc) or type(exc).__name__)
 
     async def _stop_container(self, container_id: int, why: str) -> None:
         container = self._store.remove_container(container_id)
         if container is None:
             return
         if container.failed:
-            self._failed_start(container_id, RuntimeError("its durable log failed"))
+            self._failed_start(container_id, RuntimeError("Tier-1 failed or fenced"), "failed")
         log.info("stopping container %d on %s: %s", container_id, self.host_id, why)
         await self._close(container, why)
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from anabranch.cluster.container_monitor import ContainerMonitor
-from anabranch.cluster.layout import DEFAULT_CLUSTER, ClusterPaths, HostRecord
+from anabranch.cluster.layout import DEFAULT_CLUSTER, ClusterPaths, ContainerMap, HostRecord
 from anabranch.cluster.membership import HostRegistration, ensure_cluster_config
 from anabranch.cluster.zk import DEFAULT_SESSION_TIMEOUT, ClusterUnavailableError, ZkClient
 from anabranch.segmentstore.container import SegmentContainer
@@ -150,6 +150,16 @@ class SegmentStoreMember:
         status: dict[str, Any] = self.monitor.status() if self.monitor is not None else {"healthy": False}
         status["zookeeper_connected"] = self.zk.connected
         return status
+
+    async def owner_endpoint(self, container_id: int) -> tuple[str, int] | None:
+        """Where the container map says ``container_id`` runs (host, wire port), None if nowhere now."""
+        found = await self.zk.get_or_none(self.paths.container_map)
+        owner = ContainerMap.decode(found[0]).owner_of(container_id) if found is not None else None
+        record = await self.zk.get_or_none(self.paths.host(owner)) if owner is not None else None
+        if record is None:
+            return None
+        host = HostRecord.decode(record[0])
+        return host.host, host.port
 
     async def open_container(self, container_id: int, on_failure: Callable[[int], None]) -> SegmentContainer:
         from anabranch.cluster.epochs import next_container_epoch

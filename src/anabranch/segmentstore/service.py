@@ -20,7 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 from anabranch.clock import SystemClock
 from anabranch.segmentstore.server import WireServer
-from anabranch.segmentstore.stats import AutoScaleConfig, SegmentStatsRecorder, TableScaleReporter, store_policy_lookup
+from anabranch.segmentstore.stats import (
+    AutoScaleConfig,
+    ScaleReporter,
+    SegmentStatsRecorder,
+    TableScaleReporter,
+    store_policy_lookup,
+)
 from anabranch.segmentstore.store import SegmentStore, container_id_for, open_segment_store
 from anabranch.segmentstore.tables import TableStore
 from anabranch.storage.chunks_fs import FileSystemChunkStorage
@@ -28,6 +34,7 @@ from anabranch.storage.interfaces import ChunkStorage
 from anabranch.tls import ServerTls
 
 if TYPE_CHECKING:
+    from anabranch.auth.server import ServerAuth
     from anabranch.cluster.segmentstore_member import ClusterOptions, SegmentStoreMember, Tier1Factory
 
 log = logging.getLogger(__name__)
@@ -52,8 +59,11 @@ class SegmentStoreService:
         autoscale: AutoScaleConfig | None = None,
         cluster: ClusterOptions | None = None,
         tier1_factory: Tier1Factory | None = None,
+        auth: ServerAuth | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
+        self.auth = auth
+        """Token checks on every request (None: none at all, for embedding in tests)."""
         self.host = host
         self.port = port
         self.container_count = container_count
@@ -84,10 +94,17 @@ class SegmentStoreService:
                                                   lts=self.lts)
         self.tables = TableStore(self.store)
         self.store.add_listener(self._container_changed)
-        self.stats = SegmentStatsRecorder.from_config(SystemClock(), TableScaleReporter(self.tables), self.autoscale,
+        local = TableScaleReporter(self.tables)
+        reporter: ScaleReporter = local
+        if self.member is not None:
+            from anabranch.cluster.scale_reporting import ClusterScaleReporter
+
+            reporter = ClusterScaleReporter(local, self.store, self.member.owner_endpoint)
+        self.stats = SegmentStatsRecorder.from_config(SystemClock(), reporter, self.autoscale,
                                                       policy_lookup=store_policy_lookup(self.store))
         self._server = WireServer(self.store, self.tables, tail_read_timeout=self.tail_read_timeout,
-                                  stats=self.stats)
+                                  stats=self.stats,
+                                  auth=self.auth.wire_authorizer() if self.auth is not None else None)
         try:
             ssl_context = self.tls.ssl_context() if self.tls is not None else None
             self.port = await self._server.start(self.host, self.port, ssl_context=ssl_context)
