@@ -32,8 +32,12 @@ log = logging.getLogger(__name__)
 StatsSource = Callable[[], Mapping[str, int]]
 MAX_REQUEST_HEAD = 16 * 1024
 REQUEST_TIMEOUT = 10.0
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
             500: "Internal Server Error"}
+OPEN_PATHS = frozenset({"health", "ready"})
+"""Probes answer without credentials; every other route needs them when auth is on."""
+Authenticate = Callable[[str | None], object]
+"""Takes the ``Authorization`` header (None if absent); raises ``anabranch.auth.errors.AuthError`` to refuse."""
 
 
 class HttpError(Exception):
@@ -53,8 +57,9 @@ class AdminServer:
     """The admin HTTP endpoint over one ``Controller`` (and, optionally, a local segment store's counters)."""
 
     def __init__(self, controller: Controller, *, segment_store_stats: StatsSource | None = None,
-                 host: str = "127.0.0.1", port: int = 9091) -> None:
+                 host: str = "127.0.0.1", port: int = 9091, authenticate: Authenticate | None = None) -> None:
         self.controller = controller
+        self.authenticate = authenticate
         self.segment_store_stats = segment_store_stats
         self.host = host
         self.port = port
@@ -94,7 +99,9 @@ class AdminServer:
                 log.exception("admin request failed")
                 response = _json({"error": f"{type(exc).__name__}: {exc}"}, 500)
             status, content_type, body = response
-            writer.write(f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\nContent-Type: {content_type}\r\n"
+            challenge = 'WWW-Authenticate: Basic realm="anabranch"\r\n' if status == 401 else ""
+            writer.write(f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n{challenge}"
+                         f"Content-Type: {content_type}\r\n"
                          f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
             with contextlib.suppress(ConnectionError):
                 await writer.drain()
@@ -116,6 +123,8 @@ class AdminServer:
         url = urlsplit(target)
         path = [unquote(p) for p in url.path.split("/") if p]
         query = parse_qs(url.query)
+        if self.authenticate is not None and (path[0] if path else "") not in OPEN_PATHS:
+            self._check_credentials(head)
         routes: dict[tuple[str, int], Callable[[list[str]], Awaitable[Response]]] = {
             ("", 0): self._console, ("health", 1): self._health, ("metrics", 1): self._metrics,
             ("scopes", 1): lambda _p: self._scopes("1" in query.get("all", [])),
@@ -125,6 +134,20 @@ class AdminServer:
         if handler is None or (len(path) == 3 and path[0] == "scopes" and path[2] != "streams"):
             raise HttpError(404, f"no such resource: {url.path}")
         return await handler(path)
+
+    def _check_credentials(self, head: bytes) -> None:
+        from anabranch.auth.errors import AuthError
+
+        assert self.authenticate is not None
+        authorization = None
+        for line in head.decode("latin-1").split("\r\n")[1:]:
+            name, sep, value = line.partition(":")
+            if sep and name.strip().lower() == "authorization":
+                authorization = value.strip()
+        try:
+            self.authenticate(authorization)
+        except AuthError as exc:
+            raise HttpError(401, str(exc)) from None
 
     async def _health(self, _path: list[str]) -> Response:
         return _json({"status": "ok"})
@@ -188,12 +211,14 @@ class AdminServer:
 
 
 async def start_admin(controller: Controller, host: str, port: int, *,
-                      segment_store_stats: StatsSource | None = None) -> AdminServer | None:
+                      segment_store_stats: StatsSource | None = None,
+                      authenticate: Authenticate | None = None) -> AdminServer | None:
     """Start the admin endpoint for a server command: port 0 means off. The endpoint is optional, so a
     port that is already taken only disables it (with a warning) rather than stopping the server."""
     if port == 0:
         return None
-    admin = AdminServer(controller, segment_store_stats=segment_store_stats, host=host, port=port)
+    admin = AdminServer(controller, segment_store_stats=segment_store_stats, host=host, port=port,
+                        authenticate=authenticate)
     try:
         await admin.start()
     except OSError as exc:

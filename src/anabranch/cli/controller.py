@@ -8,6 +8,8 @@ from pathlib import Path
 import click
 
 from anabranch.admin.server import start_admin
+from anabranch.auth.options import auth_options, server_auth
+from anabranch.auth.server import warn_if_exposed
 from anabranch.cli.serving import admin_port_option, server_tls, time_scale_option, tls_options, wait_for_stop_signal
 from anabranch.controller.service import ControllerService
 from anabranch.tls import TlsConfigError, client_ssl_context
@@ -26,7 +28,8 @@ async def _run(service: ControllerService, admin_port: int) -> None:
     click.echo(f"controller listening on {service.host}:{service.port}{secured} "
                f"(segment store {service.segment_store_host}:{service.segment_store_port})")
     assert service.controller is not None
-    admin = await start_admin(service.controller, service.host, admin_port)
+    admin = await start_admin(service.controller, service.host, admin_port,
+                              authenticate=service.auth.check_http if service.auth and service.auth.enabled else None)
     if admin is not None:
         click.echo(f"admin endpoint on http://{admin.host}:{admin.port}/")
     try:
@@ -48,15 +51,20 @@ async def _run(service: ControllerService, admin_port: int) -> None:
               help="Reach the segment store over TLS, trusting the CA certificates in this PEM file or directory "
                    "(its certificate must name the --segmentstore host).")
 @time_scale_option
+@auth_options
 def controller(segment_store: str, host: str, port: int, admin_port: int, tls_cert: Path | None,
-               tls_key: Path | None, segmentstore_trust_store: Path | None, time_scale: float) -> None:
+               tls_key: Path | None, segmentstore_trust_store: Path | None, time_scale: float, auth: bool,
+               password_file: Path | None, token_signing_key_file: Path | None, token_ttl: float) -> None:
     """Run a controller serving Pravega's Controller gRPC API; all metadata lives on the segment store."""
     ss_host, ss_port = parse_endpoint(segment_store)
     tls = server_tls(tls_cert, tls_key)
+    security = server_auth(auth, password_file, token_signing_key_file, token_ttl, need_key_file=True,
+                           what="anabranch controller")
+    warn_if_exposed("the controller", host, auth=auth, tls=tls is not None)
     try:
         ss_ssl = client_ssl_context(segmentstore_trust_store) if segmentstore_trust_store is not None else None
     except TlsConfigError as exc:
         raise click.UsageError(str(exc)) from exc
     service = ControllerService(ss_host, ss_port, host=host, port=port, tls=tls, segment_store_ssl=ss_ssl,
-                                time_scale=time_scale)
+                                time_scale=time_scale, auth=security)
     asyncio.run(_run(service, admin_port))

@@ -13,6 +13,7 @@ from anabranch.cli.read import read
 from anabranch.cli.segmentstore import segmentstore
 from anabranch.cli.standalone import standalone
 from anabranch.cli.user import scope, stream, write
+from anabranch.cli.users import user
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -24,7 +25,7 @@ def cli(log_level: str) -> None:
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-for command in (standalone, controller, segmentstore, scope, stream, read, write, bench):
+for command in (standalone, controller, segmentstore, scope, stream, read, write, bench, user):
     cli.add_command(command)
 
 

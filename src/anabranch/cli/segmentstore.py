@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from anabranch.auth.options import auth_options, server_auth
+from anabranch.auth.server import warn_if_exposed
 from anabranch.cli.serving import (
     containers_option,
     lts_options,
@@ -82,19 +84,25 @@ async def _run(service: SegmentStoreService) -> None:
 @click.option("--zookeeper-session-timeout", type=click.FloatRange(1.0, 60.0), default=DEFAULT_SESSION_TIMEOUT,
               show_default=True, help="Cluster mode: seconds after which a silent segment store's containers move.")
 @time_scale_option
+@auth_options
 def segmentstore(data_dir: Path, host: str, port: int, containers: int, cache_size: int,
                  tail_read_timeout: float, tls_cert: Path | None, tls_key: Path | None, lts_s3_bucket: str | None,
                  lts_s3_prefix: str, lts_s3_endpoint: str | None, lts_dir: Path | None, zookeeper: str | None,
                  tier1: str | None, cluster_name: str, host_id: str | None, zookeeper_session_timeout: float,
-                 time_scale: float) -> None:
+                 time_scale: float, auth: bool, password_file: Path | None, token_signing_key_file: Path | None,
+                 token_ttl: float) -> None:
     """Run a segment store serving the Pravega wire protocol."""
+    tls = server_tls(tls_cert, tls_key)
+    security = server_auth(auth, password_file, token_signing_key_file, token_ttl, need_key_file=auth,
+                           authenticates=False, what="a segment store with --auth")
+    warn_if_exposed("the segment store", host, auth=auth, tls=tls is not None)
     lts = lts_storage(lts_s3_bucket, lts_s3_prefix, lts_s3_endpoint)
     if lts_dir is not None:
         if lts is not None:
             raise click.UsageError("use --lts-dir or --lts-s3-bucket, not both")
         lts = FileSystemChunkStorage(lts_dir)
     service = SegmentStoreService(data_dir, host, port, container_count=containers, cache_size=cache_size * MIB,
-                                  tail_read_timeout=tail_read_timeout, tls=server_tls(tls_cert, tls_key),
+                                  tail_read_timeout=tail_read_timeout, tls=tls, auth=security,
                                   lts=lts, autoscale=AutoScaleConfig.compressed(time_scale),
                                   cluster=_cluster_options(zookeeper, tier1, cluster_name, host_id,
                                                            zookeeper_session_timeout, lts is not None))

@@ -12,6 +12,8 @@ from pathlib import Path
 import click
 
 from anabranch.admin.server import start_admin
+from anabranch.auth.options import auth_options, server_auth
+from anabranch.auth.server import warn_if_exposed
 from anabranch.cli.serving import (
     admin_port_option,
     containers_option,
@@ -34,7 +36,7 @@ async def _run(store: SegmentStoreService, controller_port: int, admin_port: int
     click.echo(f"segment store listening on {store.host}:{store.port}{secured} (data in {data_dir})")
     controller = ControllerService(host, store.port, host=host, port=controller_port, tls=tls,
                                    segment_store_ssl=tls.internal_client_context() if tls is not None else None,
-                                   time_scale=time_scale)
+                                   time_scale=time_scale, auth=store.auth)
     try:
         await controller.start()
     except BaseException:
@@ -44,7 +46,8 @@ async def _run(store: SegmentStoreService, controller_port: int, admin_port: int
     click.echo(f"clients connect to {'tls' if tls is not None else 'tcp'}://{controller.host}:{controller.port}")
     assert controller.controller is not None
     admin = await start_admin(controller.controller, host, admin_port,
-                              segment_store_stats=lambda: store.store.statistics() if store.store else {})
+                              segment_store_stats=lambda: store.store.statistics() if store.store else {},
+                              authenticate=store.auth.check_http if store.auth and store.auth.enabled else None)
     if admin is not None:
         click.echo(f"admin endpoint on http://{admin.host}:{admin.port}/")
     try:
@@ -69,12 +72,17 @@ async def _run(store: SegmentStoreService, controller_port: int, admin_port: int
 @tls_options
 @lts_options
 @time_scale_option
+@auth_options
 def standalone(data_dir: Path, host: str, controller_port: int, segmentstore_port: int, containers: int,
                admin_port: int, tls_cert: Path | None, tls_key: Path | None, lts_s3_bucket: str | None,
-               lts_s3_prefix: str, lts_s3_endpoint: str | None, time_scale: float) -> None:
+               lts_s3_prefix: str, lts_s3_endpoint: str | None, time_scale: float, auth: bool,
+               password_file: Path | None, token_signing_key_file: Path | None, token_ttl: float) -> None:
     """Run a segment store and a controller in one process (the quickest way to a working Pravega)."""
+    tls = server_tls(tls_cert, tls_key)
+    security = server_auth(auth, password_file, token_signing_key_file, token_ttl)
+    warn_if_exposed("anabranch standalone", host, auth=auth, tls=tls is not None)
     store = SegmentStoreService(data_dir, host, segmentstore_port, container_count=containers,
-                                tls=server_tls(tls_cert, tls_key),
+                                tls=tls, auth=security,
                                 lts=lts_storage(lts_s3_bucket, lts_s3_prefix, lts_s3_endpoint),
                                 autoscale=AutoScaleConfig.compressed(time_scale))
     asyncio.run(_run(store, controller_port, admin_port, time_scale))

@@ -11,9 +11,10 @@ and WrongHost (a container still recovering) are retried with bounded backoff.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import ssl
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -119,8 +120,10 @@ class SegmentHelper:
     """``SegmentStoreOps`` over the wire protocol to one segment store."""
 
     def __init__(self, host: str, port: int, *, timeout: float = 30.0, attempts: int = 8,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+                 ssl_context: ssl.SSLContext | None = None, token: Callable[[], str] | None = None) -> None:
         self.host = host
+        self.token = token
+        """The controller's system token for every request (None: send none, for a segment store without auth)."""
         self.port = port
         self.timeout = timeout
         self.attempts = attempts
@@ -153,7 +156,10 @@ class SegmentHelper:
             conn = None
             try:
                 conn = await self._connection()
-                reply = await conn.request(make(next_request_id()), timeout=self.timeout)
+                request = make(next_request_id())
+                if self.token is not None:
+                    request = dataclasses.replace(request, delegation_token=self.token())
+                reply = await conn.request(request, timeout=self.timeout)
                 if isinstance(reply, c.WrongHost):
                     raise _WrongHost(f"segment store does not own {segment} yet")
                 return reply

@@ -17,6 +17,7 @@ import logging
 import ssl
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import grpc
 
@@ -32,6 +33,9 @@ from anabranch.controller.watermarks import WatermarkJob, WireAppender
 from anabranch.protocol import controller_pb2_grpc as pb_grpc
 from anabranch.tls import ServerTls
 
+if TYPE_CHECKING:
+    from anabranch.auth.server import ServerAuth
+
 log = logging.getLogger(__name__)
 
 
@@ -40,15 +44,19 @@ class ControllerService:
                  port: int = 9090, ops: SegmentStoreOps | None = None, monotonic: Callable[[], float] = time.monotonic,
                  wall_ms: Callable[[], int] = wall_clock_ms, lease_check_interval: float = 1.0,
                  startup_timeout: float = 60.0, sweep_interval: float = 30.0, tls: ServerTls | None = None,
-                 segment_store_ssl: ssl.SSLContext | None = None, time_scale: float = 1.0) -> None:
+                 segment_store_ssl: ssl.SSLContext | None = None, time_scale: float = 1.0,
+                 auth: ServerAuth | None = None) -> None:
         self.segment_store_host = segment_store_host
         self.segment_store_port = segment_store_port
         self.host = host
         self.port = port
         self.tls = tls
         self.segment_store_ssl = segment_store_ssl
+        self.auth = auth
+        """Authenticates rpcs and signs tokens; its system token goes with every wire request (None: no auth)."""
         self.ops: SegmentStoreOps = ops or SegmentHelper(segment_store_host, segment_store_port,
-                                                         ssl_context=segment_store_ssl)
+                                                         ssl_context=segment_store_ssl,
+                                                         token=auth.system_token if auth is not None else None)
         self.monotonic = monotonic
         self.wall_ms = wall_ms
         self.lease_check_interval = lease_check_interval
@@ -73,7 +81,8 @@ class ControllerService:
                     raise
                 log.warning("segment store %s:%d not reachable yet; retrying", self.segment_store_host,
                             self.segment_store_port)
-        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)],
+                                 interceptors=self.auth.grpc_interceptors() if self.auth is not None else None)
         pb_grpc.add_ControllerServiceServicer_to_server(ControllerServicer(controller), server)
         address = f"{self.host}:{self.port}"
         if self.tls is not None:
@@ -97,7 +106,8 @@ class ControllerService:
     def _jobs(self, controller: Controller) -> list[tuple[str, AutoScaler | RetentionJob | WatermarkJob]]:
         """The periodic jobs of an elastic stream store: auto-scaling, retention, watermarks."""
         clock, scale = SystemClock(), self.time_scale
-        appender = WireAppender(self.segment_store_host, self.segment_store_port, ssl_context=self.segment_store_ssl)
+        appender = WireAppender(self.segment_store_host, self.segment_store_port, ssl_context=self.segment_store_ssl,
+                                token=self.auth.system_token if self.auth is not None else lambda: "")
         return [
             ("autoscale", AutoScaler(controller, clock, poll_interval=max(0.05, 1.0 / scale), validity=600.0 / scale,
                                      cold_period=600.0 / scale)),

@@ -193,10 +193,12 @@ class WatermarkWindow:
 class WireAppender:
     """``Appender`` over the wire protocol: SetupAppend, then one ConditionalAppend per watermark."""
 
-    def __init__(self, host: str, port: int, *, timeout: float = 10.0, ssl_context: ssl.SSLContext | None = None
-                 ) -> None:
+    def __init__(self, host: str, port: int, *, timeout: float = 10.0, ssl_context: ssl.SSLContext | None = None,
+                 token: Callable[[], str] = lambda: "") -> None:
         self.host = host
         self.port = port
+        self.token = token
+        """The controller's system token (auth on: the segment store checks it)."""
         self.timeout = timeout
         self.ssl_context = ssl_context
         self.writer_id = uuid.uuid4()
@@ -207,7 +209,7 @@ class WireAppender:
 
         conn = await RawConnection.connect(self.host, self.port, timeout=self.timeout, ssl_context=self.ssl_context)
         try:
-            setup = await conn.request(c.SetupAppend(next_request_id(), self.writer_id, segment, ""),
+            setup = await conn.request(c.SetupAppend(next_request_id(), self.writer_id, segment, self.token()),
                                        timeout=self.timeout)
             if not isinstance(setup, c.AppendSetup):
                 raise NoSuchSegmentError(segment, f"cannot append watermarks: {type(setup).__name__}")

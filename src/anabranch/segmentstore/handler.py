@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
+from anabranch.auth.wire_auth import TOKEN_EXPIRED
 from anabranch.model.names import transient_segment_name
 from anabranch.protocol.codec import encode
 from anabranch.protocol.commands import (
@@ -70,6 +71,7 @@ from anabranch.segmentstore.handler_merges import MergeHistory, merge, merge_bat
 from anabranch.segmentstore.handler_tables import TableRequest, handle_table_request
 
 if TYPE_CHECKING:
+    from anabranch.auth.wire_auth import WireAuthorizer
     from anabranch.protocol.server_connection import Append
     from anabranch.segmentstore.stats import SegmentStatsRecorder
     from anabranch.segmentstore.store import SegmentStore
@@ -122,8 +124,10 @@ class ConnectionHandler:
         max_inflight_bytes: int = MAX_INFLIGHT_BYTES,
         merges: MergeHistory | None = None,
         stats: SegmentStatsRecorder | None = None,
+        auth: WireAuthorizer | None = None,
     ) -> None:
         self._store = store
+        self._auth = auth
         self._stats = stats
         self._tables = tables
         self._output = output
@@ -192,6 +196,10 @@ class ConnectionHandler:
             self._hello(item)
         elif isinstance(item, KeepAlive):
             self.reply(KeepAlive())
+        elif self._auth is not None and (refusal := self._auth.check(item)) is not None:
+            self.reply(refusal)
+            if isinstance(item, SetupAppend) and refusal.error_code == TOKEN_EXPIRED:
+                self.fail("the writer's delegation token expired")
         elif isinstance(item, SetupAppend):
             self._setup_append(item)
         elif isinstance(item, _TABLE_REQUESTS):

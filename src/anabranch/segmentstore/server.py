@@ -23,6 +23,7 @@ from anabranch.segmentstore.handler import ConnectionHandler
 from anabranch.segmentstore.handler_merges import MergeHistory
 
 if TYPE_CHECKING:
+    from anabranch.auth.wire_auth import WireAuthorizer
     from anabranch.segmentstore.stats import SegmentStatsRecorder
     from anabranch.segmentstore.store import SegmentStore
     from anabranch.segmentstore.tables import TableStore
@@ -95,6 +96,7 @@ class WireProtocol(asyncio.Protocol):
             peer=self._peer,
             merges=self._server.merges,
             stats=self._server.stats,
+            auth=self._server.auth,
         )
         self._server.connections.add(self)
 
@@ -132,8 +134,10 @@ class WireServer:
     """Listens on ``host:port`` and serves every connection with the shared store and table store."""
 
     def __init__(self, store: SegmentStore, tables: TableStore, *, tail_read_timeout: float = 20.0,
-                 stats: SegmentStatsRecorder | None = None) -> None:
+                 stats: SegmentStatsRecorder | None = None, auth: WireAuthorizer | None = None) -> None:
         self.store = store
+        self.auth = auth
+        """Checks every request's delegation token (None: no checks at all, for embedded use and tests)."""
         self.tables = tables
         self.stats = stats
         self.tail_read_timeout = tail_read_timeout
