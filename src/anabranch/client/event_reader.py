@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from anabranch.client.errors import ClientClosedError
-from anabranch.client.reader_group import Position, ReaderGroup
+from anabranch.client.reader_group import RETENTION_AUTOMATIC, Position, ReaderGroup, stream_cuts
 from anabranch.client.reader_group_state import ReaderGroupState
 from anabranch.client.segment_reader import EventBlock, SegmentReader
 from anabranch.client.serializers import BytesSerializer
@@ -262,6 +262,7 @@ class EventStreamReader(Generic[T]):
         checkpoint = sync.state.checkpoint_for(self.reader_id)
         if checkpoint is not None:
             await sync.update_state(lambda s: (s.checkpoint_reached(self.reader_id, checkpoint, positions), None))
+            await self._acknowledge_if_completed(checkpoint)
         for _ in range(sync.state.segments_to_release(self.reader_id)):
             await self._release_one()
         taken = await sync.update_state(lambda s: s.acquire(self.reader_id))
@@ -269,6 +270,15 @@ class EventStreamReader(Generic[T]):
             self._open(segment, offset, sync.state.end_offsets.get(segment))
         await self._maybe_auto_checkpoint()
         return checkpoint
+
+    async def _acknowledge_if_completed(self, name: str) -> None:
+        """With automatic consumption-based retention, the reader completing an automatic checkpoint acknowledges
+        its stream cuts, so retention may truncate up to them (``initiate_checkpoint`` acknowledges the others)."""
+        if self.group.config.retention != RETENTION_AUTOMATIC or not name.startswith(AUTO_CHECKPOINT_PREFIX):
+            return
+        completed = self.group.synchronizer.state.checkpoint(name)
+        if completed is not None:
+            await self.group.update_retention_stream_cut(stream_cuts(completed.positions).values())
 
     def _buffered_for(self, segment: ScopedSegment) -> bool:
         if self._current is not None and self._current[0] == segment and self._index < len(self._current[1].events):

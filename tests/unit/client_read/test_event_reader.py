@@ -242,6 +242,29 @@ async def test_automatic_retention_acknowledges_each_completed_checkpoint() -> N
     await reader.close()
 
 
+async def test_automatic_retention_acknowledges_automatic_checkpoints_too() -> None:
+    store, controller, group = await make_group(1, retention="automatic", automatic_checkpoint_interval=0.01)
+    store.append(controller.name(0), events(b"a", b"b"))
+    acknowledged: list[StreamCut] = []
+
+    async def record(subscriber: str, group_id: Any, generation: int, cut: StreamCut) -> None:
+        acknowledged.append(cut)
+
+    async def stored_config(scope: str, name: str) -> Any:
+        return types.SimpleNamespace(reader_group_id=uuid.UUID(int=7), generation=0)
+
+    controller.update_subscriber_stream_cut = record  # type: ignore[attr-defined]
+    controller.get_reader_group_config = stored_config  # type: ignore[method-assign]
+    reader = await group.create_reader("r1")
+    assert sorted(await drain(reader, 2)) == [b"a", b"b"]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while StreamCut(SCOPE, STREAM, {0: 2 * 9}) not in acknowledged and loop.time() < deadline:
+        assert (await reader.read_next_event(timeout=0.05)).checkpoint_name is None
+    assert StreamCut(SCOPE, STREAM, {0: 2 * 9}) in acknowledged, acknowledged
+    await reader.close()
+
+
 async def test_groups_without_retention_cannot_acknowledge_cuts() -> None:
     _store, _controller, group = await make_group(1)
     with pytest.raises(ClientError, match="not a subscriber"):
