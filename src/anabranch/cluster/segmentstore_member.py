@@ -179,25 +179,41 @@ class SegmentStoreMember:
 
 
 async def check_tier1(servers: Sequence[str], timeout: float = TIER1_CONNECT_TIMEOUT) -> None:
-    """Connect to NATS and ask JetStream for its account info; ``ClusterUnavailableError`` if that fails."""
+    """Connect to NATS and ask JetStream for its account info; ``ClusterUnavailableError`` if that fails (after
+    every server refused once, or ``timeout``)."""
     import nats
-    from nats.errors import Error as NatsError
 
     urls = ",".join(servers)
-    client = None
-    try:
-        async with asyncio.timeout(timeout):
-            client = await nats.connect(servers=list(servers), connect_timeout=min(timeout, 2.0),
-                                        allow_reconnect=False, max_reconnect_attempts=0, error_cb=_quiet)
-            await client.jetstream().account_info()
-    except (TimeoutError, OSError, NatsError) as exc:
-        detail = str(exc) or type(exc).__name__
-        raise ClusterUnavailableError(f"Tier-1 (NATS JetStream) at {urls} is not available: {detail}") from None
-    finally:
-        if client is not None:
+    errors: list[Exception] = []
+    gave_up = asyncio.Event()
+
+    async def on_error(exc: Exception) -> None:  # nats-py retries the first connect by itself; count them
+        errors.append(exc)
+        if len(errors) >= len(servers):
+            gave_up.set()
+
+    async def probe() -> None:
+        client = await nats.connect(servers=list(servers), connect_timeout=min(timeout, 2.0),
+                                    allow_reconnect=False, max_reconnect_attempts=0, error_cb=on_error)
+        try:
+            await client.jetstream(timeout=timeout).account_info()
+        finally:
             with contextlib.suppress(Exception):
                 await client.close()
 
-
-async def _quiet(exc: Exception) -> None:
-    """nats-py logs every connection error itself; the caller reports one line instead."""
+    task = asyncio.ensure_future(probe())
+    refused = asyncio.ensure_future(gave_up.wait())
+    try:
+        await asyncio.wait([task, refused], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        refused.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+    failure = task.exception() if task.done() and not task.cancelled() else None
+    if task.done() and not task.cancelled() and failure is None:
+        return
+    cause = failure or (errors[-1] if errors else TimeoutError(f"no answer within {timeout:g} s"))
+    detail = str(cause) or type(cause).__name__
+    raise ClusterUnavailableError(f"Tier-1 (NATS JetStream) at {urls} is not available: {detail}")
