@@ -49,12 +49,17 @@ class ScaleResult:
 
 
 class TxnState(enum.IntEnum):
+    """Numbers as in the controller API's ``TxnState.State``; printed by name."""
+
     UNKNOWN = 0
     OPEN = 1
     COMMITTING = 2
     COMMITTED = 3
     ABORTING = 4
     ABORTED = 5
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class PingStatus(enum.IntEnum):

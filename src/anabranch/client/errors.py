@@ -116,7 +116,16 @@ class KeyValueTableExistsError(ClientError):
 
 
 class SegmentStoreError(ClientError):
-    """The segment store answered with an error reply that has no more specific class."""
+    """The segment store answered with an error reply that has no more specific class.
+
+    For an ``ErrorMessage`` reply (e.g. the server's disk is full), ``error_code`` and ``server_message`` carry
+    what the server said, unchanged.
+    """
+
+    def __init__(self, message: str, *, error_code: int | None = None, server_message: str = "") -> None:
+        super().__init__(message)
+        self.error_code = error_code
+        self.server_message = server_message
 
 
 class NoSuchSegmentError(ClientError):
@@ -199,5 +208,7 @@ def error_from_reply(reply: wire.Reply, what: str = "") -> ClientError:
     if isinstance(reply, wire.OperationUnsupported):
         return SegmentStoreError(f"{prefix}the segment store does not support {reply.operation_name}")
     if isinstance(reply, wire.ErrorMessage):
-        return SegmentStoreError(f"{prefix}{reply.segment}: {reply.message}")
+        return SegmentStoreError(f"{prefix}segment store error on {reply.segment or 'the connection'}: "
+                                 f"{reply.message} (code {reply.error_code})",
+                                 error_code=reply.error_code, server_message=reply.message)
     return SegmentStoreError(f"{prefix}unexpected reply {type(reply).__name__}")

@@ -229,8 +229,10 @@ class SegmentWriter:
                 return
             if self._closed:
                 return
+            if not (self._ready or self._inflight):
+                continue
             try:
-                if (self._ready or self._inflight) and (self._conn is None or self._conn.closed):
+                if self._conn is None or self._conn.closed:
                     try:
                         await self._connect()
                     except AnabranchError as exc:  # the retry budget is spent, or a permanent error

@@ -39,6 +39,8 @@ class FakeSegmentStore:
         self.appends = 0
         self.wrong_host = 0
         self.wrong_port = 0
+        self.append_error: str | None = None
+        """When set, appends are refused with an ``ErrorMessage`` carrying this text (as on a full disk)."""
 
     async def start(self) -> FakeSegmentStore:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -121,6 +123,8 @@ class FakeSegmentStore:
             return c.NoSuchSegment(item.request_id, item.segment, "", -1)
         if seg.sealed:
             return c.SegmentIsSealed(item.request_id, item.segment, "", item.event_number)
+        if self.append_error is not None:
+            return c.ErrorMessage(item.request_id, item.segment, self.append_error, 7)
         previous = seg.writers.get(item.writer_id, c.NULL_ATTRIBUTE_VALUE)
         if item.expected_offset is not None and item.expected_offset != len(seg.data):
             return c.ConditionalCheckFailed(item.writer_id, item.event_number, item.request_id)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from client_write_fakes import FakeController, FakeSegmentStore, make_context, segment_name
 
-from anabranch.client.errors import StreamSealedError
+from anabranch.client.errors import SegmentStoreError, StreamSealedError
 from anabranch.client.event_writer import EventStreamWriter
 from anabranch.client.hashing import hash_routing_key
 
@@ -169,3 +169,19 @@ async def test_keyless_events_spread_over_segments(fake_store: FakeSegmentStore,
     await writer.close()
     assert all(len(fake_store.events(s.qualified_name)) > 40 for s in segments)
     await context.pool.close()
+
+
+async def test_a_server_error_reply_reaches_the_caller_and_the_writer_goes_on(
+        fake_store: FakeSegmentStore, fake_controller: FakeController) -> None:
+    segments = fake_controller.create_stream("sc", "full", 1)
+    writer: EventStreamWriter[Any] = EventStreamWriter(make_context(fake_controller), "sc", "full")
+    async with writer:
+        await (await writer.write_event(b"first"))
+        fake_store.append_error = "disk full: no space left on the segment store's volume"
+        with pytest.raises(SegmentStoreError) as refused:
+            await asyncio.wait_for(await writer.write_event(b"refused"), 5)
+        assert refused.value.server_message.startswith("disk full")
+        assert refused.value.error_code == 7
+        fake_store.append_error = None
+        await asyncio.wait_for(await writer.write_event(b"later"), 5)
+    assert fake_store.events(segments[0].qualified_name) == [b"first", b"later"]
