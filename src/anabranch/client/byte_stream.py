@@ -76,7 +76,7 @@ class ByteStreamWriter:
         self.writer_id = uuid.uuid4()
         self._request_id = next_request_id()
         self._router = SegmentRouter(controller_resolver(context.controller), context.pool,
-                                     policy=context.config.retry_policy)
+                                     policy=context.config.retry_policy, tokens=context.tokens)
         self._offset = offset
         self._buffer = bytearray()
         self._pending: deque[_Chunk] = deque()
@@ -276,7 +276,7 @@ class ByteStreamReader:
         self.context = context
         self.segment = segment
         self._router = SegmentRouter(controller_resolver(context.controller), context.pool,
-                                     policy=context.config.retry_policy)
+                                     policy=context.config.retry_policy, tokens=context.tokens)
         self._offset = offset
         self._buffer = b""
         self._closed = False

@@ -8,10 +8,12 @@ policies validate themselves the way Pravega's builders do.
 
 from __future__ import annotations
 
+import base64
 import enum
 import ipaddress
 import os
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -19,6 +21,11 @@ from anabranch.errors import ConfigError
 from anabranch.retry import DEFAULT_BUDGET, RetryPolicy
 from anabranch.tls import client_ssl_context
 
+AUTH_METHOD_ENV = "pravega_client_auth_method"
+AUTH_USERNAME_ENV = "pravega_client_auth_username"
+AUTH_PASSWORD_ENV = "pravega_client_auth_password"
+AUTH_TOKEN_ENV = "pravega_client_auth_token"
+"""The environment variables the official (Rust) client reads its credentials from; ours reads them too."""
 TRUST_STORE_ENV = "pravega_client_tls_cert_path"
 """Environment variable naming the CA certificates when ``trust_store`` is not set (as for the official client)."""
 TLS_SCHEMES = frozenset({"tls", "ssl", "tcps", "pravegas"})
@@ -40,14 +47,18 @@ class ClientConfig:
     as for the official client, else the system's CAs). Every retry (controller calls, segment-store requests,
     writer reconnects) backs off exponentially with jitter from ``retry_initial_delay`` up to ``retry_max_delay``
     and gives up after ``retry_budget`` seconds (``retry_attempts``, if set, also caps the attempts).
-    ``auth_token`` is the full value of the ``authorization`` header, e.g. ``"Basic dXNlcjpwYXNz"`` or
-    ``"Bearer <jwt>"``.
+    Credentials (servers started with ``--auth``): ``auth_token`` is the full value of the ``authorization``
+    header, e.g. ``"Basic dXNlcjpwYXNz"`` or ``"Bearer <jwt>"``; or ``username`` and ``password`` (Basic); or,
+    when neither is set, the official client's environment variables ``pravega_client_auth_method`` (``Basic``)
+    with ``pravega_client_auth_username``/``_password`` (or ``pravega_client_auth_token``). See ``authorization``.
     """
 
     controller_uri: str = "tcp://127.0.0.1:9090"
     tls: bool = False
     trust_store: str | None = None
     auth_token: str | None = None
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
     request_timeout: float = 30.0
     connect_timeout: float = 10.0
     retry_attempts: int | None = None
@@ -71,11 +82,24 @@ class ClientConfig:
             raise ConfigError(f"max_block_events must be in 1..{MAX_BLOCK_EVENTS}")
         if not 0 < self.max_block_bytes <= MAX_BLOCK_BYTES:
             raise ConfigError(f"max_block_bytes must be in 1..{MAX_BLOCK_BYTES}")
+        if (self.username is None) != (self.password is None):
+            raise ConfigError("set both username and password, or neither")
+        if self.auth_token is not None and self.username is not None:
+            raise ConfigError("set auth_token or username/password, not both")
         if self.max_inflight_blocks < 1:
             raise ConfigError("max_inflight_blocks must be at least 1")
         self.retry_policy  # noqa: B018 - validates the retry settings
         if not 10_000 <= self.txn_lease_ms <= 600_000:
             raise ConfigError("txn_lease_ms must be within 10000..600000 (the controller's lease bounds)")
+
+    @property
+    def authorization(self) -> str | None:
+        """The ``authorization`` header sent with every controller call, or None (no credentials)."""
+        if self.auth_token is not None:
+            return self.auth_token
+        if self.username is not None and self.password is not None:
+            return basic_credentials(self.username, self.password)
+        return credentials_from_env(os.environ)
 
     @property
     def retry_policy(self) -> RetryPolicy:
@@ -236,3 +260,26 @@ def _is_ipv4(host: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def basic_credentials(username: str, password: str) -> str:
+    """The ``authorization`` value for user name and password: ``Basic base64(user:password)``."""
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+
+
+def credentials_from_env(environ: Mapping[str, str]) -> str | None:
+    """Credentials from the official client's variables: method ``Basic`` with a username and password, or
+    with a ready ``pravega_client_auth_token``; None when ``pravega_client_auth_method`` is unset."""
+    method = environ.get(AUTH_METHOD_ENV)
+    if not method:
+        return None
+    token = environ.get(AUTH_TOKEN_ENV)
+    if token:
+        return f"{method} {token}"
+    if method.lower() != "basic":
+        raise ConfigError(f"{AUTH_METHOD_ENV}={method}: only Basic is supported from the environment "
+                          f"(or set {AUTH_TOKEN_ENV})")
+    username, password = environ.get(AUTH_USERNAME_ENV), environ.get(AUTH_PASSWORD_ENV)
+    if not username or password is None:
+        raise ConfigError(f"{AUTH_METHOD_ENV}=Basic needs {AUTH_USERNAME_ENV} and {AUTH_PASSWORD_ENV}")
+    return basic_credentials(username, password)

@@ -45,6 +45,7 @@ from anabranch.client.controller_types import (
 )
 from anabranch.client.errors import (
     AuthenticationError,
+    AuthorizationError,
     ClientClosedError,
     ControllerError,
     ControllerUnavailableError,
@@ -90,7 +91,7 @@ class ControllerClient:
         self._channel: grpc.aio.Channel | None = None
         self._stub: Any = None
         self._metadata: tuple[tuple[str, str], ...] = (
-            (("authorization", self.config.auth_token),) if self.config.auth_token else ()
+            (("authorization", authorization),) if (authorization := self.config.authorization) else ()
         )
         self._closed = False
 
@@ -145,8 +146,10 @@ class ControllerClient:
                 code = exc.code()
                 if code == grpc.StatusCode.NOT_FOUND and not_found is not None:
                     raise not_found() from exc
-                if code == grpc.StatusCode.UNAUTHENTICATED or code == grpc.StatusCode.PERMISSION_DENIED:
+                if code == grpc.StatusCode.UNAUTHENTICATED:
                     raise AuthenticationError(f"{rpc}: credentials refused: {exc.details()}") from exc
+                if code == grpc.StatusCode.PERMISSION_DENIED:
+                    raise AuthorizationError(f"{rpc}: permission denied: {exc.details()}") from exc
                 if code in _NOT_RETRIED:
                     raise ControllerError(f"{rpc} failed: {code.name} {exc.details()}") from exc
                 last = exc

@@ -12,6 +12,7 @@ from anabranch.protocol import commands as wire
 
 __all__ = [
     "AuthenticationError",
+    "AuthorizationError",
     "ClientClosedError",
     "ClientError",
     "ConditionalCheckFailedError",
@@ -64,7 +65,13 @@ class ControllerUnavailableError(ControllerError):
 
 
 class AuthenticationError(ClientError):
-    """Credentials or a delegation token were rejected; fix ``ClientConfig.auth_token``."""
+    """Credentials or a delegation token were rejected; fix the credentials of ``ClientConfig``
+    (``username``/``password``, ``auth_token`` or the ``pravega_client_auth_*`` environment variables)."""
+
+
+class AuthorizationError(ClientError):
+    """The credentials are valid but their ACL does not allow this operation; ask for the permission named in
+    the message (READ or READ_UPDATE on a ``prn::`` resource)."""
 
 
 class NoSuchScopeError(ClientError):
@@ -204,7 +211,8 @@ def error_from_reply(reply: wire.Reply, what: str = "") -> ClientError:
     if isinstance(reply, wire.TableSegmentNotEmpty):
         return TableNotEmptyError(f"{prefix}table {reply.segment} is not empty")
     if isinstance(reply, wire.AuthTokenCheckFailed):
-        return AuthenticationError(f"{prefix}the segment store rejected the delegation token")
+        reason = reply.server_stack_trace or ("token expired" if reply.error_code == 1 else "token check failed")
+        return AuthorizationError(f"{prefix}the segment store refused the delegation token: {reason}")
     if isinstance(reply, wire.OperationUnsupported):
         return SegmentStoreError(f"{prefix}the segment store does not support {reply.operation_name}")
     if isinstance(reply, wire.ErrorMessage):

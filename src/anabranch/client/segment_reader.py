@@ -17,6 +17,7 @@ offset are returned.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import struct
 from collections.abc import Awaitable, Callable
@@ -25,9 +26,11 @@ from typing import Protocol
 
 from anabranch.client.connection import next_request_id
 from anabranch.client.errors import ConnectionLostError, error_from_reply
+from anabranch.client.tokens import TOKEN_EXPIRED_CODE, TokenCache
 from anabranch.errors import AnabranchError, ConnectionFailedError, DataCorruptionError
 from anabranch.model.names import ScopedSegment
 from anabranch.protocol.commands import (
+    AuthTokenCheckFailed,
     NoSuchSegment,
     ReadSegment,
     Reply,
@@ -74,12 +77,14 @@ class SegmentRouter:
     """Sends requests to the segment store that owns a segment; re-resolves on WrongHost or a lost connection."""
 
     def __init__(self, resolve: Resolver, pool: ConnectionSource, *, policy: RetryPolicy | None = None,
-                 delegation_token: str = "") -> None:
+                 delegation_token: str = "", tokens: TokenCache | None = None) -> None:
         self._resolve = resolve
         self._pool = pool
         self._endpoints: dict[str, tuple[str, int]] = {}
         self.policy = policy or RetryPolicy()
         self.delegation_token = delegation_token
+        self.tokens = tokens
+        """With credentials: puts each segment's stream token into every request, renewed on TOKEN_EXPIRED."""
 
     def invalidate(self, segment: str) -> None:
         self._endpoints.pop(segment, None)
@@ -95,10 +100,16 @@ class SegmentRouter:
         """``build(request_id)`` makes the request; a fresh id is used for each attempt (under the retry policy)."""
         backoff = self.policy.start()
         last: BaseException | None = None
+        renew_token, renewals = False, 0
         while True:
             try:
                 connection = await self.connection_for(segment)
-                reply = await connection.request(build(next_request_id()), timeout=timeout)
+                request = build(next_request_id())
+                if self.tokens is not None and self.tokens.enabled and hasattr(request, "delegation_token"):
+                    token = await self.tokens.for_segment(segment, refresh=renew_token)
+                    request = dataclasses.replace(request, delegation_token=token)  # type: ignore[type-var]
+                renew_token = False
+                reply = await connection.request(request, timeout=timeout)
             except (ConnectionFailedError, OSError, TimeoutError) as exc:
                 if not getattr(exc, "retriable", True):
                     raise
@@ -110,6 +121,11 @@ class SegmentRouter:
                 last = exc
                 log.debug("resolving %s failed (attempt %d): %s", segment, backoff.attempts + 1, exc)
             else:
+                if isinstance(reply, AuthTokenCheckFailed) and reply.error_code == TOKEN_EXPIRED_CODE \
+                        and self.tokens is not None and self.tokens.enabled and renewals < 2:
+                    renew_token, renewals = True, renewals + 1
+                    log.debug("token for %s expired; renewing it", segment)
+                    continue
                 if not isinstance(reply, WrongHost):
                     return reply
                 last = None

@@ -31,13 +31,13 @@ from anabranch.client.config import MAX_EVENT_SIZE, ClientConfig
 from anabranch.client.connection import ConnectionPool, RawConnection, next_request_id
 from anabranch.client.controller_client import ControllerClient
 from anabranch.client.errors import (
-    AuthenticationError,
     ClientClosedError,
     ClientError,
     ConditionalCheckFailedError,
     ConnectionLostError,
     error_from_reply,
 )
+from anabranch.client.tokens import TokenCache
 from anabranch.errors import AnabranchError
 from anabranch.protocol import commands as wire
 from anabranch.protocol.codec import encode_append_block_end
@@ -65,16 +65,14 @@ class ClientContext:
     config: ClientConfig
     controller: ControllerClient
     pool: ConnectionPool
-    _tokens: dict[tuple[str, str], str] = field(default_factory=dict, init=False, repr=False)
+    tokens: TokenCache = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.tokens = TokenCache(self.controller.get_delegation_token, enabled=self.config.authorization is not None)
 
     async def token(self, scope: str, stream: str, *, refresh: bool = False) -> str:
-        """The delegation token for a stream ("" when auth is off; cached)."""
-        if self.config.auth_token is None:
-            return ""
-        key = (scope, stream)
-        if refresh or key not in self._tokens:
-            self._tokens[key] = await self.controller.get_delegation_token(scope, stream)
-        return self._tokens[key]
+        """The delegation token for a stream ("" without credentials; cached, renewed before it expires)."""
+        return await self.tokens.get(scope, stream, refresh=refresh)
 
 
 class Block:
@@ -318,7 +316,7 @@ class SegmentWriter:
                     return
                 if isinstance(reply, wire.AuthTokenCheckFailed):
                     if refresh_token:
-                        raise AuthenticationError(f"segment store refused the token for {self.segment_name}")
+                        raise error_from_reply(reply, f"SetupAppend on {self.segment_name}")
                     refresh_token = True
                     continue
                 error = error_from_reply(reply, f"SetupAppend on {self.segment_name}")

@@ -42,7 +42,7 @@ class StreamManager:
                                    ssl_context=self.config.ssl_context())
         self.context = ClientContext(self.config, self.controller, self.pool)
         self.router = SegmentRouter(controller_resolver(self.controller), self.pool,
-                                    policy=self.config.retry_policy)
+                                    policy=self.config.retry_policy, tokens=self.context.tokens)
         self._closeables: list[Any] = []
 
     async def __aenter__(self) -> StreamManager:
