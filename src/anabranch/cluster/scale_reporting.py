@@ -41,8 +41,11 @@ REQUEST_TIMEOUT = 10.0
 class ClusterScaleReporter:
     """A ``ScaleReporter`` that finds the auto-scale table wherever its container runs."""
 
-    def __init__(self, local: TableScaleReporter, store: SegmentStore, locate: Locate) -> None:
+    def __init__(self, local: TableScaleReporter, store: SegmentStore, locate: Locate,
+                 token: Callable[[], str] = lambda: "") -> None:
         self.local = local
+        self._token = token
+        """The delegation token of each request (a system token: ``_system`` tables are internal)."""
         self.table = local.table
         self._store = store
         self._locate = locate
@@ -65,13 +68,13 @@ class ClusterScaleReporter:
         try:
             entries = (TableEntry(TableKey(request.key()), request.encode()),)
             for _ in range(2):
-                reply = await conn.request(UpdateTableEntries(next_request_id(), self.table, "", entries,
+                reply = await conn.request(UpdateTableEntries(next_request_id(), self.table, self._token(), entries,
                                                               NULL_TABLE_SEGMENT_OFFSET), timeout=REQUEST_TIMEOUT)
                 if isinstance(reply, TableEntriesUpdated):
                     return
                 if not isinstance(reply, NoSuchSegment):
                     break
-                created = await conn.request(CreateTableSegment(next_request_id(), self.table),
+                created = await conn.request(CreateTableSegment(next_request_id(), self.table, self._token()),
                                              timeout=REQUEST_TIMEOUT)
                 if not isinstance(created, SegmentCreated | SegmentAlreadyExists):
                     reply = created

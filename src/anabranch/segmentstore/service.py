@@ -99,7 +99,9 @@ class SegmentStoreService:
         if self.member is not None:
             from anabranch.cluster.scale_reporting import ClusterScaleReporter
 
-            reporter = ClusterScaleReporter(local, self.store, self.member.owner_endpoint)
+            auth = self.auth
+            reporter = ClusterScaleReporter(local, self.store, self.member.owner_endpoint,
+                                            token=lambda: auth.system_token() if auth is not None else "")
         self.stats = SegmentStatsRecorder.from_config(SystemClock(), reporter, self.autoscale,
                                                       policy_lookup=store_policy_lookup(self.store))
         self._server = WireServer(self.store, self.tables, tail_read_timeout=self.tail_read_timeout,

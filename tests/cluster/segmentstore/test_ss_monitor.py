@@ -12,11 +12,14 @@ from pathlib import Path
 import pytest
 
 from anabranch.cluster.layout import ClusterPaths
+from anabranch.cluster.scale_reporting import ClusterScaleReporter
 from anabranch.cluster.segmentstore_member import ClusterOptions
 from anabranch.cluster.zk import ZkClient
 from anabranch.cluster.zookeeper_server import ZooKeeperEnsemble
 from anabranch.errors import ConfigError
 from anabranch.segmentstore.service import SegmentStoreService
+from anabranch.segmentstore.stats import AUTOSCALE_TABLE, ScaleDirection, ScaleRequest
+from anabranch.segmentstore.store import container_id_for
 from anabranch.storage.chunks_fs import FileSystemChunkStorage
 from anabranch.storage.file_log import FileDurableDataLog
 from anabranch.storage.interfaces import DurableDataLog
@@ -201,3 +204,41 @@ async def test_container_count_must_match_the_cluster(tmp_path: Path, zookeeper:
             await other.service.start()
     finally:
         await a.service.stop()
+
+
+async def test_scale_requests_reach_the_table_on_its_owner(
+        tmp_path: Path, zookeeper: ZooKeeperEnsemble, zk: ZkClient, cluster_name: str,
+        cluster_paths: ClusterPaths) -> None:
+    """The auto-scale request table's container runs on b: a's reports go to b over the wire; once it runs on a,
+    they go through a's own table store."""
+    a, b = Node(tmp_path, zookeeper, cluster_name, "a"), Node(tmp_path, zookeeper, cluster_name, "b")
+    await a.service.start()
+    await b.service.start()
+    table_container = container_id_for(AUTOSCALE_TABLE, COUNT)
+    others = [c for c in range(COUNT) if c != table_container]
+    try:
+        await write_map(zk, cluster_paths, {"a": others, "b": [table_container]})
+        await running(a, others)
+        await running(b, [table_container])
+        assert a.service.stats is not None and b.service.tables is not None
+        reporter = a.service.stats._reporter
+        assert isinstance(reporter, ClusterScaleReporter)
+        first = ScaleRequest("sc", "st", 1, ScaleDirection.UP, 2, False, 1000)
+        await reporter(first)
+        assert reporter.remote_reports == 1
+        found = await b.service.tables.get(AUTOSCALE_TABLE, [first.key()])
+        assert [entry[1] if entry else None for entry in found] == [first.encode()]
+        # the table's container moves to a: a's next report is local and sees the first one
+        await write_map(zk, cluster_paths, {"a": others, "b": []})
+        await running(b, [])
+        await write_map(zk, cluster_paths, {"a": list(range(COUNT)), "b": []})
+        await running(a, list(range(COUNT)))
+        second = ScaleRequest("sc", "st", 2, ScaleDirection.DOWN, 0, False, 2000)
+        await reporter(second)
+        assert reporter.remote_reports == 1
+        assert a.service.tables is not None
+        found = await a.service.tables.get(AUTOSCALE_TABLE, [first.key(), second.key()])
+        assert [entry[1] if entry else None for entry in found] == [first.encode(), second.encode()]
+    finally:
+        await a.service.stop()
+        await b.service.stop()
