@@ -5,7 +5,8 @@
 implementation lives in ``segment_helper_memory``. Every operation is idempotent where Pravega's
 workflows need it to be: creating an existing segment, sealing a sealed one and deleting a missing one
 succeed. Error replies become typed exceptions from ``controller.errors``; connection loss, timeouts
-and WrongHost (a container still recovering) are retried with bounded backoff.
+and WrongHost (a container still recovering) are retried under ``SEGMENT_STORE_RETRY`` (the shared
+``anabranch.retry`` policy: exponential backoff with jitter, bounded in time).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import dataclasses
 import logging
 import ssl
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar
 
 from anabranch.client.connection import RawConnection, next_request_id
@@ -32,9 +33,12 @@ from anabranch.controller.errors import (
 )
 from anabranch.errors import AnabranchError
 from anabranch.protocol import commands as c
+from anabranch.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+SEGMENT_STORE_RETRY = RetryPolicy(initial_delay=0.05, max_delay=2.0, budget=60.0)
+"""How long the controller keeps retrying one segment-store request (a container may be moving)."""
 
 TableEntryTuple = tuple[bytes, bytes, int]
 """(key, value, version) of one table entry."""
@@ -119,14 +123,15 @@ class _WrongHost(AnabranchError):
 class SegmentHelper:
     """``SegmentStoreOps`` over the wire protocol to one segment store."""
 
-    def __init__(self, host: str, port: int, *, timeout: float = 30.0, attempts: int = 8,
+    def __init__(self, host: str, port: int, *, timeout: float = 30.0, attempts: int | None = None,
+                 retry: RetryPolicy = SEGMENT_STORE_RETRY,
                  ssl_context: ssl.SSLContext | None = None, token: Callable[[], str] | None = None) -> None:
         self.host = host
         self.token = token
         """The controller's system token for every request (None: send none, for a segment store without auth)."""
         self.port = port
         self.timeout = timeout
-        self.attempts = attempts
+        self.retry = replace(retry, max_attempts=attempts) if attempts is not None else retry
         self.ssl_context = ssl_context
         self._conn: RawConnection | None = None
         self._lock = asyncio.Lock()
@@ -150,9 +155,9 @@ class SegmentHelper:
 
     async def _request(self, make: Any, segment: str) -> c.WireCommand:
         """Send ``make(request_id)`` and return the reply, retrying on connection loss and WrongHost."""
-        delay = 0.05
+        backoff = self.retry.start()
         last: BaseException | None = None
-        for _attempt in range(self.attempts):
+        while True:
             conn = None
             try:
                 conn = await self._connection()
@@ -172,10 +177,10 @@ class SegmentHelper:
                 last = exc
                 if not isinstance(exc, _WrongHost):
                     await self._drop(conn)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
+            if not await backoff.wait():
+                break
         raise SegmentStoreUnavailableError(
-            f"segment store {self.host}:{self.port} unavailable for {segment} after {self.attempts} tries: {last}"
+            f"segment store {self.host}:{self.port} unavailable for {segment} after {backoff.describe()}: {last}"
         )
 
     async def close(self) -> None:
