@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -145,11 +146,13 @@ def test_official_python_client_end_to_end(standalone: Standalone) -> None:
     assert manager.delete_scope(scope)
 
 
-def test_controller_command_against_a_separate_segment_store(segmentstore: SegmentStoreProcess) -> None:
+def test_controller_command_against_a_separate_segment_store(tmp_path: Path) -> None:
+    key = ["--token-signing-key-file", str(tmp_path / "signing.key")]
+    segmentstore = SegmentStoreProcess(tmp_path / "data", None, *key)
     port = free_port()
     controller = ServerProcess(["controller", "--segmentstore", f"{HOST}:{segmentstore.segmentstore_port}",
-                                "--host", HOST, "--port", str(port)], [port], segmentstore.data_dir.parent / "ctl")
-    with controller:
+                                "--host", HOST, "--port", str(port), *key], [port], tmp_path / "ctl")
+    with segmentstore, controller:
         channel = grpc.insecure_channel(f"{HOST}:{port}")
         stub = pb_grpc.ControllerServiceStub(channel)
         for i in range(5):

@@ -98,11 +98,12 @@ async def test_untrusting_client_fails_cleanly(tls_standalone: Standalone, tmp_p
 
 
 async def test_separate_segmentstore_and_controller_over_tls(tmp_path: Path, pki: Pki) -> None:
+    key = ["--token-signing-key-file", str(tmp_path / "signing.key")]
     store = ServerProcess(["segmentstore", "--data-dir", str(tmp_path / "ss"), "--host", HOST, "--port",
-                           str(ss_port := free_port()), "--containers", "2", *tls_args(pki)],
+                           str(ss_port := free_port()), "--containers", "2", *tls_args(pki), *key],
                           [ss_port], tmp_path / "ss")
     controller = ServerProcess(["controller", "--segmentstore", f"{HOST}:{ss_port}", "--host", HOST, "--port",
-                                str(port := free_port()), "--admin-port", "0", *tls_args(pki),
+                                str(port := free_port()), "--admin-port", "0", *tls_args(pki), *key,
                                 "--segmentstore-trust-store", str(pki.ca_cert)],
                                [port], tmp_path / "controller")
     with store, controller:
