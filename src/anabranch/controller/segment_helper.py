@@ -112,7 +112,11 @@ def raise_for_reply(reply: c.WireCommand, segment: str) -> None:
         raise WriteConflictError(f"conditional table update failed on {segment}: {type(reply).__name__}")
     if isinstance(reply, c.ErrorMessage):
         raise SegmentStoreError(segment, f"segment store error: {reply.message}")
-    if isinstance(reply, c.OperationUnsupported | c.AuthTokenCheckFailed):
+    if isinstance(reply, c.AuthTokenCheckFailed):
+        raise SegmentStoreError(segment, f"the segment store refused the controller's system token "
+                                         f"({reply.server_stack_trace or 'token check failed'}): give the "
+                                         f"controller and its segment stores the same --token-signing-key-file")
+    if isinstance(reply, c.OperationUnsupported):
         raise SegmentStoreError(segment, f"segment store refused {type(reply).__name__}")
 
 
