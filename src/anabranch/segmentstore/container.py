@@ -5,6 +5,10 @@ Owns the public per-segment operations. Each modifying call validates against th
 operation processor and returns once that operation is durable and applied. Reads and info use only
 the COMMITTED metadata, so they never expose bytes or state that is not durable. Appends wait
 (FIFO, so one writer's appends keep their order) while too many bytes are not yet in LTS.
+Every operation is submitted (and so encoded) before its effect is staged, so a request whose fields
+cannot be stored is refused (InvalidRequestError) with nothing staged. A full disk refuses the queued
+operations and resets the staged view to the committed one (``health()`` says ``disk_full`` until a write
+succeeds again); reads keep working.
 Lifecycle: ``start`` recovers from Tier-1 + LTS, then starts the processor and the storage writer;
 ``close`` drains both; ``abort`` drops everything without flushing (a simulated crash).
 """
@@ -31,6 +35,7 @@ from anabranch.segmentstore.errors import (
     SegmentSealedError,
     SegmentTruncatedError,
 )
+from anabranch.segmentstore.health import ContainerHealth
 from anabranch.segmentstore.lts_reader import LtsReader
 from anabranch.segmentstore.metadata import ContainerMetadata, SegmentMetadata, lts_name_of
 from anabranch.segmentstore.operations import (
@@ -69,7 +74,7 @@ class SegmentContainer:
         self._clock = clock or SystemClock()
         self._applier = OperationApplier(self.metadata, self.read_index, self._clock)
         self._processor = OperationProcessor(container_id, durable_log, self._applier.apply,
-                                             on_failure=self._on_log_failure)
+                                             on_failure=self._on_log_failure, on_rejected=self._on_log_full)
         config = writer_config or StorageWriterConfig(max_unflushed_bytes=max(cache_size // 2, 1024 * 1024))
         self._writer = StorageWriter(container_id, self.metadata, self.read_index, storage, self._processor,
                                      durable_log, config, self._trim_memory, self._clock)
@@ -108,6 +113,20 @@ class SegmentContainer:
         self._wake_readers()
         if self._on_failure is not None:
             self._on_failure(self.container_id)
+
+    def _on_log_full(self) -> None:
+        """The log had no space: every queued operation was refused, so the staged view is the committed one."""
+        self.metadata.reset_staged()
+        self._release_gate()
+
+    def health(self) -> ContainerHealth:
+        if self._processor.failed:
+            return ContainerHealth(self.container_id, "failed", self._processor.failure)
+        if self._stopped or self._processor.closing:
+            return ContainerHealth(self.container_id, "failed", "stopped")
+        if self._processor.disk_full is not None:
+            return ContainerHealth(self.container_id, "disk_full", self._processor.disk_full)
+        return ContainerHealth(self.container_id, "running")
 
     @property
     def failed(self) -> bool:
@@ -155,9 +174,10 @@ class SegmentContainer:
         created = int(self._clock.time() * 1000)
         meta = SegmentMetadata(segment_id, name, lts_name_of(name, segment_id), created, scale_type, target_rate,
                                max(rollover_size, 0), is_table)
+        queued = self._processor.submit(CreateSegment(segment_id, name, scale_type, target_rate,
+                                                      max(rollover_size, 0), is_table, created))
         self.metadata.staged_by_name[name] = meta
-        await self._submit(CreateSegment(segment_id, name, scale_type, target_rate, max(rollover_size, 0), is_table,
-                                         created))
+        await queued
 
     async def append(self, name: str, data: Buffer, *, writer_id: uuid.UUID | None = None,
                      event_number: int | None = None, event_count: int = 1,
@@ -200,9 +220,10 @@ class SegmentContainer:
         meta = self._staged(name)
         if meta.staged_sealed:
             raise SegmentSealedError(name, meta.staged_length)
-        meta.staged_sealed = True
         length = meta.staged_length
-        await self._submit(Seal(meta.segment_id, length))
+        queued = self._processor.submit(Seal(meta.segment_id, length))
+        meta.staged_sealed = True
+        await queued
         return length
 
     async def truncate(self, name: str, offset: int) -> None:
@@ -211,13 +232,15 @@ class SegmentContainer:
             raise BadOffsetError(name, meta.staged_start_offset,
                                  f"cannot truncate {name!r} at {offset}: it must be within "
                                  f"[{meta.staged_start_offset}, {meta.staged_length}]")
+        queued = self._processor.submit(Truncate(meta.segment_id, offset))
         meta.staged_start_offset = offset
-        await self._submit(Truncate(meta.segment_id, offset))
+        await queued
 
     async def delete(self, name: str) -> None:
         meta = self._staged(name)
+        queued = self._processor.submit(Delete(meta.segment_id))
         del self.metadata.staged_by_name[name]
-        await self._submit(Delete(meta.segment_id))
+        await queued
 
     async def merge(self, target: str, source: str) -> int:
         """Seal ``source`` and append all its bytes to ``target`` in one operation, then delete it.
@@ -249,15 +272,21 @@ class SegmentContainer:
     async def _merge_staged(self, target: SegmentMetadata, sources: list[SegmentMetadata | None]) -> list[int]:
         refs: list[MergeSource] = []
         lengths: list[int] = []
+        length = target.staged_length
         for source in sources:
             if source is not None:
-                refs.append(MergeSource(source.segment_id, target.staged_length, source.staged_length))
-                target.staged_length += source.staged_length
+                refs.append(MergeSource(source.segment_id, length, source.staged_length))
+                length += source.staged_length
+            lengths.append(length)
+        if not refs:
+            return lengths
+        queued = self._processor.submit(Merge(target.segment_id, tuple(refs)))
+        target.staged_length = length
+        for source in sources:
+            if source is not None:
                 source.staged_sealed = True
                 del self.metadata.staged_by_name[source.name]
-            lengths.append(target.staged_length)
-        if refs:
-            await self._submit(Merge(target.segment_id, tuple(refs)))
+        await queued
         return lengths
 
     async def update_attributes(self, name: str, updates: list[tuple[uuid.UUID, int, int | None]]) -> bool:
@@ -267,12 +296,14 @@ class SegmentContainer:
         for key, _, expected in updates:
             if expected is not None and meta.staged_attributes.get(key, NULL_ATTRIBUTE_VALUE) != expected:
                 return False
+        queued = self._processor.submit(UpdateAttributes(meta.segment_id,
+                                                         tuple((key, value) for key, value, _ in updates)))
         for key, value, _ in updates:
             if value == NULL_ATTRIBUTE_VALUE:
                 meta.staged_attributes.pop(key, None)
             else:
                 meta.staged_attributes[key] = value
-        await self._submit(UpdateAttributes(meta.segment_id, tuple((key, value) for key, value, _ in updates)))
+        await queued
         return True
 
     async def update_policy(self, name: str, scale_type: int, target_rate: int) -> None:

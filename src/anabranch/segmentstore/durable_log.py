@@ -7,18 +7,27 @@ appends pending across writers and segments; only after the log append returns d
 becomes visible before it is durable. A checkpoint request is written alone, with a snapshot taken
 when all earlier records have been applied. If the log fails, every queued operation fails with
 ContainerClosedError and the processor stops: the staged state can no longer be trusted.
+
+Nothing a request contains can fail the processor: ``submit`` encodes the operation at once, in the
+caller's context, so an unencodable field (a name past 65,535 bytes, a value out of its field's range)
+raises InvalidRequestError to that caller and nothing is queued. Only the log itself can fail it.
+A full disk does not: when the log reports ``StorageFullError`` (it wrote nothing and stays open) the
+batch and everything queued behind it fail with the retriable DiskFullError, ``on_rejected`` rolls the
+staged state back to the committed one, and the next submission tries the log again, so writes resume
+by themselves once space is freed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 from collections import deque
 from collections.abc import Callable
 
-from anabranch.segmentstore.errors import ContainerClosedError
-from anabranch.segmentstore.operations import Append, Checkpoint, Operation, encode_into
-from anabranch.storage.interfaces import Buffer, DurableDataLog
+from anabranch.segmentstore.errors import ContainerClosedError, DiskFullError, InvalidRequestError
+from anabranch.segmentstore.operations import Append, Checkpoint, CreateSegment, Operation, encode_into
+from anabranch.storage.interfaces import Buffer, DurableDataLog, StorageFullError
 
 log = logging.getLogger(__name__)
 
@@ -35,17 +44,35 @@ class CheckpointRequest:
         self.snapshot = snapshot
 
 
-_Queued = tuple[Operation | CheckpointRequest, "asyncio.Future[int]"]
+_Queued = tuple[Operation | CheckpointRequest, list[Buffer], "asyncio.Future[int]"]
+"""An operation, its encoding (empty for a checkpoint, encoded when written) and its caller's future."""
+
+
+def encode_operation(op: Operation) -> list[Buffer]:
+    """The log encoding of ``op``; InvalidRequestError if a field cannot be encoded (never a struct.error)."""
+    buffers: list[Buffer] = []
+    try:
+        encode_into(op, buffers)
+    except (struct.error, OverflowError, UnicodeEncodeError, ValueError) as exc:
+        name = op.name if isinstance(op, CreateSegment) else ""
+        raise InvalidRequestError(name, f"{type(op).__name__} cannot be stored: {exc}") from exc
+    return buffers
 
 
 class OperationProcessor:
     def __init__(self, container_id: int, log_: DurableDataLog, apply: Apply, *,
-                 max_record_bytes: int = 8 * 1024 * 1024, on_failure: Callable[[], None] | None = None) -> None:
+                 max_record_bytes: int = 8 * 1024 * 1024, on_failure: Callable[[], None] | None = None,
+                 on_rejected: Callable[[], None] | None = None) -> None:
         self._container_id = container_id
         self._log = log_
         self._apply = apply
         self._max_record_bytes = max_record_bytes
         self._on_failure = on_failure
+        self._on_rejected = on_rejected
+        """Called after a full disk rejected queued operations: roll the staged state back to the committed one."""
+        self.disk_full: str | None = None
+        """Why the last log write found no space (None once a write succeeded again)."""
+        self.disk_full_rejections = 0
         self._queue: deque[_Queued] = deque()
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -64,6 +91,11 @@ class OperationProcessor:
     def failed(self) -> bool:
         return self._failure is not None
 
+    @property
+    def failure(self) -> str:
+        """Why the processor stopped ("" if it did not fail)."""
+        return "" if self._failure is None else f"durable log failed: {self._failure!r}"
+
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"durable-log-{self._container_id}")
 
@@ -76,8 +108,9 @@ class OperationProcessor:
     def submit(self, op: Operation | CheckpointRequest) -> asyncio.Future[int]:
         """Queue an already validated and staged operation; the future gives its log sequence once applied."""
         self.check_open()
+        buffers = [] if isinstance(op, CheckpointRequest) else encode_operation(op)
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._queue.append((op, future))
+        self._queue.append((op, buffers, future))
         self._wakeup.set()
         return future
 
@@ -131,36 +164,62 @@ class OperationProcessor:
     async def _write(self, batch: list[_Queued]) -> None:
         buffers: list[Buffer] = []
         ops: list[Operation] = []
-        for queued, _ in batch:
-            op = Checkpoint(queued.snapshot()) if isinstance(queued, CheckpointRequest) else queued
+        for queued, encoded, _ in batch:
+            if isinstance(queued, CheckpointRequest):
+                op: Operation = Checkpoint(queued.snapshot())
+                encode_into(op, buffers)
+            else:
+                op = queued
+                buffers.extend(encoded)
             ops.append(op)
-            encode_into(op, buffers)
         try:
             sequence = await self._log.append(buffers)
+        except StorageFullError as exc:
+            self._reject(batch, exc)
+            return
         except BaseException as exc:
             error = ContainerClosedError(self._container_id, f"failed: Tier-1 append failed ({exc!r})")
-            for _, future in batch:
+            for _, _, future in batch:
                 if not future.done():
                     future.set_exception(error)
             raise
+        if self.disk_full is not None:
+            log.warning("container %d: Tier-1 has space again; writes resumed", self._container_id)
+            self.disk_full = None
         self.records += 1
         self.operations += len(ops)
         self.bytes_written += sum(b.nbytes if isinstance(b, memoryview) else len(b) for b in buffers)
         self.last_sequence = sequence
-        for i, (op, (_, future)) in enumerate(zip(ops, batch, strict=True)):
+        for i, (op, (_, _, future)) in enumerate(zip(ops, batch, strict=True)):
             try:
                 self._apply(op, sequence)
             except BaseException as exc:
                 error = ContainerClosedError(self._container_id, f"failed: could not apply {op!r} ({exc!r})")
-                for _, pending in batch[i:]:
+                for _, _, pending in batch[i:]:
                     if not pending.done():
                         pending.set_exception(error)
                 raise
             if not future.done():
                 future.set_result(sequence)
 
+    def _reject(self, batch: list[_Queued], exc: StorageFullError) -> None:
+        """The log had no space and wrote nothing: fail this batch and everything staged behind it (their
+        staged effects assumed this batch), roll the staged state back, and keep serving."""
+        if self.disk_full is None:
+            log.error("container %d: Tier-1 log is out of space (%s); refusing writes until space is freed",
+                      self._container_id, exc)
+        self.disk_full = str(exc)
+        self.disk_full_rejections += 1
+        error = DiskFullError(self._container_id, str(exc))
+        for _, _, future in batch:
+            if not future.done():
+                future.set_exception(error)
+        self._fail_queued(error)
+        if self._on_rejected is not None:
+            self._on_rejected()
+
     def _fail_queued(self, error: BaseException) -> None:
         while self._queue:
-            _, future = self._queue.popleft()
+            _, _, future = self._queue.popleft()
             if not future.done():
                 future.set_exception(error)

@@ -102,3 +102,28 @@ class ContainerNotOwnedError(SegmentStoreError):
             "ask the controller where it runs",
         )
         self.container_id = container_id
+
+
+class InvalidRequestError(SegmentStoreError):
+    """A request's field is out of range or unencodable (a name too long, an enum value unknown): refused
+    before anything is queued, so it never reaches the durable log. The wire server answers ``ErrorMessage``
+    with the IllegalArgument code."""
+
+    def __init__(self, segment: str, message: str) -> None:
+        super().__init__(segment, message)
+
+
+class DiskFullError(SegmentStoreError):
+    """Tier-1 has no space left: the operation was not made durable (nothing acknowledged is lost). Reads keep
+    working; retry once space is freed (writes resume by themselves)."""
+
+    retriable = True
+
+    def __init__(self, container_id: int, detail: str = "") -> None:
+        super().__init__(
+            "",
+            f"segment container {container_id} cannot write: its Tier-1 log has no space left on its disk"
+            + (f" ({detail})" if detail else "")
+            + "; nothing was written; retry once space is freed",
+        )
+        self.container_id = container_id

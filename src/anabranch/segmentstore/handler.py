@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from anabranch.auth.wire_auth import TOKEN_EXPIRED
+from anabranch.errors import ProtocolError
 from anabranch.model.names import transient_segment_name
 from anabranch.protocol.codec import encode
 from anabranch.protocol.commands import (
@@ -31,6 +32,7 @@ from anabranch.protocol.commands import (
     CreateTransientSegment,
     DeleteSegment,
     DeleteTableSegment,
+    ErrorMessage,
     GetSegmentAttribute,
     GetStreamSegmentInfo,
     GetTableSegmentInfo,
@@ -64,6 +66,8 @@ from anabranch.protocol.commands import (
     UpdateSegmentPolicy,
     UpdateTableEntries,
 )
+from anabranch.protocol.validation import fit_reply, request_problem
+from anabranch.protocol.validation import refusal as refusal_of
 from anabranch.segmentstore.errors import ContainerClosedError
 from anabranch.segmentstore.handler_appends import AppendPipeline
 from anabranch.segmentstore.handler_errors import error_reply
@@ -161,7 +165,24 @@ class ConnectionHandler:
 
     def reply(self, reply: Reply) -> None:
         if not self.closed:
-            self._output.write(encode(reply))
+            self._output.write(self._encode(reply))
+
+    def _encode(self, reply: Reply) -> bytes:
+        """``reply``'s frame; a reply too long for the wire is shortened (text) or replaced by an error."""
+        try:
+            return encode(reply)
+        except ProtocolError:
+            pass
+        try:
+            return encode(fit_reply(reply))
+        except ProtocolError as exc:
+            request_id = getattr(reply, "request_id", -1)
+            log.warning("reply %s to %s cannot be encoded (%s); answering with an error", type(reply).__name__,
+                        self._peer, exc)
+            return encode(fit_reply(ErrorMessage(
+                request_id if isinstance(request_id, int) else -1, str(getattr(reply, "segment", "")),
+                f"the {type(reply).__name__} reply exceeds the wire limits ({exc}); ask for less at once",
+                ErrorMessage.ILLEGAL_ARGUMENT)))
 
     def fail(self, reason: str) -> None:
         """Close this connection because of ``reason`` (logged once)."""
@@ -196,6 +217,8 @@ class ConnectionHandler:
             self._hello(item)
         elif isinstance(item, KeepAlive):
             self.reply(KeepAlive())
+        elif (problem := request_problem(item)) is not None:
+            self.reply(refusal_of(item, problem))
         elif self._auth is not None and (refusal := self._auth.check(item)) is not None:
             self.reply(refusal)
             if isinstance(item, SetupAppend) and refusal.error_code == TOKEN_EXPIRED:
@@ -247,8 +270,9 @@ class ConnectionHandler:
         except Exception as exc:
             error = error_reply(exc, request_id, segment, offset, report_against=report_against)
             if error is None:
-                log.error("request %d on %s from %s failed", request_id, segment, self._peer, exc_info=exc)
-                self.fail(f"request {request_id} on {segment!r} failed: {exc!r}")
+                log.error("request %d on %.200s from %s failed", request_id, segment, self._peer, exc_info=exc)
+                self.reply(ErrorMessage(request_id, segment, f"internal error: {exc!r}", ErrorMessage.UNSPECIFIED))
+                self.fail(f"request {request_id} on {segment[:200]!r} failed: {exc!r}")
                 return
             reply = error
         if reply is not None:

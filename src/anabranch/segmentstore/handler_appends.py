@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from anabranch.protocol.commands import (
     ConditionalCheckFailed,
     DataAppended,
+    ErrorMessage,
     InvalidEventNumber,
     NoSuchSegment,
     Reply,
@@ -32,9 +33,12 @@ from anabranch.segmentstore.errors import (
     BadOffsetError,
     ContainerClosedError,
     ContainerNotOwnedError,
+    DiskFullError,
+    InvalidRequestError,
     NoSuchSegmentError,
     SegmentSealedError,
 )
+from anabranch.segmentstore.handler_errors import disk_full_reply
 
 if TYPE_CHECKING:
     from anabranch.protocol.server_connection import Append
@@ -179,6 +183,13 @@ class AppendPipeline:
             reply = WrongHost(append.request_id, append.segment, "", "")
         elif isinstance(exc, ContainerClosedError):
             self._fail(f"append to {append.segment!r} failed: {exc}")
+            return False
+        elif isinstance(exc, DiskFullError | InvalidRequestError):
+            # Said to the client, then the connection closes: clients that ignore ErrorMessage (Rust) would
+            # otherwise wait for the ack forever; they reconnect and retry the unacknowledged events.
+            self._reply(disk_full_reply(exc, append.request_id, append.segment) if isinstance(exc, DiskFullError)
+                        else ErrorMessage(append.request_id, append.segment, str(exc), ErrorMessage.ILLEGAL_ARGUMENT))
+            self._fail(f"append to {append.segment!r} refused: {exc}")
             return False
         else:
             log.error("append to %s failed", append.segment, exc_info=exc)

@@ -2,6 +2,9 @@
 
 ``error_reply`` returns the reply for an operation-level error, or None when the error is not one the
 protocol can report: the caller then logs it and closes the connection. Stack traces are always ``""``.
+A refused request (InvalidRequestError) answers ``ErrorMessage`` with the IllegalArgument code; a full disk
+(DiskFullError) answers ``ErrorMessage`` with the unspecified code (Pravega has no retriable code) and a
+message that says so and that the request may be retried.
 """
 
 from __future__ import annotations
@@ -18,10 +21,13 @@ from anabranch.protocol.commands import (
     TableSegmentNotEmpty,
     WrongHost,
 )
+from anabranch.protocol.validation import MAX_MESSAGE_BYTES, shorten
 from anabranch.segmentstore.errors import (
     BadOffsetError,
     ContainerNotOwnedError,
+    DiskFullError,
     InvalidOffsetError,
+    InvalidRequestError,
     NoSuchSegmentError,
     SegmentExistsError,
     SegmentSealedError,
@@ -63,6 +69,14 @@ def error_reply(
         return TableKeyDoesNotExist(request_id, segment, "")
     if isinstance(exc, TableKeyBadVersionError):
         return TableKeyBadVersion(request_id, segment, "")
-    if isinstance(exc, TableArgumentError | InvalidOffsetError):
-        return ErrorMessage(request_id, segment, str(exc), ErrorMessage.ILLEGAL_ARGUMENT)
+    if isinstance(exc, TableArgumentError | InvalidOffsetError | InvalidRequestError):
+        return ErrorMessage(request_id, segment, shorten(str(exc), MAX_MESSAGE_BYTES), ErrorMessage.ILLEGAL_ARGUMENT)
+    if isinstance(exc, DiskFullError):
+        return disk_full_reply(exc, request_id, segment)
     return None
+
+
+def disk_full_reply(exc: DiskFullError, request_id: int, segment: str) -> ErrorMessage:
+    """The ErrorMessage telling a client that ``segment``'s container has no disk space (retriable)."""
+    return ErrorMessage(request_id, segment, shorten(f"disk full: {exc}", MAX_MESSAGE_BYTES),
+                        ErrorMessage.UNSPECIFIED)

@@ -29,6 +29,7 @@ from anabranch.segmentstore.errors import (
     SegmentSealedError,
     SegmentTruncatedError,
 )
+from anabranch.segmentstore.health import ContainerHealth, QuarantineLog, StoreHealth
 from anabranch.segmentstore.results import AppendResult, ReadResult, SegmentInfo
 from anabranch.storage.chunked_segment_storage import ChunkedSegmentStorage
 from anabranch.storage.chunks_fs import FileSystemChunkStorage
@@ -65,6 +66,8 @@ class SegmentStore:
         self.container_count = container_count
         self._running: dict[int, SegmentContainer] = {}
         self._listeners: list[ContainerListener] = []
+        self.quarantine = QuarantineLog()
+        """Table records that failed to decode and were skipped (reported by the table store)."""
         for container in containers:
             self.add_container(container)
 
@@ -232,6 +235,15 @@ class SegmentStore:
 
     def segment_names(self, prefix: str = "") -> list[str]:
         return sorted(name for c in self.containers for name in c.segment_names(prefix))
+
+    def health(self, expected: list[int] | None = None) -> StoreHealth:
+        """Each container's state (running / disk_full / failed with the reason) and quarantined records.
+        ``expected`` lists the containers this store should run (default: the running ones); one that does
+        not run counts as failed."""
+        states = {c.container_id: c.health() for c in self.containers}
+        for container_id in expected or []:
+            states.setdefault(container_id, ContainerHealth(container_id, "failed", "not running here"))
+        return StoreHealth(tuple(states[i] for i in sorted(states)), self.quarantine.snapshot())
 
     def statistics(self) -> dict[str, int]:
         total: dict[str, int] = {}

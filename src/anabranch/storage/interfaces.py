@@ -32,6 +32,13 @@ class LogClosedError(StorageError):
     retriable = True
 
 
+class StorageFullError(StorageError):
+    """The device holding the log or chunk has no space left. Nothing of the failed write remains (the file
+    was cut back to its previous length) and the log or chunk stays usable: retry once space is freed."""
+
+    retriable = True
+
+
 class ChunkNotFoundError(StorageError):
     """No chunk of that name."""
 
