@@ -30,7 +30,40 @@ class DataCorruptionError(AnabranchError):
     """Stored data failed a checksum or structural check somewhere other than a log's torn tail."""
 
 
-class ConnectionFailedError(AnabranchError, ConnectionError):
+# ---- families: every plane's specific errors derive from one of these, so a caller can catch by kind ----
+
+
+class NotFoundError(AnabranchError):
+    """The scope, stream, segment, reader group, table, key or transaction does not exist."""
+
+
+class AlreadyExistsError(AnabranchError):
+    """Something of that name already exists."""
+
+
+class SealedError(AnabranchError):
+    """The stream or segment is sealed: nothing more can be written to it."""
+
+
+class TruncatedError(AnabranchError):
+    """The data asked for lies before the head of a truncated stream or segment."""
+
+
+class ConflictError(AnabranchError):
+    """A conditional update lost against another writer (offset, version or generation): re-read and retry."""
+
+
+class UnavailableError(AnabranchError):
+    """A server could not be reached or did not answer in time (after the retries of the retry policy)."""
+
+    retriable = True
+
+
+class AuthError(AnabranchError):
+    """Credentials were refused or do not allow the operation."""
+
+
+class ConnectionFailedError(UnavailableError, ConnectionError):
     """A connection could not be made or was lost."""
 
     retriable = True

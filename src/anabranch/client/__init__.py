@@ -4,6 +4,7 @@ Start with ``StreamManager`` (scopes, streams, writers, reader groups, key-value
 docs/client.md for a tour. Everything here speaks only Pravega's public protocols.
 """
 
+from anabranch.client.batch import BatchClient, BatchEvent, SegmentRange
 from anabranch.client.blocking import BlockingStreamManager, connect
 from anabranch.client.byte_stream import ByteStreamReader, ByteStreamWriter
 from anabranch.client.config import (
@@ -22,6 +23,7 @@ from anabranch.client.controller_client import (
 )
 from anabranch.client.errors import *  # noqa: F403 - every client error is public
 from anabranch.client.errors import __all__ as _error_names
+from anabranch.client.event_pointer import EventPointer
 from anabranch.client.event_reader import EventRead, EventStreamReader
 from anabranch.client.event_writer import EventStreamWriter
 from anabranch.client.hashing import SegmentWithRange, hash_routing_key
@@ -30,12 +32,14 @@ from anabranch.client.reader_group import Position, ReaderGroup, ReaderGroupConf
 from anabranch.client.reader_group_state import Checkpoint
 from anabranch.client.serializers import BytesSerializer, JsonSerializer, Serializer, StringSerializer
 from anabranch.client.state_synchronizer import StateSynchronizer
-from anabranch.client.stream_manager import StreamManager
+from anabranch.client.stream_manager import StreamInfo, StreamManager
 from anabranch.client.transactional_writer import Transaction, TransactionalEventStreamWriter
 from anabranch.client.watermark_reader import StreamNotInReaderGroupError, TimeWindow
 from anabranch.model.stream_cut import StreamCut
 
 __all__ = [
+    "BatchClient",
+    "BatchEvent",
     "BlockingStreamManager",
     "ByteStreamReader",
     "ByteStreamWriter",
@@ -43,6 +47,7 @@ __all__ = [
     "Checkpoint",
     "ClientConfig",
     "ControllerClient",
+    "EventPointer",
     "EventRead",
     "EventStreamReader",
     "EventStreamWriter",
@@ -59,11 +64,13 @@ __all__ = [
     "RetentionType",
     "ScaleType",
     "ScalingPolicy",
+    "SegmentRange",
     "SegmentWithRange",
     "Serializer",
     "StateSynchronizer",
     "StreamConfiguration",
     "StreamCut",
+    "StreamInfo",
     "StreamManager",
     "StreamNotInReaderGroupError",
     "StringSerializer",

@@ -1,21 +1,38 @@
 """Client errors: one exception per actionable failure, each with ``retriable``.
 
 Owns the mapping from segment-store error replies and controller status enums to typed
-exceptions, so no raw protocol reply or gRPC status leaks out of the client. Retry loops read
+exceptions, so no raw protocol reply or gRPC status leaks out of the client. Every error also belongs to a
+family from ``anabranch.errors`` (``NotFoundError``, ``AlreadyExistsError``, ``SealedError``,
+``TruncatedError``, ``ConflictError``, ``UnavailableError``, ``AuthError``) that callers can catch, shared
+with the controller's errors. Retry loops read
 ``retriable``; nothing parses messages.
 """
 
 from __future__ import annotations
 
-from anabranch.errors import AnabranchError, ConnectionFailedError, InvalidNameError
+from anabranch.errors import (
+    AlreadyExistsError,
+    AnabranchError,
+    AuthError,
+    ConflictError,
+    ConnectionFailedError,
+    InvalidNameError,
+    NotFoundError,
+    SealedError,
+    TruncatedError,
+    UnavailableError,
+)
 from anabranch.protocol import commands as wire
 
 __all__ = [
+    "AlreadyExistsError",
+    "AuthError",
     "AuthenticationError",
     "AuthorizationError",
     "ClientClosedError",
     "ClientError",
     "ConditionalCheckFailedError",
+    "ConflictError",
     "ConnectionLostError",
     "ControllerError",
     "ControllerUnavailableError",
@@ -28,17 +45,21 @@ __all__ = [
     "NoSuchSegmentError",
     "NoSuchStreamError",
     "NoSuchTransactionError",
+    "NotFoundError",
     "OperationTimeoutError",
     "ReaderGroupConfigError",
     "ScaleFailedError",
     "ScopeNotEmptyError",
+    "SealedError",
     "SegmentSealedError",
     "SegmentStoreError",
     "SegmentTruncatedError",
     "StreamNotSealedError",
     "StreamSealedError",
     "TableNotEmptyError",
+    "TruncatedError",
     "TxnFailedError",
+    "UnavailableError",
     "VersionConflictError",
     "WrongHostError",
     "error_from_reply",
@@ -57,24 +78,24 @@ class ControllerError(ClientError):
         self.retriable = retriable
 
 
-class ControllerUnavailableError(ControllerError):
+class ControllerUnavailableError(ControllerError, UnavailableError):
     """The controller could not be reached (after retries); check ``controller_uri`` and that it runs."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message, retriable=True)
 
 
-class AuthenticationError(ClientError):
+class AuthenticationError(ClientError, AuthError):
     """Credentials or a delegation token were rejected; fix the credentials of ``ClientConfig``
     (``username``/``password``, ``auth_token`` or the ``pravega_client_auth_*`` environment variables)."""
 
 
-class AuthorizationError(ClientError):
+class AuthorizationError(ClientError, AuthError):
     """The credentials are valid but their ACL does not allow this operation; ask for the permission named in
     the message (READ or READ_UPDATE on a ``prn::`` resource)."""
 
 
-class NoSuchScopeError(ClientError):
+class NoSuchScopeError(ClientError, NotFoundError):
     """The scope does not exist: create it with ``StreamManager.create_scope``."""
 
 
@@ -82,11 +103,11 @@ class ScopeNotEmptyError(ClientError):
     """The scope still holds streams, reader groups or tables: delete them first."""
 
 
-class NoSuchStreamError(ClientError):
+class NoSuchStreamError(ClientError, NotFoundError):
     """The stream does not exist: create it with ``StreamManager.create_stream``."""
 
 
-class StreamSealedError(ClientError):
+class StreamSealedError(ClientError, SealedError):
     """The stream is sealed: nothing more can be written to it."""
 
 
@@ -98,7 +119,7 @@ class ScaleFailedError(ClientError):
     """A scale request was rejected (bad ranges, segments not current, below the minimum segment count)."""
 
 
-class NoSuchTransactionError(ClientError):
+class NoSuchTransactionError(ClientError, NotFoundError):
     """The controller does not know the transaction (it timed out or never existed)."""
 
 
@@ -106,19 +127,19 @@ class TxnFailedError(ClientError):
     """The transaction is no longer open (committed, aborted or timed out); begin a new one."""
 
 
-class NoSuchReaderGroupError(ClientError):
+class NoSuchReaderGroupError(ClientError, NotFoundError):
     """The reader group does not exist."""
 
 
-class ReaderGroupConfigError(ClientError):
+class ReaderGroupConfigError(ClientError, ConflictError):
     """A reader-group update was rejected (stale generation or id): re-read the configuration and retry."""
 
 
-class NoSuchKeyValueTableError(ClientError):
+class NoSuchKeyValueTableError(ClientError, NotFoundError):
     """The key-value table does not exist."""
 
 
-class KeyValueTableExistsError(ClientError):
+class KeyValueTableExistsError(ClientError, AlreadyExistsError):
     """A key-value table with that name already exists."""
 
 
@@ -135,15 +156,15 @@ class SegmentStoreError(ClientError):
         self.server_message = server_message
 
 
-class NoSuchSegmentError(ClientError):
+class NoSuchSegmentError(ClientError, NotFoundError):
     """The segment does not exist (deleted, truncated away or never created)."""
 
 
-class SegmentSealedError(ClientError):
+class SegmentSealedError(ClientError, SealedError):
     """The segment is sealed; a writer moves to its successors."""
 
 
-class SegmentTruncatedError(ClientError):
+class SegmentTruncatedError(ClientError, TruncatedError):
     """The requested offset lies before the segment's start; read from ``start_offset`` instead."""
 
     def __init__(self, message: str, start_offset: int = -1) -> None:
@@ -151,15 +172,15 @@ class SegmentTruncatedError(ClientError):
         self.start_offset = start_offset
 
 
-class ConditionalCheckFailedError(ClientError):
+class ConditionalCheckFailedError(ClientError, ConflictError):
     """A conditional append found the segment at a different offset than expected."""
 
 
-class VersionConflictError(ClientError):
+class VersionConflictError(ClientError, ConflictError):
     """A conditional table update or removal found another version of the key: re-read and retry."""
 
 
-class KeyDoesNotExistError(ClientError):
+class KeyDoesNotExistError(ClientError, NotFoundError):
     """A conditional table update or removal expected the key to exist, and it does not."""
 
 
@@ -179,7 +200,7 @@ class ConnectionLostError(ConnectionFailedError, ClientError):
     retriable = True
 
 
-class OperationTimeoutError(ClientError, TimeoutError):
+class OperationTimeoutError(ClientError, UnavailableError, TimeoutError):
     """An operation did not complete within its time limit."""
 
     retriable = True

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from anabranch.client.errors import ClientClosedError
+from anabranch.client.event_pointer import EventPointer, fetch_event
 from anabranch.client.reader_group import RETENTION_AUTOMATIC, Position, ReaderGroup, stream_cuts
 from anabranch.client.reader_group_state import ReaderGroupState
 from anabranch.client.segment_reader import EventBlock, SegmentReader
@@ -60,6 +61,14 @@ class EventRead(Generic[T]):
     @property
     def is_checkpoint(self) -> bool:
         return self.checkpoint_name is not None
+
+    @property
+    def pointer(self) -> EventPointer | None:
+        """Where this event lies, to fetch it again with ``StreamManager.read_event`` (None without an event)."""
+        if self.segment is None or self.offset < 0:
+            return None
+        end = self.position.offsets[self.segment]
+        return EventPointer(self.segment, self.offset, end - self.offset)
 
 
 class EventStreamReader(Generic[T]):
@@ -333,6 +342,11 @@ class EventStreamReader(Generic[T]):
             return state.create_checkpoint(name), None
 
         await self.group.synchronizer.update_state(start)
+
+    async def fetch_event(self, pointer: EventPointer) -> T:
+        """The event at ``pointer`` (from this or any reader), deserialized with this reader's serializer."""
+        deserialize: Callable[[bytes], T] = self.serializer.deserialize
+        return deserialize(await fetch_event(self.group.router, pointer))
 
     async def close(self) -> None:
         """Takes the reader offline; its segments return to the group at the position after its last event."""

@@ -14,7 +14,7 @@ or ``KeyDoesNotExistError``.
 from __future__ import annotations
 
 import bisect
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 import mmh3
@@ -23,7 +23,7 @@ from anabranch.client.controller_client import ControllerClient, KeyValueTableCo
 from anabranch.client.errors import ClientError
 from anabranch.client.hashing import u64_to_fraction
 from anabranch.client.segment_reader import SegmentRouter
-from anabranch.client.table_client import NO_VERSION, NOT_EXISTS, TableSegmentClient
+from anabranch.client.table_client import ITERATION_BATCH, NO_VERSION, NOT_EXISTS, TableSegmentClient
 from anabranch.model.names import KVTABLE_SUFFIX, qualified_segment_name
 
 KVT_SEED = 1741865571
@@ -161,16 +161,75 @@ class KeyValueTable:
         cut = self.config.primary_key_length
         return TableKey(raw[:cut], raw[cut:])
 
-    async def iterate_keys(self) -> AsyncIterator[tuple[TableKey, int]]:
-        """Every key with its version, partition by partition (no global order)."""
-        for partition in self._partitions:
-            async for page in partition.iterate_keys():
-                for raw, version in page:
-                    yield self._split(raw), version
+    def _selected(self, primary_key: bytes | None, secondary_prefix: bytes, from_secondary: bytes | None,
+                  to_secondary: bytes | None) -> tuple[list[TableSegmentClient], Callable[[TableKey], bool]]:
+        """The partitions to scan and the filter for a key family (one primary key) with an optional secondary
+        prefix or inclusive secondary range; all partitions and no filter without a primary key."""
+        if primary_key is None:
+            if secondary_prefix or from_secondary is not None or to_secondary is not None:
+                raise BadKeyError("a secondary-key prefix or range needs primary_key (one key family)")
+            return self._partitions, lambda _key: True
+        partition = self.partition_of(TableKey(primary_key, bytes(self.config.secondary_key_length)))
 
-    async def iterate_entries(self) -> AsyncIterator[TableEntry]:
-        """Every entry, partition by partition (no global order)."""
-        for partition in self._partitions:
-            async for page in partition.iterate_entries():
-                for entry in page:
-                    yield TableEntry(self._split(entry.key), entry.value, entry.version)
+        def wanted(key: TableKey) -> bool:
+            return (key.primary == primary_key and key.secondary.startswith(secondary_prefix)
+                    and (from_secondary is None or key.secondary >= from_secondary)
+                    and (to_secondary is None or key.secondary <= to_secondary))
+
+        return [partition], wanted
+
+    async def key_pages(self, *, primary_key: bytes | None = None, secondary_prefix: bytes = b"",
+                        from_secondary: bytes | None = None, to_secondary: bytes | None = None,
+                        page_size: int = ITERATION_BATCH) -> AsyncIterator[list[tuple[TableKey, int]]]:
+        """Pages (at most ``page_size`` each) of ``(key, version)``: every key, or with ``primary_key`` the keys of
+        that family, optionally only secondary keys starting with ``secondary_prefix`` or within the inclusive
+        range ``from_secondary``..``to_secondary`` (Pravega's ``forPrimaryKey``/``forPrefix``). No global order."""
+        partitions, wanted = self._selected(primary_key, secondary_prefix, from_secondary, to_secondary)
+        page: list[tuple[TableKey, int]] = []
+        for partition in partitions:
+            async for batch in partition.iterate_keys(page_size):
+                for raw, version in batch:
+                    key = self._split(raw)
+                    if wanted(key):
+                        page.append((key, version))
+                        if len(page) >= page_size:
+                            yield page
+                            page = []
+        if page:
+            yield page
+
+    async def entry_pages(self, *, primary_key: bytes | None = None, secondary_prefix: bytes = b"",
+                          from_secondary: bytes | None = None, to_secondary: bytes | None = None,
+                          page_size: int = ITERATION_BATCH) -> AsyncIterator[list[TableEntry]]:
+        """Pages of entries, selected as in ``key_pages``."""
+        partitions, wanted = self._selected(primary_key, secondary_prefix, from_secondary, to_secondary)
+        page: list[TableEntry] = []
+        for partition in partitions:
+            async for batch in partition.iterate_entries(page_size):
+                for entry in batch:
+                    key = self._split(entry.key)
+                    if wanted(key):
+                        page.append(TableEntry(key, entry.value, entry.version))
+                        if len(page) >= page_size:
+                            yield page
+                            page = []
+        if page:
+            yield page
+
+    async def iterate_keys(self, *, primary_key: bytes | None = None, secondary_prefix: bytes = b"",
+                           from_secondary: bytes | None = None,
+                           to_secondary: bytes | None = None) -> AsyncIterator[tuple[TableKey, int]]:
+        """Every selected key with its version (see ``key_pages``), partition by partition (no global order)."""
+        async for page in self.key_pages(primary_key=primary_key, secondary_prefix=secondary_prefix,
+                                         from_secondary=from_secondary, to_secondary=to_secondary):
+            for item in page:
+                yield item
+
+    async def iterate_entries(self, *, primary_key: bytes | None = None, secondary_prefix: bytes = b"",
+                              from_secondary: bytes | None = None,
+                              to_secondary: bytes | None = None) -> AsyncIterator[TableEntry]:
+        """Every selected entry (see ``key_pages``), partition by partition (no global order)."""
+        async for page in self.entry_pages(primary_key=primary_key, secondary_prefix=secondary_prefix,
+                                           from_secondary=from_secondary, to_secondary=to_secondary):
+            for entry in page:
+                yield entry

@@ -8,18 +8,25 @@ modules. Listing hides internal streams (names starting with ``_``) unless asked
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
+from anabranch.client.batch import BatchClient
 from anabranch.client.byte_stream import ByteStreamReader, ByteStreamWriter
 from anabranch.client.config import ClientConfig, StreamConfiguration
 from anabranch.client.connection import ConnectionPool
-from anabranch.client.controller_client import ControllerClient, KeyValueTableConfiguration
+from anabranch.client.controller_client import ControllerClient, KeyValueTableConfiguration, ScaleResult
+from anabranch.client.event_pointer import EventPointer, fetch_event
 from anabranch.client.event_writer import EventStreamWriter
 from anabranch.client.hashing import SegmentWithRange
+from anabranch.client.kv_table import KeyValueTable
+from anabranch.client.reader_group import ReaderGroup, ReaderGroupConfig, ReaderGroupManager, tail_positions
 from anabranch.client.segment_reader import SegmentRouter, controller_resolver
 from anabranch.client.segment_writer import ClientContext
 from anabranch.client.serializers import Serializer
+from anabranch.client.state_synchronizer import RevisionedTableClient, StateSynchronizer, synchronizer_segment
+from anabranch.client.table_client import TableSegmentClient
 from anabranch.client.transactional_writer import TransactionalEventStreamWriter
 from anabranch.model.names import validate_name
 from anabranch.model.stream_cut import StreamCut
@@ -121,6 +128,23 @@ class StreamManager:
     async def get_head_stream_cut(self, scope: str, stream: str) -> StreamCut:
         return StreamCut(scope, stream, await self.controller.get_head_segments(scope, stream))
 
+    async def get_tail_stream_cut(self, scope: str, stream: str) -> StreamCut:
+        """The current segments at their write offsets (the unbounded cut, meaning "the end", once sealed)."""
+        return StreamCut(scope, stream, await tail_positions(self.controller, self.router, scope, stream))
+
+    async def get_stream_info(self, scope: str, stream: str) -> StreamInfo:
+        """Head and tail stream cuts (as Pravega's ``getStreamInfo``) and whether the stream is sealed."""
+        head = await self.get_head_stream_cut(scope, stream)
+        tail = await self.get_tail_stream_cut(scope, stream)
+        return StreamInfo(scope, stream, head, tail, sealed=tail.is_unbounded)
+
+    async def scale_stream(self, scope: str, stream: str, sealed_segments: Iterable[int],
+                           new_ranges: Iterable[tuple[float, float]], *, timeout: float = 60.0) -> ScaleResult:
+        """Manual scaling: seal ``sealed_segments`` (ids of current segments) and replace them with segments
+        covering ``new_ranges`` (key ranges that together cover exactly the sealed ones); waits up to ``timeout``
+        seconds for the scale to complete. ``ScaleFailedError`` if the controller refuses it."""
+        return await self.controller.scale_and_wait(scope, stream, list(sealed_segments), list(new_ranges), timeout)
+
     # ---- writers ----
 
     def _track(self, item: T) -> T:
@@ -158,16 +182,14 @@ class StreamManager:
 
     # ---- reader groups and key-value tables (see reader_group.py and kv_table.py) ----
 
-    def _reader_groups(self) -> Any:
-        from anabranch.client.reader_group import ReaderGroupManager
-
+    def _reader_groups(self) -> ReaderGroupManager:
         return ReaderGroupManager(self.controller, self.router)
 
-    async def create_reader_group(self, scope: str, group: str, config: Any) -> Any:
+    async def create_reader_group(self, scope: str, group: str, config: ReaderGroupConfig) -> ReaderGroup:
         """Create a reader group (``ReaderGroupConfig.for_streams(scope, "s1", ...)``) and return it."""
         return await self._reader_groups().create_reader_group(scope, group, config)
 
-    async def get_reader_group(self, scope: str, group: str) -> Any:
+    async def get_reader_group(self, scope: str, group: str) -> ReaderGroup:
         return await self._reader_groups().get_reader_group(scope, group)
 
     async def delete_reader_group(self, scope: str, group: str) -> bool:
@@ -179,9 +201,7 @@ class StreamManager:
         validate_name("key-value table", name, allow_internal=False)
         return await self.controller.create_key_value_table(scope, name, config or KeyValueTableConfiguration())
 
-    async def get_key_value_table(self, scope: str, name: str) -> Any:
-        from anabranch.client.kv_table import KeyValueTable
-
+    async def get_key_value_table(self, scope: str, name: str) -> KeyValueTable:
         return await KeyValueTable.open(self.controller, self.router, scope, name)
 
     async def delete_key_value_table(self, scope: str, name: str) -> bool:
@@ -190,11 +210,37 @@ class StreamManager:
     def list_key_value_tables(self, scope: str) -> AsyncIterator[str]:
         return self.controller.list_key_value_tables(scope)
 
-    def create_state_synchronizer(self, scope: str, name: str, serializer: Serializer[T]) -> Any:
-        """A ``StateSynchronizer`` for shared state ``name`` (call ``initialize(initial)`` on it first)."""
-        from anabranch.client.state_synchronizer import RevisionedTableClient, StateSynchronizer, synchronizer_segment
-        from anabranch.client.table_client import TableSegmentClient
+    # ---- batch reads and event pointers ----
 
+    def batch_client(self) -> BatchClient:
+        """Lists the segment ranges between two stream cuts and reads each on its own (no reader group)."""
+        return BatchClient(self.controller, self.router)
+
+    @overload
+    async def read_event(self, pointer: EventPointer) -> bytes: ...
+
+    @overload
+    async def read_event(self, pointer: EventPointer, serializer: Serializer[T]) -> T: ...
+
+    async def read_event(self, pointer: EventPointer, serializer: Serializer[Any] | None = None) -> Any:
+        """The one event at ``pointer`` (``EventRead.pointer``, ``BatchEvent.pointer`` or
+        ``EventPointer.parse(text)``); raw bytes without a serializer."""
+        data = await fetch_event(self.router, pointer)
+        return data if serializer is None else serializer.deserialize(data)
+
+    def create_state_synchronizer(self, scope: str, name: str, serializer: Serializer[T]) -> StateSynchronizer[T]:
+        """A ``StateSynchronizer`` for shared state ``name`` (call ``initialize(initial)`` on it first)."""
         validate_name("state synchronizer", name, allow_internal=False)
         table = TableSegmentClient(self.router, synchronizer_segment(scope, name))
         return StateSynchronizer(RevisionedTableClient(table), serializer)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamInfo:
+    """What ``StreamManager.get_stream_info`` tells: the readable range of a stream and whether it is sealed."""
+
+    scope: str
+    stream: str
+    head: StreamCut
+    tail: StreamCut
+    sealed: bool

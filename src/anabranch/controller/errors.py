@@ -1,12 +1,22 @@
 """Errors of the control plane: segment-store replies seen by the controller, and metadata conflicts.
 
 Each wire error reply the controller can receive maps to one class here (``segment_helper`` does the
-mapping); the gRPC layer maps these classes to status enums or gRPC codes. Nothing parses messages.
+mapping); the gRPC layer maps these classes to status enums or gRPC codes. Nothing parses messages. Each also
+belongs to a family of ``anabranch.errors`` (not found, already exists, sealed, truncated, conflict, unavailable),
+shared with the client's errors.
 """
 
 from __future__ import annotations
 
-from anabranch.errors import AnabranchError
+from anabranch.errors import (
+    AlreadyExistsError,
+    AnabranchError,
+    ConflictError,
+    SealedError,
+    TruncatedError,
+    UnavailableError,
+)
+from anabranch.errors import NotFoundError as AnyNotFoundError
 
 
 class ControllerError(AnabranchError):
@@ -21,19 +31,19 @@ class SegmentStoreError(ControllerError):
         self.segment = segment
 
 
-class NoSuchSegmentError(SegmentStoreError):
+class NoSuchSegmentError(SegmentStoreError, AnyNotFoundError):
     """The segment (or table segment) does not exist on the segment store."""
 
 
-class SegmentExistsError(SegmentStoreError):
+class SegmentExistsError(SegmentStoreError, AlreadyExistsError):
     """The segment already exists."""
 
 
-class SegmentSealedError(SegmentStoreError):
+class SegmentSealedError(SegmentStoreError, SealedError):
     """The segment is sealed."""
 
 
-class BadOffsetError(SegmentStoreError):
+class BadOffsetError(SegmentStoreError, TruncatedError):
     """A truncation offset is outside the segment's readable range."""
 
 
@@ -41,13 +51,13 @@ class TableNotEmptyError(SegmentStoreError):
     """A table segment that must be empty still holds entries."""
 
 
-class WriteConflictError(ControllerError):
+class WriteConflictError(ControllerError, ConflictError):
     """A conditional metadata update lost a race (wrong version or key missing/present); re-read and retry."""
 
     retriable = True
 
 
-class SegmentStoreUnavailableError(ControllerError):
+class SegmentStoreUnavailableError(ControllerError, UnavailableError):
     """The segment store cannot be reached (or keeps answering WrongHost) after all retries."""
 
     retriable = True
@@ -57,7 +67,7 @@ class UnexpectedReplyError(ControllerError):
     """The segment store answered with a reply that does not fit the request."""
 
 
-class NotFoundError(ControllerError):
+class NotFoundError(ControllerError, AnyNotFoundError):
     """A scope, stream, reader group, table or transaction does not exist."""
 
 
