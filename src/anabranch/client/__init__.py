@@ -26,8 +26,10 @@ from anabranch.client.errors import __all__ as _error_names
 from anabranch.client.event_pointer import EventPointer
 from anabranch.client.event_reader import EventRead, EventStreamReader
 from anabranch.client.event_writer import EventStreamWriter
+from anabranch.client.group_notifications import EndOfDataNotification, SegmentNotification
 from anabranch.client.hashing import SegmentWithRange, hash_routing_key
 from anabranch.client.kv_table import KeyValueTable, Put, TableEntry, TableKey
+from anabranch.client.lag import Lag
 from anabranch.client.reader_group import Position, ReaderGroup, ReaderGroupConfig, ReaderGroupManager
 from anabranch.client.reader_group_state import Checkpoint
 from anabranch.client.serializers import BytesSerializer, JsonSerializer, Serializer, StringSerializer
@@ -47,6 +49,7 @@ __all__ = [
     "Checkpoint",
     "ClientConfig",
     "ControllerClient",
+    "EndOfDataNotification",
     "EventPointer",
     "EventRead",
     "EventStreamReader",
@@ -54,6 +57,7 @@ __all__ = [
     "JsonSerializer",
     "KeyValueTable",
     "KeyValueTableConfiguration",
+    "Lag",
     "PingStatus",
     "Position",
     "Put",
@@ -64,6 +68,7 @@ __all__ = [
     "RetentionType",
     "ScaleType",
     "ScalingPolicy",
+    "SegmentNotification",
     "SegmentRange",
     "SegmentWithRange",
     "Serializer",

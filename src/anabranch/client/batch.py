@@ -14,9 +14,9 @@ from typing import Any
 
 from anabranch.client.controller_client import ControllerClient
 from anabranch.client.event_pointer import EventPointer
-from anabranch.client.reader_group import segment_info, tail_positions
 from anabranch.client.segment_reader import SegmentReader, SegmentRouter
 from anabranch.client.serializers import BytesSerializer, Serializer
+from anabranch.client.stream_positions import segment_info, tail_positions
 from anabranch.model.names import ScopedSegment
 from anabranch.model.stream_cut import StreamCut
 
@@ -70,6 +70,18 @@ class BatchClient:
             if last > first:
                 ranges.append(SegmentRange(segment, first, last))
         return ranges
+
+    async def count_events(self, segment_range: SegmentRange) -> int:
+        """How many events ``segment_range`` holds (reads the range)."""
+        reader = SegmentReader(self.router, segment_range.segment.qualified_name, segment_range.start_offset,
+                               segment_range.end_offset)
+        count = 0
+        try:
+            while not reader.at_end:
+                count += len((await reader.read_block()).events)
+        finally:
+            await reader.close()
+        return count
 
     async def read_segment(self, segment_range: SegmentRange,
                            serializer: Serializer[Any] | None = None) -> AsyncIterator[BatchEvent]:

@@ -25,8 +25,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from anabranch.client.batch import BatchClient
 from anabranch.client.errors import ClientClosedError
 from anabranch.client.event_pointer import EventPointer, fetch_event
+from anabranch.client.lag import Lag, segments_lag
 from anabranch.client.reader_group import RETENTION_AUTOMATIC, Position, ReaderGroup, stream_cuts
 from anabranch.client.reader_group_state import ReaderGroupState
 from anabranch.client.segment_reader import EventBlock, SegmentReader
@@ -342,6 +344,13 @@ class EventStreamReader(Generic[T]):
             return state.create_checkpoint(name), None
 
         await self.group.synchronizer.update_state(start)
+
+    async def lag(self, *, count_events: bool = True) -> Lag:
+        """Exact events and bytes this reader has not returned yet in the segments it holds, from its live
+        positions (fetched-but-unreturned events count as unread) to the segments' tails or end offsets."""
+        batch = BatchClient(self.group.controller, self.group.router)
+        return await segments_lag(batch, dict(self._positions), self.group.synchronizer.state.end_offsets,
+                                  count_events=count_events)
 
     async def fetch_event(self, pointer: EventPointer) -> T:
         """The event at ``pointer`` (from this or any reader), deserialized with this reader's serializer."""

@@ -14,21 +14,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import cbor2
 
+from anabranch.client.batch import BatchClient
 from anabranch.client.controller_client import ControllerClient, ControllerReaderGroupConfig
 from anabranch.client.errors import ClientError, NoSuchReaderGroupError, OperationTimeoutError, VersionConflictError
+from anabranch.client.group_notifications import Notification, watch
+from anabranch.client.lag import NO_LAG, Lag, segments_lag, stream_lag
 from anabranch.client.reader_group_state import Checkpoint, ReaderGroupState
 from anabranch.client.segment_reader import SegmentRouter
 from anabranch.client.state_synchronizer import RevisionedTableClient, StateSynchronizer, synchronizer_segment
+from anabranch.client.stream_positions import segment_info, tail_positions
 from anabranch.client.table_client import NOT_EXISTS, TableSegmentClient
 from anabranch.model.names import READER_GROUP_STREAM_PREFIX, ScopedSegment, validate_name
 from anabranch.model.stream_cut import StreamCut
-from anabranch.protocol.commands import GetStreamSegmentInfo, StreamSegmentInfo
 
 if TYPE_CHECKING:
     from anabranch.client.event_reader import EventStreamReader
@@ -254,6 +257,36 @@ class ReaderGroup:
                         total += info.write_offset - info.start_offset
         return total
 
+    def notifications(self, poll_interval: float = 0.5) -> AsyncIterator[Notification]:
+        """Segment-count changes and end of data, as an async iterator (see ``group_notifications``)."""
+        return watch(self.state, poll_interval)
+
+    async def lag(self, *, count_events: bool = True) -> Lag:
+        """Exact events and bytes between the group's positions (as its readers last reported them, at most
+        ``group_refresh_time`` old) and the tails or ending cuts, successors not yet reached included."""
+        state = await self.state()
+        batch = BatchClient(self.controller, self.router)
+        ends = {(c.scope, c.stream): c for c in self.config.ending_cuts}
+        positions = state.positions()
+        total = NO_LAG if count_events else Lag(-1, 0)
+        for start in self.config.starting_cuts:
+            mine = {s.segment_id: o for s, o in positions.items()
+                    if (s.scope, s.stream) == (start.scope, start.stream) and o >= 0}
+            if mine:
+                cut = StreamCut(start.scope, start.stream, mine)
+                total = total + await stream_lag(batch, cut, ends.get((start.scope, start.stream)),
+                                                 count_events=count_events)
+        return total
+
+    async def reader_lags(self, *, count_events: bool = True) -> dict[str, Lag]:
+        """Per reader: exact events and bytes between its reported positions and the ends of the segments it
+        holds (successors it has not acquired yet are in ``lag()``, not here)."""
+        state = await self.state()
+        batch = BatchClient(self.controller, self.router)
+        return {reader: await segments_lag(batch, state.segments_of(reader), state.end_offsets,
+                                           count_events=count_events)
+                for reader in sorted(state.readers)}
+
     async def reset_to(self, target: Checkpoint | Iterable[StreamCut]) -> None:
         """Restarts the group from a checkpoint or stream cuts; current readers must be recreated."""
         if isinstance(target, Checkpoint):
@@ -266,20 +299,6 @@ class ReaderGroup:
 
     async def delete(self) -> None:
         await delete_group(self.controller, self.router, self.scope, self.name)
-
-
-async def segment_info(router: SegmentRouter, segment: str) -> StreamSegmentInfo | None:
-    reply = await router.request(segment, lambda rid: GetStreamSegmentInfo(rid, segment, router.delegation_token))
-    return reply if isinstance(reply, StreamSegmentInfo) else None
-
-
-async def tail_positions(controller: ControllerClient, router: SegmentRouter, scope: str,
-                         stream: str) -> dict[int, int]:
-    tail = {}
-    for current in await controller.get_current_segments(scope, stream):
-        info = await segment_info(router, current.qualified_name)
-        tail[current.segment_id] = info.write_offset if info is not None else 0
-    return tail
 
 
 async def initial_state(controller: ControllerClient, router: SegmentRouter,
