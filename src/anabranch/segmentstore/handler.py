@@ -8,14 +8,20 @@ sockets here, so it is tested by feeding commands and reading replies. Invariant
   :class:`AppendPipeline` (one store call per block, acks in order per writer);
 - an error the protocol can report becomes its reply (spec §8.2); anything else is logged and closes this
   connection only;
-- transient segments created on this connection are deleted when it closes unless they were merged.
+- transient segments created on this connection are deleted when it closes unless they were merged;
+- resources per connection are bounded: at most ``MAX_CONCURRENT_REQUESTS`` requests run at once (further ones
+  wait, and reading from the socket pauses), replies that carry data reserve their size in a
+  :class:`ReplyBudget` (reading also pauses while the send buffer is above its high-water mark), and append
+  bytes waiting for the store are capped by ``MAX_INFLIGHT_BYTES``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -73,6 +79,7 @@ from anabranch.segmentstore.handler_appends import AppendPipeline
 from anabranch.segmentstore.handler_errors import error_reply
 from anabranch.segmentstore.handler_merges import MergeHistory, merge, merge_batch
 from anabranch.segmentstore.handler_tables import TableRequest, handle_table_request
+from anabranch.segmentstore.reply_budget import ReplyBudget
 
 if TYPE_CHECKING:
     from anabranch.auth.wire_auth import WireAuthorizer
@@ -80,6 +87,7 @@ if TYPE_CHECKING:
     from anabranch.segmentstore.stats import SegmentStatsRecorder
     from anabranch.segmentstore.store import SegmentStore
     from anabranch.segmentstore.tables import TableStore
+    from anabranch.storage.interfaces import Buffer
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +95,8 @@ MAX_READ_LENGTH = 2 * 1024 * 1024
 MIN_READ_LENGTH = 8
 MAX_INFLIGHT_BYTES = 32 * 1024 * 1024
 """Reading from the socket pauses while this many append bytes are waiting for the store."""
+MAX_CONCURRENT_REQUESTS = 128
+"""Requests (not appends) of one connection that run at once; tail reads waiting for data count too."""
 
 _TABLE_REQUESTS = (
     CreateTableSegment,
@@ -99,6 +109,11 @@ _TABLE_REQUESTS = (
     ReadTableEntriesDelta,
     GetTableSegmentInfo,
 )
+
+
+_TABLE_READS = (ReadTable, ReadTableKeys, ReadTableEntries, ReadTableEntriesDelta)
+TABLE_PAGE_BYTES = 2 * 1024 * 1024
+"""What a table read reserves in the reply budget (a page of entries is about this large at most)."""
 
 
 class Output(Protocol):
@@ -126,6 +141,8 @@ class ConnectionHandler:
         tail_read_timeout: float = 20.0,
         peer: str = "?",
         max_inflight_bytes: int = MAX_INFLIGHT_BYTES,
+        max_concurrent_requests: int = MAX_CONCURRENT_REQUESTS,
+        reply_budget: ReplyBudget | None = None,
         merges: MergeHistory | None = None,
         stats: SegmentStatsRecorder | None = None,
         auth: WireAuthorizer | None = None,
@@ -139,7 +156,12 @@ class ConnectionHandler:
         self._merges = merges if merges is not None else MergeHistory()
         self._peer = peer
         self._max_inflight = max_inflight_bytes
-        self._paused = False
+        self._max_requests = max_concurrent_requests
+        self.budget = reply_budget or ReplyBudget()
+        self._pauses: set[str] = set()
+        """Why reading from the socket is paused ("appends", "requests", "replies"); empty: reading."""
+        self._waiting: deque[Awaitable[None]] = deque()
+        """Requests beyond ``max_concurrent_requests``, started as running ones finish."""
         self._tasks: set[asyncio.Task[None]] = set()
         self._transients: set[str] = set()
         self.closed = False
@@ -194,13 +216,27 @@ class ConnectionHandler:
         self.closed = True
         self._output.close()
 
+    def _pause(self, reason: str, paused: bool) -> None:
+        """Pause reading from the socket for ``reason`` (or lift that reason); reading resumes when none is left."""
+        if paused and reason not in self._pauses:
+            self._pauses.add(reason)
+            if len(self._pauses) == 1 and not self.closed:
+                self._output.pause_reading()
+        elif not paused and reason in self._pauses:
+            self._pauses.discard(reason)
+            if not self._pauses and not self.closed:
+                self._output.resume_reading()
+
     def _flow(self, inflight_bytes: int) -> None:
-        if not self._paused and inflight_bytes > self._max_inflight:
-            self._paused = True
-            self._output.pause_reading()
-        elif self._paused and inflight_bytes <= self._max_inflight // 2:
-            self._paused = False
-            self._output.resume_reading()
+        if inflight_bytes > self._max_inflight:
+            self._pause("appends", True)
+        elif inflight_bytes <= self._max_inflight // 2:
+            self._pause("appends", False)
+
+    def replies_backed_up(self, backed_up: bool) -> None:
+        """The send buffer passed its high-water mark (True) or fell below its low-water mark (False)."""
+        self.budget.set_paused(backed_up)
+        self._pause("replies", backed_up)
 
     # --- input -------------------------------------------------------------------------------
 
@@ -240,14 +276,30 @@ class ConnectionHandler:
             self.fail(f"client wire versions {hello.low_version}..{hello.high_version} are incompatible")
 
     def _spawn(self, coro: Awaitable[None]) -> None:
+        if len(self._tasks) >= self._max_requests:
+            self._waiting.append(coro)
+            self._pause("requests", True)
+            return
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if self._waiting and not self.closed:
+            self._spawn(self._waiting.popleft())
+        if not self._waiting:
+            self._pause("requests", False)
 
     async def aclose(self) -> None:
         """The connection ended: stop its requests and delete the transient segments it left unmerged."""
         self.closed = True
         self._appends.close()
+        self.budget.close()
+        while self._waiting:
+            waiting = self._waiting.popleft()
+            if inspect.iscoroutine(waiting):
+                waiting.close()
         for task in list(self._tasks):
             task.cancel()
         for name in sorted(self._transients):
@@ -307,21 +359,30 @@ class ConnectionHandler:
         await self._guard(request.request_id, request.parent_segment, work())
 
     async def _read_segment(self, request: ReadSegment) -> None:
+        """A tail read first waits for data without holding reply budget (reading one byte at most), then,
+        like any read, reserves its reply size before the data is read."""
         length = min(MAX_READ_LENGTH, max(MIN_READ_LENGTH, request.suggested_length))
 
-        async def work() -> Reply:
+        async def work() -> Reply | None:
             try:
-                result = await self._store.read(
-                    request.segment, request.offset, length, wait_timeout=self._tail_read_timeout
-                )
+                info = await self._store.get_info(request.segment)
+                if request.offset >= info.length and not info.sealed:
+                    probe = await self._store.read(request.segment, request.offset, 1,
+                                                   wait_timeout=self._tail_read_timeout)
+                    if not probe.data:
+                        return self._segment_read(request, probe.at_tail, probe.end_of_segment, b"")
+                async with self.budget.reserve(length):
+                    result = await self._store.read(request.segment, request.offset, length)
+                    self.reply(self._segment_read(request, result.at_tail, result.end_of_segment, result.data))
+                    return None
             except ContainerClosedError:
-                return SegmentRead(request.segment, request.offset, True, False, b"", request.request_id)
-            return SegmentRead(
-                request.segment, request.offset, result.at_tail, result.end_of_segment, bytes(result.data),
-                request.request_id,
-            )
+                return self._segment_read(request, True, False, b"")
 
         await self._guard(request.request_id, request.segment, work(), offset=request.offset)
+
+    @staticmethod
+    def _segment_read(request: ReadSegment, at_tail: bool, end: bool, data: Buffer) -> SegmentRead:
+        return SegmentRead(request.segment, request.offset, at_tail, end, bytes(data), request.request_id)
 
     async def _segment_info(self, request: GetStreamSegmentInfo) -> None:
         async def work() -> Reply:
@@ -431,4 +492,9 @@ class ConnectionHandler:
     async def _table_request(self, request: TableRequest) -> None:
         segment = request.segment_name if isinstance(request, GetTableSegmentInfo) else request.segment
         offset = request.table_segment_offset if isinstance(request, UpdateTableEntries | RemoveTableKeys) else -1
-        await self._guard(request.request_id, segment, handle_table_request(self._tables, request), offset=offset)
+        if isinstance(request, _TABLE_READS):
+            async with self.budget.reserve(TABLE_PAGE_BYTES):
+                await self._guard(request.request_id, segment, handle_table_request(self._tables, request))
+        else:
+            await self._guard(request.request_id, segment, handle_table_request(self._tables, request),
+                              offset=offset)

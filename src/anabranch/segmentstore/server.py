@@ -3,8 +3,11 @@
 One ``WireProtocol`` per connection: ``data_received`` decodes frames (sans-IO ServerConnection) and hands the
 items to the connection's handler, which writes replies to the transport. Bad input (ProtocolError) is logged
 once at WARNING with the peer address and closes that connection only; reading pauses while too many append
-bytes wait for the store. With an ``ssl.SSLContext`` every connection is TLS (asyncio does the handshake
-before the protocol sees the connection; a client that does not speak TLS is dropped during the handshake).
+bytes wait for the store, while too many requests run, and while the send buffer is above its high-water
+mark (``reply_budget.HIGH_WATER``, resumed below ``LOW_WATER``): a client that does not read its replies
+holds a bounded amount of the server's memory.
+With an ``ssl.SSLContext`` every connection is TLS (asyncio does the handshake before the protocol sees the
+connection; a client that does not speak TLS is dropped during the handshake).
 A plaintext server closes at once a connection whose first bytes are a TLS ClientHello (no wire command starts
 with a TLS record header), logging why, instead of waiting for the rest of a bogus frame.
 Knows nothing about segments beyond passing them on.
@@ -21,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from anabranch.protocol.server_connection import BadInputError, ServerConnection
 from anabranch.segmentstore.handler import ConnectionHandler
 from anabranch.segmentstore.handler_merges import MergeHistory
+from anabranch.segmentstore.reply_budget import HIGH_WATER, LOW_WATER
 
 if TYPE_CHECKING:
     from anabranch.auth.wire_auth import WireAuthorizer
@@ -85,6 +89,7 @@ class WireProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
+        transport.set_write_buffer_limits(high=HIGH_WATER, low=LOW_WATER)
         peer = transport.get_extra_info("peername")
         self._peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         self._handler = ConnectionHandler(
@@ -119,6 +124,14 @@ class WireProtocol(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         return False
+
+    def pause_writing(self) -> None:
+        if self._handler is not None:
+            self._handler.replies_backed_up(True)
+
+    def resume_writing(self) -> None:
+        if self._handler is not None:
+            self._handler.replies_backed_up(False)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._server.connections.discard(self)

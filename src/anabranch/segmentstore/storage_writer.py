@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from anabranch.clock import Clock, SystemClock
 from anabranch.errors import DataCorruptionError
 from anabranch.segmentstore.durable_log import CheckpointRequest, OperationProcessor
-from anabranch.segmentstore.errors import ContainerClosedError
+from anabranch.segmentstore.errors import ContainerClosedError, DiskFullError
 from anabranch.segmentstore.metadata import ContainerMetadata, PendingMerge, SegmentMetadata
 from anabranch.segmentstore.read_index import ReadIndex
 from anabranch.storage.interfaces import (
@@ -126,6 +126,9 @@ class StorageWriter:
                     await self._cycle(force=force)
             except ContainerClosedError:
                 return
+            except DiskFullError as exc:
+                self.errors += 1
+                log.warning("container %d: storage writer cannot checkpoint: %s", self._container_id, exc)
             except Exception:
                 self.errors += 1
                 log.exception("container %d: storage writer cycle failed; retrying", self._container_id)

@@ -3,7 +3,9 @@
 Owns ``root``: chunk ``a/b/c`` is the file ``root/a/b/c``. Invariants: a write returns only after the
 data is ``fdatasync``'d; creating or deleting a chunk fsyncs its directory (and new directories are
 fsync'd into their parents), so a chunk that exists after ``create`` returns survives a crash;
-blocking I/O runs in worker threads, never on the event loop.
+blocking I/O runs in worker threads, never on the event loop. A full device (ENOSPC, EDQUOT) raises the
+retriable ``StorageFullError`` with nothing left behind: a write is cut back to the chunk's previous length,
+a chunk being created is removed.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import os
 from pathlib import Path
 
 from anabranch.storage.chunk_rules import check_read_range, check_write_offset, validate_chunk_name
-from anabranch.storage.interfaces import Buffer, ChunkExistsError, ChunkNotFoundError
+from anabranch.storage.file_log import is_no_space
+from anabranch.storage.interfaces import Buffer, ChunkExistsError, ChunkNotFoundError, StorageFullError
 from anabranch.storage.log_format import fsync_directory, writev_all
 
 
@@ -43,7 +46,17 @@ class FileSystemChunkStorage:
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
         except FileExistsError:
             raise ChunkExistsError(f"chunk file {path} already exists") from None
-        fsync_directory(path.parent)
+        except OSError as error:
+            if is_no_space(error):
+                raise StorageFullError(f"no space left to create chunk file {path}") from error
+            raise
+        try:
+            fsync_directory(path.parent)
+        except OSError as error:
+            if not is_no_space(error):
+                raise
+            path.unlink(missing_ok=True)
+            raise StorageFullError(f"no space left to create chunk file {path}") from error
 
     def _make_directories(self, directory: Path) -> None:
         if directory.is_dir():
@@ -65,8 +78,15 @@ class FileSystemChunkStorage:
             raise ChunkNotFoundError(f"chunk {name!r} does not exist under {self._root}") from None
         try:
             check_write_offset(name, offset, os.fstat(fd).st_size, True)
-            written = writev_all(fd, [data])
-            os.fdatasync(fd)
+            try:
+                written = writev_all(fd, [data])
+                os.fdatasync(fd)
+            except OSError as error:
+                if not is_no_space(error):
+                    raise
+                os.ftruncate(fd, offset)
+                os.fdatasync(fd)
+                raise StorageFullError(f"no space left to write chunk {name!r}") from error
             return written
         finally:
             os.close(fd)

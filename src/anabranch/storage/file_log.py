@@ -6,7 +6,9 @@ Owns the files of one directory (format in ``log_format``). Invariants:
   and one ``fdatasync`` in the log's own I/O thread (so other blocking work cannot delay it), while the
   next batch accumulates on the event loop;
 - a failed write or sync fails every pending append with ``LogClosedError`` and closes the log: nothing
-  that may not be durable is ever acked;
+  that may not be durable is ever acked; except a full device (ENOSPC, EDQUOT): the file is cut back to its
+  last durable record, every pending append fails with the retriable ``StorageFullError``, their sequence
+  numbers are handed out again, and the log stays open, so appends succeed again once space is freed;
 - ``open`` verifies every record; a bad record ends the last file (torn tail: the file is cut there, so
   later appends never follow garbage); a bad record in any other file is a ``DataCorruptionError``;
 - files rotate once they pass ``file_size_limit``; each is named by its first sequence; creating or
@@ -17,6 +19,7 @@ Owns the files of one directory (format in ``log_format``). Invariants:
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -26,7 +29,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from anabranch.errors import DataCorruptionError
-from anabranch.storage.interfaces import Buffer, LogClosedError
+from anabranch.storage.interfaces import Buffer, LogClosedError, StorageFullError
 from anabranch.storage.log_format import (
     file_name,
     frame_header,
@@ -42,6 +45,12 @@ log = logging.getLogger(__name__)
 DEFAULT_FILE_SIZE_LIMIT = 64 * 1024 * 1024
 _T = TypeVar("_T")
 _Pending = tuple[int, Sequence[Buffer], "asyncio.Future[int]"]
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def is_no_space(error: BaseException) -> bool:
+    """Whether ``error`` says the device (or the user's quota) is full."""
+    return isinstance(error, OSError) and error.errno in _NO_SPACE
 
 
 @dataclass(slots=True)
@@ -147,7 +156,10 @@ class FileDurableDataLog:
                 if current.size >= self._file_size_limit:
                     current = await self._rotate(batch[0][0])
                 assert self._fd is not None
-                written = await self._in_thread(self._write_batch, self._fd, batch)
+                written = await self._in_thread(self._write_batch, self._fd, batch, current.size)
+            except StorageFullError as error:
+                self._refuse(error, batch)
+                continue
             except BaseException as error:
                 self._fail(error, batch)
                 return
@@ -158,17 +170,42 @@ class FileDurableDataLog:
                     future.set_result(sequence)
 
     @staticmethod
-    def _write_batch(fd: int, batch: list[_Pending]) -> int:
+    def _write_batch(fd: int, batch: list[_Pending], durable_size: int) -> int:
         buffers: list[Buffer] = []
         for sequence, parts, _ in batch:
             buffers.append(frame_header(sequence, parts))
             buffers.extend(parts)
-        written = writev_all(fd, buffers)
-        os.fdatasync(fd)
+        try:
+            written = writev_all(fd, buffers)
+            os.fdatasync(fd)
+        except OSError as error:
+            if not is_no_space(error):
+                raise
+            os.ftruncate(fd, durable_size)  # a failure here closes the log (the file may hold a partial record)
+            os.fdatasync(fd)
+            raise StorageFullError(f"no space left for the log file ({error.strerror})") from error
         return written
 
+    def _refuse(self, error: StorageFullError, batch: list[_Pending]) -> None:
+        """Nothing of ``batch`` was written: fail it and everything queued after it, reuse their sequences."""
+        refused = batch + self._pending
+        self._pending = []
+        self._next_sequence = batch[0][0]
+        log.warning("log %s: no space left; refused %d appends (nothing written)", self._directory, len(refused))
+        for _, _, future in refused:
+            if not future.done():
+                failure = StorageFullError(f"log {self._directory}: {error}; the append was not written")
+                failure.__cause__ = error
+                future.set_exception(failure)
+
     async def _rotate(self, first_sequence: int) -> _LogFile:
-        new_file = await self._in_thread(self._create_file, first_sequence)
+        try:
+            new_file = await self._in_thread(self._create_file, first_sequence)
+        except OSError as error:
+            if not is_no_space(error):
+                raise
+            (self._directory / file_name(first_sequence)).unlink(missing_ok=True)
+            raise StorageFullError(f"no space left for a new log file ({error.strerror})") from error
         new_fd = os.open(new_file.path, os.O_WRONLY | os.O_APPEND)
         assert self._fd is not None
         os.close(self._fd)

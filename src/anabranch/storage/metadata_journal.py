@@ -14,7 +14,8 @@ Invariants:
 - generations are ordered by (owner epoch, number): metadata written by a fenced-out owner with a lower
   epoch is ignored, and opening with a lower epoch than LTS holds raises ``StorageFencedError``;
 - after a failed journal write nothing more is written (the outcome is unknown): the journal fails
-  stop and a new instance must be opened, which replays the truth from LTS.
+  stop and a new instance must be opened, which replays the truth from LTS. Except ``StorageFullError``:
+  the chunk storage wrote nothing, so the commits of that record fail (retriable) and the journal goes on.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import zlib
 import cbor2
 
 from anabranch.errors import DataCorruptionError
-from anabranch.storage.interfaces import ChunkStorage, StorageError
+from anabranch.storage.interfaces import ChunkStorage, StorageError, StorageFullError
 from anabranch.storage.segment_metadata import Op, SegmentState, apply_ops, decode_snapshot, encode_snapshot
 
 log = logging.getLogger(__name__)
@@ -188,6 +189,12 @@ class MetadataJournal:
             batch, self._pending = self._pending, []
             try:
                 await self._append_record(frame(cbor2.dumps([op for ops, _ in batch for op in ops])))
+            except StorageFullError as error:
+                for _, future in batch + self._pending:
+                    if not future.done():
+                        future.set_exception(error)
+                self._pending = []
+                return
             except BaseException as error:
                 self._fail(error, batch)
                 return
@@ -204,20 +211,29 @@ class MetadataJournal:
             or not self._chunks.supports_append
             or self._journal_length >= self._journal_chunk_limit
         ):
+            name = self._journal_name(self._generation, self._journal_index + 1)
+            await self._chunks.create(name)
             self._journal_index += 1
-            self._journal_chunk = self._journal_name(self._generation, self._journal_index)
+            self._journal_chunk = name
             self._journal_length = 0
-            await self._chunks.create(self._journal_chunk)
-            self._generation_chunks.append(self._journal_chunk)
+            self._generation_chunks.append(name)
         await self._chunks.write(self._journal_chunk, self._journal_length, record)
         self._journal_length += len(record)
         self._records_in_generation += 1
 
     async def _roll_generation(self) -> None:
         old = self._generation_chunks
+        previous = self._generation
         self._generation = (self._epoch, self._generation[1] + 1)
         try:
             await self._write_snapshot()
+        except StorageFullError as error:
+            log.warning("LTS metadata under %r: no space for a new snapshot (%s); staying in generation %s",
+                        self._prefix, error, previous)
+            failed = self._snapshot_name(self._generation)
+            self._generation = previous
+            await self._delete_quietly([failed])
+            return
         except BaseException as error:
             self._fail(error, [])
             return
