@@ -23,19 +23,22 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from anabranch.client.batch import BatchClient
 from anabranch.client.errors import ClientClosedError
 from anabranch.client.event_pointer import EventPointer, fetch_event
 from anabranch.client.lag import Lag, segments_lag
-from anabranch.client.reader_group import RETENTION_AUTOMATIC, Position, ReaderGroup, stream_cuts
+from anabranch.client.reader_group_config import RETENTION_AUTOMATIC, Position, stream_cuts
 from anabranch.client.reader_group_state import ReaderGroupState
 from anabranch.client.segment_reader import EventBlock, SegmentReader
 from anabranch.client.serializers import BytesSerializer
 from anabranch.client.state_synchronizer import StateNotInitializedError
 from anabranch.client.watermark_reader import ReaderWatermarks, TimeWindow
 from anabranch.model.names import ScopedSegment
+
+if TYPE_CHECKING:
+    from anabranch.client.reader_group import ReaderGroup
 
 log = logging.getLogger(__name__)
 
