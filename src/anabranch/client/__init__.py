@@ -5,7 +5,13 @@ docs/client.md for a tour. Everything here speaks only Pravega's public protocol
 """
 
 from anabranch.client.batch import BatchClient, BatchEvent, SegmentRange
-from anabranch.client.blocking import BlockingStreamManager, connect
+from anabranch.client.blocking import (
+    BlockingEventStreamReader,
+    BlockingEventStreamWriter,
+    BlockingReaderGroup,
+    BlockingStreamManager,
+    connect,
+)
 from anabranch.client.byte_stream import ByteStreamReader, ByteStreamWriter
 from anabranch.client.config import (
     ClientConfig,
@@ -42,6 +48,9 @@ from anabranch.model.stream_cut import StreamCut
 __all__ = [
     "BatchClient",
     "BatchEvent",
+    "BlockingEventStreamReader",
+    "BlockingEventStreamWriter",
+    "BlockingReaderGroup",
     "BlockingStreamManager",
     "ByteStreamReader",
     "ByteStreamWriter",

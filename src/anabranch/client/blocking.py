@@ -1,7 +1,9 @@
 """A synchronous facade over the asyncio client, for scripts and REPLs.
 
 ``connect(uri)`` starts one background thread running an event loop and returns a
-``BlockingStreamManager``. Every object it hands out is a ``Blocking`` proxy: calling a method runs
+``BlockingStreamManager``. Its main methods, and those of the writers, readers and reader groups it hands out
+(``BlockingEventStreamWriter``, ``BlockingEventStreamReader``, ``BlockingReaderGroup``), are typed; every other
+object it hands out is a generic ``Blocking`` proxy: calling a method runs
 the coroutine on that loop and waits for its result; async iterators come back as lists; acks
 (asyncio futures) come back as ``concurrent.futures.Future``; resources (writers, readers, groups,
 tables) come back wrapped again. Invariant: all client code runs on the loop thread only.
@@ -11,14 +13,25 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import concurrent.futures
 import contextlib
 import inspect
 import threading
-from collections.abc import AsyncIterator, Callable, Coroutine
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
+from typing import Any, Generic, TypeVar, cast
 
-from anabranch.client.config import ClientConfig
-from anabranch.client.stream_manager import StreamManager
+from anabranch.client.config import ClientConfig, StreamConfiguration
+from anabranch.client.controller_client import ScaleResult
+from anabranch.client.event_pointer import EventPointer
+from anabranch.client.event_reader import EventRead, EventStreamReader
+from anabranch.client.event_writer import EventStreamWriter
+from anabranch.client.lag import Lag
+from anabranch.client.reader_group import ReaderGroup
+from anabranch.client.reader_group_config import Position, ReaderGroupConfig
+from anabranch.client.reader_group_state import Checkpoint
+from anabranch.client.serializers import Serializer
+from anabranch.client.stream_manager import StreamInfo, StreamManager
+from anabranch.model.stream_cut import StreamCut
 
 T = TypeVar("T")
 CALL_TIMEOUT = 300.0
@@ -146,8 +159,157 @@ async def _call(function: Callable[..., Any], args: tuple[Any, ...], kwargs: dic
     return result
 
 
+class BlockingEventStreamWriter(Blocking, Generic[T]):
+    """``EventStreamWriter`` with blocking, typed methods; acks are ``concurrent.futures.Future``s."""
+
+    @property
+    def _writer(self) -> EventStreamWriter[T]:
+        return cast("EventStreamWriter[T]", self._target)
+
+    def write_event(self, event: T, routing_key: str | None = None) -> concurrent.futures.Future[None]:
+        ack = self._runner.run(self._writer.write_event(event, routing_key))
+        return asyncio.run_coroutine_threadsafe(_await(ack), self._runner.loop)
+
+    def write_events(self, events: Iterable[T], routing_key: str | None = None) -> concurrent.futures.Future[None]:
+        ack = self._runner.run(self._writer.write_events(events, routing_key))
+        return asyncio.run_coroutine_threadsafe(_await(ack), self._runner.loop)
+
+    def flush(self) -> None:
+        self._runner.run(self._writer.flush())
+
+    def note_time(self, timestamp: int) -> bool:
+        return self._runner.run(self._writer.note_time(timestamp))
+
+
+class BlockingEventStreamReader(Blocking, Generic[T]):
+    """``EventStreamReader`` with blocking, typed methods."""
+
+    @property
+    def _reader(self) -> EventStreamReader[T]:
+        return cast("EventStreamReader[T]", self._target)
+
+    def read_next_event(self, timeout: float = 10.0) -> EventRead[T]:
+        return self._runner.run(self._reader.read_next_event(timeout))
+
+    def read_events(self, max_events: int = 1000, timeout: float = 10.0) -> list[EventRead[T]]:
+        return self._runner.run(self._reader.read_events(max_events, timeout))
+
+    def fetch_event(self, pointer: EventPointer) -> T:
+        return self._runner.run(self._reader.fetch_event(pointer))
+
+    def lag(self, *, count_events: bool = True) -> Lag:
+        return self._runner.run(self._reader.lag(count_events=count_events))
+
+    @property
+    def position(self) -> Position:
+        return self._reader.position
+
+
+class BlockingReaderGroup(Blocking):
+    """``ReaderGroup`` with blocking, typed methods."""
+
+    @property
+    def _group(self) -> ReaderGroup:
+        return cast(ReaderGroup, self._target)
+
+    def create_reader(self, reader_id: str,
+                      serializer: Serializer[Any] | None = None) -> BlockingEventStreamReader[Any]:
+        return BlockingEventStreamReader(self._runner.run(self._group.create_reader(reader_id, serializer)),
+                                         self._runner)
+
+    def readers(self) -> frozenset[str]:
+        return self._runner.run(self._group.readers())
+
+    def reader_offline(self, reader_id: str, last_position: Position | None = None) -> None:
+        self._runner.run(self._group.reader_offline(reader_id, last_position))
+
+    def initiate_checkpoint(self, name: str, timeout: float = 60.0) -> Checkpoint:
+        return self._runner.run(self._group.initiate_checkpoint(name, timeout), timeout + CALL_TIMEOUT)
+
+    def get_stream_cuts(self) -> dict[tuple[str, str], StreamCut]:
+        return self._runner.run(self._group.get_stream_cuts())
+
+    def lag(self, *, count_events: bool = True) -> Lag:
+        return self._runner.run(self._group.lag(count_events=count_events))
+
+    def reader_lags(self, *, count_events: bool = True) -> dict[str, Lag]:
+        return self._runner.run(self._group.reader_lags(count_events=count_events))
+
+    def close(self) -> None:
+        """A reader group holds nothing to close."""
+
+
 class BlockingStreamManager(Blocking):
-    """``StreamManager`` with blocking methods; ``close()`` also stops the loop thread."""
+    """``StreamManager`` with blocking, typed methods; ``close()`` also stops the loop thread. Less common methods
+    (byte streams, transactions, tables, batch reads) pass through untyped and block the same way."""
+
+    @property
+    def _manager(self) -> StreamManager:
+        return cast(StreamManager, self._target)
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self._runner.run(coro)
+
+    def create_scope(self, scope: str) -> bool:
+        return self._run(self._manager.create_scope(scope))
+
+    def delete_scope(self, scope: str) -> bool:
+        return self._run(self._manager.delete_scope(scope))
+
+    def scope_exists(self, scope: str) -> bool:
+        return self._run(self._manager.scope_exists(scope))
+
+    def list_scopes(self) -> list[str]:
+        return self._run(_collect(self._manager.list_scopes()))
+
+    def create_stream(self, scope: str, stream: str, config: StreamConfiguration | None = None) -> bool:
+        return self._run(self._manager.create_stream(scope, stream, config))
+
+    def update_stream(self, scope: str, stream: str, config: StreamConfiguration) -> None:
+        self._run(self._manager.update_stream(scope, stream, config))
+
+    def get_stream_configuration(self, scope: str, stream: str) -> StreamConfiguration:
+        return self._run(self._manager.get_stream_configuration(scope, stream))
+
+    def stream_exists(self, scope: str, stream: str) -> bool:
+        return self._run(self._manager.stream_exists(scope, stream))
+
+    def list_streams(self, scope: str, *, tag: str | None = None) -> list[str]:
+        return self._run(_collect(self._manager.list_streams(scope, tag=tag)))
+
+    def seal_stream(self, scope: str, stream: str) -> None:
+        self._run(self._manager.seal_stream(scope, stream))
+
+    def truncate_stream(self, cut: StreamCut) -> None:
+        self._run(self._manager.truncate_stream(cut))
+
+    def delete_stream(self, scope: str, stream: str) -> bool:
+        return self._run(self._manager.delete_stream(scope, stream))
+
+    def get_stream_info(self, scope: str, stream: str) -> StreamInfo:
+        return self._run(self._manager.get_stream_info(scope, stream))
+
+    def scale_stream(self, scope: str, stream: str, sealed_segments: Iterable[int],
+                     new_ranges: Iterable[tuple[float, float]], *, timeout: float = 60.0) -> ScaleResult:
+        return self._run(self._manager.scale_stream(scope, stream, sealed_segments, new_ranges, timeout=timeout))
+
+    def create_writer(self, scope: str, stream: str,
+                      serializer: Serializer[Any] | None = None) -> BlockingEventStreamWriter[Any]:
+        writer = self._run(_call(self._manager.create_writer, (scope, stream, serializer), {}))
+        return BlockingEventStreamWriter(writer, self._runner)
+
+    def create_reader_group(self, scope: str, group: str, config: ReaderGroupConfig) -> BlockingReaderGroup:
+        return BlockingReaderGroup(self._run(self._manager.create_reader_group(scope, group, config)), self._runner)
+
+    def get_reader_group(self, scope: str, group: str) -> BlockingReaderGroup:
+        return BlockingReaderGroup(self._run(self._manager.get_reader_group(scope, group)), self._runner)
+
+    def delete_reader_group(self, scope: str, group: str) -> bool:
+        return self._run(self._manager.delete_reader_group(scope, group))
+
+    def read_event(self, pointer: EventPointer, serializer: Serializer[Any] | None = None) -> Any:
+        return self._run(self._manager.read_event(pointer, serializer) if serializer is not None
+                         else self._manager.read_event(pointer))
 
     def close(self) -> None:
         try:
