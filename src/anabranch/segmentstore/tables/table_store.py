@@ -10,7 +10,10 @@ by scanning the table segment (see :mod:`records`). Invariants:
   entries out of the oldest part of the log and truncates it, in a background task per table that takes the
   table's lock only for its copy-and-truncate, like an update;
 - continuation tokens name a key, never an offset, so they survive compaction; a delta read from below the start
-  offset answers ``should_clear`` and scans from the start offset.
+  offset answers ``should_clear`` and scans from the start offset;
+- bytes that do not form a valid batch (someone appended to the segment directly, bypassing the table store)
+  never stop a table: a scan skips them up to the next valid batch (or the end) and reports them once to the
+  segment store's quarantine log (``SegmentStore.health()``); the rest of the table serves.
 It knows nothing about the wire protocol.
 """
 
@@ -33,7 +36,15 @@ from anabranch.segmentstore.tables.errors import (
     TableKeyDoesNotExistError,
     TableSegmentNotEmptyError,
 )
-from anabranch.segmentstore.tables.records import Record, RecordKind, batch_size, decode_batch, encode_batch
+from anabranch.segmentstore.tables.records import (
+    BATCH_HEADER,
+    MAGIC,
+    Record,
+    RecordKind,
+    batch_size,
+    decode_batch,
+    encode_batch,
+)
 from anabranch.segmentstore.tables.table_index import TableIndex, check_key, check_value, record_end
 
 if TYPE_CHECKING:
@@ -44,6 +55,7 @@ log = logging.getLogger(__name__)
 PAGE_BYTES = 2 * 1024 * 1024
 READ_CHUNK = 1024 * 1024
 _TOKEN_PREFIX = b"\x01"
+_MAGIC_BYTES = BATCH_HEADER.pack(MAGIC, 0, 0)[:4]
 
 
 @dataclass(frozen=True, slots=True)
@@ -388,24 +400,75 @@ class TableStore:
         return table
 
     async def _scan(self, name: str, start: int, end: int) -> AsyncIterator[tuple[int, int, list[Record]]]:
-        """(batch offset, batch end offset, records) of every batch in [start, end) of the segment."""
+        """(batch offset, batch end offset, records) of every valid batch in [start, end) of the segment; bytes
+        between valid batches are skipped and quarantined."""
         buffer = bytearray()
         buffer_offset = start
         read_offset = start
         while True:
+            at_end = read_offset >= end
             position = 0
-            while (size := batch_size(buffer, position)) is not None and position + size <= len(buffer):
+            while (step := _next_batch(buffer, position, buffer_offset, at_end)) is not None:
+                size, records, problem = step
                 batch_offset = buffer_offset + position
-                yield batch_offset, batch_offset + size, list(decode_batch(buffer, position, batch_offset))
+                if records is not None:
+                    yield batch_offset, batch_offset + size, records
+                else:
+                    self._store.quarantine.report(name, batch_offset, size, problem)
                 position += size
             del buffer[:position]
             buffer_offset += position
-            if read_offset >= end:
-                if buffer:
-                    raise DataCorruptionError(f"table segment {name} ends inside a batch at offset {buffer_offset}")
+            if at_end:
                 return
             result = await self._store.read(name, read_offset, min(READ_CHUNK, end - read_offset))
             if not result.data:
                 raise DataCorruptionError(f"table segment {name} returned no data at offset {read_offset}")
             buffer += result.data
             read_offset += len(result.data)
+
+
+def _valid_batch(buffer: bytearray, position: int, segment_offset: int) -> tuple[int, list[Record]] | None:
+    """(size, records) of the valid batch at ``position``; None if it is not one or not complete in ``buffer``."""
+    try:
+        size = batch_size(buffer, position)
+        if size is None or position + size > len(buffer):
+            return None
+        return size, list(decode_batch(buffer, position, segment_offset))
+    except DataCorruptionError:
+        return None
+
+
+def _next_batch(buffer: bytearray, position: int, buffer_offset: int,
+                at_end: bool) -> tuple[int, list[Record] | None, str] | None:
+    """The next step of a scan at ``buffer[position:]``: (size, records, "") for a valid batch, (size, None,
+    reason) for bytes to skip up to the next valid batch, or None when more data is needed (or none is left)."""
+    if position >= len(buffer):
+        return None
+    try:
+        size = batch_size(buffer, position)
+        if size is None or position + size > len(buffer):
+            if not at_end:
+                return None
+            problem = "a batch is cut off by the end of the segment"
+        else:
+            return size, list(decode_batch(buffer, position, buffer_offset + position)), ""
+    except DataCorruptionError as exc:
+        problem = str(exc)
+    candidate = buffer.find(_MAGIC_BYTES, position + 1)
+    while candidate != -1:
+        if _valid_batch(buffer, candidate, buffer_offset + candidate) is not None:
+            return candidate - position, None, problem
+        size_there = _declared_size(buffer, candidate)
+        if not at_end and (size_there is None or candidate + size_there > len(buffer)):
+            return None  # the candidate may complete with more data
+        candidate = buffer.find(_MAGIC_BYTES, candidate + 1)
+    if not at_end:
+        return None
+    return len(buffer) - position, None, problem
+
+
+def _declared_size(buffer: bytearray, position: int) -> int | None:
+    try:
+        return batch_size(buffer, position)
+    except DataCorruptionError:
+        return None
