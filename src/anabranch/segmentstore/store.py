@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import mmh3
 
+from anabranch.admin.metrics import SEGMENT_STORE as SEGMENT_STORE_METRICS
 from anabranch.errors import ConfigError
 from anabranch.model.names import parent_segment_name
 from anabranch.segmentstore.container import SegmentContainer
@@ -146,15 +148,23 @@ class SegmentStore:
     async def append(self, name: str, data: Buffer, *, writer_id: uuid.UUID | None = None,
                      event_number: int | None = None, event_count: int = 1,
                      expected_offset: int | None = None) -> AppendResult:
-        return await self.container(name).append(name, data, writer_id=writer_id, event_number=event_number,
-                                                 event_count=event_count, expected_offset=expected_offset)
+        container = self.container(name)
+        started = time.perf_counter()
+        result = await container.append(name, data, writer_id=writer_id, event_number=event_number,
+                                        event_count=event_count, expected_offset=expected_offset)
+        SEGMENT_STORE_METRICS.appended(container.container_id, name, len(data), time.perf_counter() - started)
+        return result
 
     async def get_writer_event_number(self, name: str, writer_id: uuid.UUID) -> int:
         return await self.container(name).get_writer_event_number(name, writer_id)
 
     async def read(self, name: str, offset: int, max_length: int, *,
                    wait_timeout: float | None = None) -> ReadResult:
-        return await self.container(name).read(name, offset, max_length, wait_timeout=wait_timeout)
+        container = self.container(name)
+        started = time.perf_counter()
+        result = await container.read(name, offset, max_length, wait_timeout=wait_timeout)
+        SEGMENT_STORE_METRICS.read(container.container_id, name, len(result.data), time.perf_counter() - started)
+        return result
 
     async def get_info(self, name: str) -> SegmentInfo:
         return await self.container(name).get_info(name)

@@ -1,0 +1,207 @@
+"""Prometheus metrics: typed series with HELP, built on ``prometheus_client``.
+
+Three sources end up in one ``/metrics`` answer:
+
+- ``SEGMENT_STORE``: histograms and counters the segment store records on its data path — append and read
+  latency and sizes, labelled by container and by stream. It records once per append *block* and once per
+  read request (never per event). The stream label is bounded: the first ``MAX_STREAM_LABELS`` streams seen
+  get their own label value, every later one is counted under ``_other``.
+- ``StoreStatsCollector``: the counters each container already keeps (``SegmentContainer.statistics()``), read
+  at scrape time and typed — counters (``_total``) for the ever-growing ones, gauges for the levels.
+- ``ControllerCollector``: counts of scopes, streams, reader groups and tables from a snapshot the admin
+  server refreshes in the background (a scrape never walks every scope), and the controller's workflow
+  counters (scales by reason, truncations, transactions by outcome) recorded by the controller as they happen.
+
+Process metrics (CPU, memory, open files) come from ``prometheus_client``'s process collector.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
+
+MAX_STREAM_LABELS = 50
+OTHER_STREAM = "_other"
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+SIZE_BUCKETS = (64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216)
+
+CONTAINER_COUNTERS = {
+    "appends": "Append blocks applied (each may carry many events).",
+    "append_bytes": "Bytes appended to segments.",
+    "events": "Events appended.",
+    "log_records": "Records written to the Tier-1 durable log.",
+    "log_operations": "Operations written to the Tier-1 durable log.",
+    "log_bytes": "Bytes written to the Tier-1 durable log.",
+    "cache_hits": "Reads answered from the cache.",
+    "cache_misses": "Reads that had to go to long-term storage.",
+    "append_waits": "Appends that waited for room (throttled).",
+    "lts_bytes_flushed": "Bytes the storage writer moved to long-term storage.",
+    "writer_cycles": "Storage writer cycles.",
+    "checkpoints": "Container metadata checkpoints written.",
+    "writer_errors": "Storage writer cycles that failed (retried).",
+    "scale_requests_reported": "Auto-scale requests this segment store reported to the controller.",
+}
+CONTAINER_GAUGES = {
+    "segments": "Segments in the container.",
+    "read_index_bytes": "Bytes held by the read index.",
+    "unflushed_bytes": "Bytes written to Tier-1 but not yet to long-term storage.",
+    "cache_bytes": "Bytes in the block cache.",
+    "tier1_truncated_upto": "Tier-1 log sequence number the log is truncated up to.",
+    "tracked_segments": "Segments whose rates the auto-scaler tracks.",
+}
+
+
+def stream_of(segment: str) -> str:
+    """``scope/stream`` of a qualified segment name (``scope/stream/number.#epoch.e``); the name itself otherwise."""
+    parts = segment.split("/")
+    return "/".join(parts[:2]) if len(parts) >= 3 else segment
+
+
+class SegmentStoreMetrics:
+    """Data-path histograms and counters; ``appended`` / ``read`` are called once per block or request."""
+
+    def __init__(self, registry: CollectorRegistry, max_streams: int = MAX_STREAM_LABELS) -> None:
+        self.max_streams = max_streams
+        self._streams: set[str] = set()
+        self._lock = threading.Lock()
+        self.append_latency = Histogram(
+            "anabranch_segmentstore_append_latency_seconds",
+            "Time from an append block reaching the segment store to its durable acknowledgement.",
+            ["container"], buckets=LATENCY_BUCKETS, registry=registry)
+        self.append_size = Histogram(
+            "anabranch_segmentstore_append_size_bytes", "Size of each append block.",
+            ["container"], buckets=SIZE_BUCKETS, registry=registry)
+        self.read_latency = Histogram(
+            "anabranch_segmentstore_read_latency_seconds",
+            "Time to answer a read request (a tail read includes its wait for data).",
+            ["container"], buckets=LATENCY_BUCKETS, registry=registry)
+        self.read_size = Histogram(
+            "anabranch_segmentstore_read_size_bytes", "Bytes returned by each read request.",
+            ["container"], buckets=SIZE_BUCKETS, registry=registry)
+        self.stream_append_bytes = Counter(
+            "anabranch_segmentstore_stream_append_bytes",
+            f"Bytes appended per stream (the first {max_streams} streams seen; later ones under {OTHER_STREAM}).",
+            ["stream"], registry=registry)
+        self.stream_read_bytes = Counter(
+            "anabranch_segmentstore_stream_read_bytes",
+            f"Bytes read per stream (the first {max_streams} streams seen; later ones under {OTHER_STREAM}).",
+            ["stream"], registry=registry)
+
+    def _stream_label(self, segment: str) -> str:
+        stream = stream_of(segment)
+        with self._lock:
+            if stream in self._streams:
+                return stream
+            if len(self._streams) < self.max_streams:
+                self._streams.add(stream)
+                return stream
+        return OTHER_STREAM
+
+    def appended(self, container: int, segment: str, size: int, seconds: float) -> None:
+        label = str(container)
+        self.append_latency.labels(label).observe(seconds)
+        self.append_size.labels(label).observe(size)
+        self.stream_append_bytes.labels(self._stream_label(segment)).inc(size)
+
+    def read(self, container: int, segment: str, size: int, seconds: float) -> None:
+        label = str(container)
+        self.read_latency.labels(label).observe(seconds)
+        self.read_size.labels(label).observe(size)
+        self.stream_read_bytes.labels(self._stream_label(segment)).inc(size)
+
+
+class ControllerMetrics:
+    """Workflow counters the controller records when a workflow finishes."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.scales = Counter("anabranch_controller_scales", "Completed scales, by reason (manual, auto, ...).",
+                              ["reason"], registry=registry)
+        self.truncations = Counter("anabranch_controller_truncations",
+                                   "Stream truncations started (manual or by a retention policy).",
+                                   ["trigger"], registry=registry)
+        self.transactions = Counter("anabranch_controller_transactions",
+                                    "Transactions that ended, by outcome (committed, aborted).",
+                                    ["outcome"], registry=registry)
+
+    def scaled(self, reason: str) -> None:
+        self.scales.labels(reason or "unknown").inc()
+
+    def truncated(self, trigger: str) -> None:
+        self.truncations.labels(trigger).inc()
+
+    def transaction_ended(self, outcome: str) -> None:
+        self.transactions.labels(outcome).inc()
+
+
+DATA_PATH_REGISTRY = CollectorRegistry(auto_describe=True)
+SEGMENT_STORE = SegmentStoreMetrics(DATA_PATH_REGISTRY)
+CONTROLLER = ControllerMetrics(DATA_PATH_REGISTRY)
+ProcessCollector(namespace="anabranch", registry=DATA_PATH_REGISTRY)
+
+ContainerStats = Callable[[], Mapping[int, Mapping[str, int]]]
+"""Per container id, that container's statistics (``SegmentContainer.statistics()``)."""
+
+
+class StoreStatsCollector(Collector):
+    """The containers' own counters, typed and labelled by container, read at scrape time."""
+
+    def __init__(self, source: ContainerStats) -> None:
+        self.source = source
+
+    def collect(self) -> Iterable[Metric]:
+        stats = self.source()
+        families: dict[str, CounterMetricFamily | GaugeMetricFamily] = {}
+        for key, help_text in CONTAINER_COUNTERS.items():
+            families[key] = CounterMetricFamily(f"anabranch_segmentstore_{key}", help_text, labels=["container"])
+        for key, help_text in CONTAINER_GAUGES.items():
+            families[key] = GaugeMetricFamily(f"anabranch_segmentstore_{key}", help_text, labels=["container"])
+        for container, values in sorted(stats.items()):
+            for key, value in values.items():
+                family = families.get(key)
+                if family is not None:
+                    family.add_metric([str(container)], value)
+        running = GaugeMetricFamily("anabranch_segmentstore_containers", "Containers this segment store runs.")
+        running.add_metric([], len(stats))
+        yield running
+        yield from families.values()
+
+
+class ControllerCollector(Collector):
+    """Counts of the controller's objects from the last snapshot (see ``AdminServer``), never computed here."""
+
+    def __init__(self, snapshot: Callable[[], Mapping[str, int]]) -> None:
+        self.snapshot = snapshot
+
+    def collect(self) -> Iterator[Metric]:
+        counts = self.snapshot()
+        for key, help_text in (("scopes", "User scopes."), ("streams", "User streams (internal ones excluded)."),
+                               ("reader_groups", "Reader groups."), ("kv_tables", "Key-value tables.")):
+            family = GaugeMetricFamily(f"anabranch_controller_{key}", help_text)
+            family.add_metric([], counts.get(key, 0))
+            yield family
+
+
+class AdminCollector(Collector):
+    def __init__(self, requests: Callable[[], int]) -> None:
+        self.requests = requests
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily("anabranch_admin_requests", "HTTP requests the admin endpoint answered.")
+        family.add_metric([], self.requests())
+        yield family
+
+
+def exposition(registries: Sequence[CollectorRegistry]) -> bytes:
+    """Prometheus text format 0.0.4 of every registry, one after the other."""
+    return b"".join(generate_latest(r) for r in registries)
+
+
+def per_container_stats(store: Any) -> dict[int, dict[str, int]]:
+    """``ContainerStats`` of a ``SegmentStore``: its running containers' statistics by container id."""
+    return {c.container_id: c.statistics() for c in store.containers}
