@@ -85,3 +85,11 @@ class IllegalStateError(ControllerError):
 
 class InvalidArgumentError(ControllerError, ValueError):
     """A request argument is out of range or inconsistent."""
+
+
+class SegmentStoreArgumentError(SegmentStoreError, InvalidArgumentError):
+    """The segment store refused an argument the request carried (ErrorMessage with the IllegalArgument code)."""
+
+
+class InvalidTruncationError(InvalidArgumentError):
+    """A truncation stream cut does not fit the stream (the message says why)."""

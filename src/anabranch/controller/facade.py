@@ -53,6 +53,7 @@ class Controller:
 
     async def resume_all(self) -> None:
         await self.streams.resume_all()
+        await self.kvtables.resume_all()
         async for scope_key, _value, _version in self.store.scopes.items():
             scope = scope_key.decode()
             try:

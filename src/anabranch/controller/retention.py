@@ -28,7 +28,12 @@ from typing import TYPE_CHECKING, Any
 
 from anabranch.clock import Clock, run_periodically
 from anabranch.controller.epochs import SegmentRecord, all_segments, cut_not_behind, is_after, is_before
-from anabranch.controller.errors import NoSuchSegmentError, StreamNotFoundError, WriteConflictError
+from anabranch.controller.errors import (
+    InvalidTruncationError,
+    NoSuchSegmentError,
+    StreamNotFoundError,
+    WriteConflictError,
+)
 from anabranch.controller.metadata import Table
 from anabranch.controller.readergroups import SUBSCRIBER_PREFIX
 from anabranch.controller.records import RetentionConfig, StreamState
@@ -210,7 +215,10 @@ class RetentionJob:
                                    await self._subscriber_cuts(view.table, previous or head), previous or head,
                                    at_or_after)
         if chosen is not None:
-            status = await self.controller.streams.truncate_stream(scope, stream, chosen)
+            try:
+                status = await self.controller.streams.truncate_stream(scope, stream, chosen)
+            except InvalidTruncationError as exc:
+                status = str(exc)
             if status == "SUCCESS":
                 self.truncations += 1
                 history = prune(history, chosen, at_or_after)

@@ -34,6 +34,7 @@ from anabranch.controller.epochs import (
 )
 from anabranch.controller.errors import SegmentSealedError, StreamNotFoundError
 from anabranch.controller.records import ScaleTransition, StreamState, TxnRecord, TxnStatus
+from anabranch.controller.validation import MAX_SEGMENTS_PER_EPOCH
 from anabranch.model.keyspace import Range
 from anabranch.model.names import transaction_segment_name
 from anabranch.protocol.commands import NOT_EXISTS
@@ -66,6 +67,10 @@ class Scaling:
                 return "PRECONDITION_FAILED", [], active.epoch
             except ScaleInputInvalidError as exc:
                 log.info("scale of %s/%s refused: %s", scope, stream, exc)
+                return "FAILURE", [], active.epoch
+            if len(active.segments) - len(set(sealed)) + len(new_ranges) > MAX_SEGMENTS_PER_EPOCH:
+                log.info("scale of %s/%s refused: more than %d segments in an epoch", scope, stream,
+                         MAX_SEGMENTS_PER_EPOCH)
                 return "FAILURE", [], active.epoch
             created = await self.scale_locked(view, sealed, new_ranges, reason=reason)
             return "STARTED", created, active.epoch

@@ -25,6 +25,7 @@ from anabranch.controller.errors import (
     NoSuchSegmentError,
     SegmentExistsError,
     SegmentSealedError,
+    SegmentStoreArgumentError,
     SegmentStoreError,
     SegmentStoreUnavailableError,
     TableNotEmptyError,
@@ -70,6 +71,10 @@ class SegmentStoreOps(Protocol):
 
     async def get_segment_info(self, name: str) -> SegmentInfo: ...
 
+    async def read_segment(self, name: str, offset: int, length: int) -> bytes:
+        """Up to ``length`` bytes at ``offset`` (fewer at the tail; never waits for new data)."""
+        ...
+
     async def create_table(self, name: str, key_length: int = 0) -> None: ...
 
     async def delete_table(self, name: str, must_be_empty: bool = False) -> None: ...
@@ -111,6 +116,8 @@ def raise_for_reply(reply: c.WireCommand, segment: str) -> None:
     if isinstance(reply, c.TableKeyBadVersion | c.TableKeyDoesNotExist):
         raise WriteConflictError(f"conditional table update failed on {segment}: {type(reply).__name__}")
     if isinstance(reply, c.ErrorMessage):
+        if reply.error_code == c.ErrorMessage.ILLEGAL_ARGUMENT:
+            raise SegmentStoreArgumentError(segment, f"segment store refused an argument: {reply.message}")
         raise SegmentStoreError(segment, f"segment store error: {reply.message}")
     if isinstance(reply, c.AuthTokenCheckFailed):
         raise SegmentStoreError(segment, f"the segment store refused the controller's system token "
@@ -229,6 +236,17 @@ class SegmentHelper:
         if not info.exists or info.is_deleted:
             raise NoSuchSegmentError(name, "no such segment")
         return SegmentInfo(name, info.write_offset, info.start_offset, info.is_sealed)
+
+    async def read_segment(self, name: str, offset: int, length: int) -> bytes:
+        data = b""
+        while len(data) < length:
+            at, wanted = offset + len(data), length - len(data)
+            reply = await self._request(lambda rid, at=at, n=wanted: c.ReadSegment(name, at, n, "", rid), name)
+            read = self._expect(reply, c.SegmentRead, name)
+            data += read.data
+            if not read.data or read.at_tail or read.end_of_segment:
+                break
+        return data[:length]
 
     async def create_table(self, name: str, key_length: int = 0) -> None:
         reply = await self._request(lambda rid: c.CreateTableSegment(rid, name, "", False, key_length), name)

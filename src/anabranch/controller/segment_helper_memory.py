@@ -111,6 +111,14 @@ class InMemorySegmentStore:
         seg = self._segment(name)
         return SegmentInfo(name, seg.length, seg.start, seg.sealed)
 
+    async def read_segment(self, name: str, offset: int, length: int) -> bytes:
+        """Zero bytes (segments here hold no data; zeros read as an empty event's header)."""
+        self._count("read_segment")
+        seg = self._segment(name)
+        if offset < seg.start or offset > seg.length:
+            raise BadOffsetError(name, f"offset {offset} outside [{seg.start}, {seg.length}]")
+        return bytes(min(length, seg.length - offset))
+
     async def create_table(self, name: str, key_length: int = 0) -> None:
         self._count("create_table")
         if name in self.segments:

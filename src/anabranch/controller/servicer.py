@@ -30,6 +30,7 @@ from anabranch.controller.errors import (
 from anabranch.controller.facade import Controller
 from anabranch.controller.servicer_base import PAGE_SIZE, is_rust_client, rpc
 from anabranch.controller.servicer_groups import GroupRpcs
+from anabranch.controller.validation import hex_token, index_token
 from anabranch.model.names import segment_epoch
 from anabranch.protocol import controller_pb2 as pb
 from anabranch.protocol import controller_pb2_grpc as pb_grpc
@@ -78,7 +79,7 @@ class ControllerServicer(GroupRpcs, pb_grpc.ControllerServiceServicer):
     @rpc
     async def listScopes(self, request: pb.ScopesRequest, context: Any) -> pb.ScopesResponse:
         names, next_token = await self.c.streams.list_page(
-            "scopes", "", bytes.fromhex(request.continuationToken.token), PAGE_SIZE)
+            "scopes", "", hex_token(request.continuationToken.token), PAGE_SIZE)
         return pb.ScopesResponse(scopes=names, continuationToken=token(next_token.hex()))
 
     # ---- streams ----
@@ -131,7 +132,7 @@ class ControllerServicer(GroupRpcs, pb_grpc.ControllerServiceServicer):
             return pb.StreamsInScopeResponse(status=pb.StreamsInScopeResponse.SCOPE_NOT_FOUND,
                                              continuationToken=token(request.continuationToken.token))
         names, next_token = await self.c.streams.list_page(
-            "streams", scope, bytes.fromhex(request.continuationToken.token), PAGE_SIZE)
+            "streams", scope, hex_token(request.continuationToken.token), PAGE_SIZE)
         return pb.StreamsInScopeResponse(streams=[stream_info(scope, n) for n in names],
                                          continuationToken=token(next_token.hex()))
 
@@ -144,7 +145,7 @@ class ControllerServicer(GroupRpcs, pb_grpc.ControllerServiceServicer):
         if not await self.c.store.scope_exists(scope):
             return pb.StreamsInScopeResponse(status=pb.StreamsInScopeResponse.SCOPE_NOT_FOUND,
                                              continuationToken=token(request.continuationToken.token))
-        start = int(request.continuationToken.token or 0)
+        start = index_token(request.continuationToken.token)
         names = (await self.c.streams.streams_with_tag(scope, request.tag))[start:start + PAGE_SIZE]
         return pb.StreamsInScopeResponse(streams=[stream_info(scope, n) for n in names],
                                          continuationToken=token(str(start + len(names))))

@@ -23,6 +23,7 @@ from anabranch.controller.errors import (
     WriteConflictError,
 )
 from anabranch.controller.transactions import LeaseOutOfRangeError
+from anabranch.controller.validation import check_request
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ def rpc(handler: Handler) -> Handler:
     @functools.wraps(handler)
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
+            check_request(handler.__name__, request)
             return await handler(self, request, context)
         except Exception as exc:
             code, message = status_for(exc)

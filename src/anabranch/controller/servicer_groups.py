@@ -8,6 +8,7 @@ from anabranch.controller.convert import cut_from_proto, segment_ranges, token
 from anabranch.controller.errors import NotFoundError, StreamNotFoundError
 from anabranch.controller.facade import Controller
 from anabranch.controller.servicer_base import PAGE_SIZE, rpc
+from anabranch.controller.validation import hex_token
 from anabranch.protocol import controller_pb2 as pb
 
 
@@ -79,7 +80,7 @@ class GroupRpcs:
             return pb.KVTablesInScopeResponse(status=pb.KVTablesInScopeResponse.SCOPE_NOT_FOUND,
                                               continuationToken=token(request.continuationToken.token))
         names, next_token = await self.c.streams.list_page(
-            "kvTables", scope, bytes.fromhex(request.continuationToken.token), PAGE_SIZE)
+            "kvTables", scope, hex_token(request.continuationToken.token), PAGE_SIZE)
         return pb.KVTablesInScopeResponse(kvtables=[pb.KeyValueTableInfo(scope=scope, kvtName=n) for n in names],
                                           continuationToken=token(next_token.hex()))
 

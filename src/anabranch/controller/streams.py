@@ -15,11 +15,19 @@ from collections.abc import Awaitable, Callable, Mapping
 import cbor2
 
 from anabranch.controller.context import ControllerContext, StreamView
-from anabranch.controller.epochs import all_segments, cut_not_behind, first_epoch, is_before, is_cut_valid
-from anabranch.controller.errors import BadOffsetError, NoSuchSegmentError, StreamNotFoundError, TableNotEmptyError
+from anabranch.controller.epochs import all_segments, first_epoch, is_before
+from anabranch.controller.errors import (
+    BadOffsetError,
+    InvalidTruncationError,
+    NoSuchSegmentError,
+    StreamNotFoundError,
+    TableNotEmptyError,
+)
 from anabranch.controller.metadata import SCOPE_INDEXES
 from anabranch.controller.records import StreamConfiguration, StreamState
 from anabranch.controller.scaling import Scaling
+from anabranch.controller.truncation import truncation_problem
+from anabranch.controller.validation import MAX_SEGMENTS_PER_EPOCH
 from anabranch.model.keyspace import initial_ranges
 from anabranch.model.names import SYSTEM_SCOPE, is_valid_name, mark_stream_name
 from anabranch.protocol.commands import NO_VERSION
@@ -37,6 +45,8 @@ def config_problem(config: StreamConfiguration) -> str | None:
         return f"unknown scale type {s.scale_type}"
     if s.min_segments <= 0:
         return "minNumSegments must be > 0"
+    if s.min_segments > MAX_SEGMENTS_PER_EPOCH:
+        return f"minNumSegments must be <= {MAX_SEGMENTS_PER_EPOCH}"
     if s.scale_type != 0 and (s.target_rate <= 0 or s.scale_factor <= 0):
         return "rate-based scaling needs targetRate > 0 and scaleFactor > 0"
     if config.retention is not None and config.retention.retention_type not in (0, 1, 2):
@@ -251,6 +261,7 @@ class Streams:
     # ---- truncate ----
 
     async def truncate_stream(self, scope: str, stream: str, cut: Mapping[int, int]) -> str:
+        """Truncate at ``cut``; ``InvalidTruncationError`` (with the reason) if the cut does not fit the stream."""
         async with self.ctx.lock(scope, stream):
             try:
                 view = await self.ctx.view(scope, stream)
@@ -262,19 +273,12 @@ class Streams:
             if view.state is not StreamState.ACTIVE:
                 return "FAILURE"
             segments = all_segments(await self.ctx.all_epochs(view))
-            if not is_cut_valid(cut, segments):
-                return "FAILURE"
             previous = await view.table.get_value("truncation")
-            if previous is not None and not cut_not_behind(cut, previous["cut"], segments):
-                return "FAILURE"
-            for seg_id, offset in cut.items():
-                if offset > 0:
-                    try:
-                        info = await self.ctx.ops.get_segment_info(view.segment_name(seg_id))
-                    except NoSuchSegmentError:
-                        return "FAILURE"
-                    if offset > info.length:
-                        return "FAILURE"
+            problem = await truncation_problem(
+                self.ctx, view, cut, segments,
+                None if previous is None else {int(k): int(v) for k, v in previous["cut"].items()})
+            if problem is not None:
+                raise InvalidTruncationError(f"cannot truncate stream {scope}/{stream}: {problem}")
             await self.ctx.set_state(view, StreamState.TRUNCATING)
             await view.table.put("truncation", {"cut": dict(cut), "done": False, "time": self.ctx.wall_ms()})
             await self._finish_truncate(view)

@@ -69,9 +69,13 @@ async def test_truncation_and_head(harness: Harness) -> None:
     head = await stub.getSegments(pb.GetSegmentsRequest(streamInfo=info))
     assert {(s.segmentId.segmentId, s.offset) for s in head.segments} == {(0, 40), (new, 0)}
     behind = pb.StreamCut(streamInfo=info, cut={0: 10, 1: 0})
-    assert (await stub.truncateStream(behind)).status == pb.UpdateStreamStatus.FAILURE
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.truncateStream(behind)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "behind" in str(refused.value.details())
     invalid = pb.StreamCut(streamInfo=info, cut={0: 50})
-    assert (await stub.truncateStream(invalid)).status == pb.UpdateStreamStatus.FAILURE
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.truncateStream(invalid)
+    assert "key space" in str(refused.value.details())
 
 
 async def test_transaction_commit_abort_ping(harness: Harness) -> None:
