@@ -10,7 +10,7 @@ Three sources end up in one ``/metrics`` answer:
   at scrape time and typed — counters (``_total``) for the ever-growing ones, gauges for the levels.
 - ``ControllerCollector``: counts of scopes, streams, reader groups and tables from a snapshot the admin
   server refreshes in the background (a scrape never walks every scope), and the controller's workflow
-  counters (scales by reason, truncations, transactions by outcome) recorded by the controller as they happen.
+  counters (scales by reason, transactions by outcome) recorded by the controller as they happen.
 
 Process metrics (CPU, memory, open files) come from ``prometheus_client``'s process collector.
 """
@@ -122,18 +122,12 @@ class ControllerMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.scales = Counter("anabranch_controller_scales", "Completed scales, by reason (manual, auto, ...).",
                               ["reason"], registry=registry)
-        self.truncations = Counter("anabranch_controller_truncations",
-                                   "Stream truncations started (manual or by a retention policy).",
-                                   ["trigger"], registry=registry)
         self.transactions = Counter("anabranch_controller_transactions",
                                     "Transactions that ended, by outcome (committed, aborted).",
                                     ["outcome"], registry=registry)
 
     def scaled(self, reason: str) -> None:
         self.scales.labels(reason or "unknown").inc()
-
-    def truncated(self, trigger: str) -> None:
-        self.truncations.labels(trigger).inc()
 
     def transaction_ended(self, outcome: str) -> None:
         self.transactions.labels(outcome).inc()

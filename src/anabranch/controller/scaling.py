@@ -20,6 +20,7 @@ import logging
 import uuid
 from collections.abc import Sequence
 
+from anabranch.admin.metrics import CONTROLLER as CONTROLLER_METRICS
 from anabranch.controller.context import ControllerContext, StreamView
 from anabranch.controller.epochs import (
     REASON_MANUAL,
@@ -139,6 +140,7 @@ class Scaling:
         view.transition = None
         log.info("stream %s/%s: %s from epoch %d to %d complete", view.scope, view.stream, transition.kind,
                  old.epoch, latest.epoch)
+        CONTROLLER_METRICS.scaled(latest.reason)
 
     async def _roll(self, view: StreamView, transition: ScaleTransition, active: EpochRecord) -> None:
         ops = self.ctx.ops

@@ -17,6 +17,7 @@ import logging
 import secrets
 import uuid
 
+from anabranch.admin.metrics import CONTROLLER as CONTROLLER_METRICS
 from anabranch.controller.context import ControllerContext, StreamView
 from anabranch.controller.epochs import SegmentRecord
 from anabranch.controller.errors import IllegalStateError, InvalidArgumentError, StreamNotFoundError
@@ -129,6 +130,7 @@ class Transactions:
             self.ctx.ops.merge_segments_batch(view.segment_name(seg.id), [source])
             for seg, source in zip(segments, self._txn_segments(view, segments, txn_id), strict=True)))
         await view.table.put(TXN_PREFIX + txn_hex(txn_id), record.with_status(TxnStatus.COMMITTED).encode(), version)
+        CONTROLLER_METRICS.transaction_ended("committed")
 
     async def abort(self, scope: str, stream: str, txn_id: uuid.UUID) -> str:
         async with self.ctx.lock(scope, stream):
@@ -156,6 +158,7 @@ class Transactions:
         await asyncio.gather(*(self.ctx.ops.delete_segment(name)
                                for name in self._txn_segments(view, segments, txn_id)))
         await view.table.put(key, record.with_status(TxnStatus.ABORTED).encode(), version)
+        CONTROLLER_METRICS.transaction_ended("aborted")
 
     async def records(self, view: StreamView) -> list[tuple[uuid.UUID, TxnRecord, int]]:
         found = []
