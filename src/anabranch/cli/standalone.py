@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from anabranch.admin.metrics import per_container_stats
 from anabranch.admin.server import start_admin
 from anabranch.auth.options import auth_options, server_auth
 from anabranch.auth.server import warn_if_exposed
@@ -46,7 +47,7 @@ async def _run(store: SegmentStoreService, controller_port: int, admin_port: int
     click.echo(f"clients connect to {'tls' if tls is not None else 'tcp'}://{controller.host}:{controller.port}")
     assert controller.controller is not None
     admin = await start_admin(controller.controller, host, admin_port,
-                              segment_store_stats=lambda: store.store.statistics() if store.store else {},
+                              container_stats=lambda: per_container_stats(store.store) if store.store else {},
                               authenticate=store.auth.check_http if store.auth and store.auth.enabled else None)
     if admin is not None:
         click.echo(f"admin endpoint on http://{admin.host}:{admin.port}/")

@@ -11,6 +11,7 @@ check (``check_interval``), a container whose durable log failed, and ZooKeeper 
 - starts the missing ones, at most ``parallel_starts`` at once and ``start_timeout`` each: the factory takes a
   new epoch and opens the Tier-1 log (the fence) and LTS with it; recovery runs; only then is the container
   added to the store.
+After each pass the monitor writes what runs here to the ephemeral ``running/<host id>`` (``cluster status``).
 Without a ZooKeeper session (lost, or suspended for longer than the session timeout, after which the servers
 have expired it and another host may own the containers) every container is stopped; they come back once the
 session is, if the map still assigns them here. The map is advisory: a container started here while another
@@ -22,12 +23,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from kazoo.exceptions import NoNodeError
 from kazoo.protocol.states import KazooState
 
 from anabranch.cluster.layout import ClusterPaths, ContainerMap
@@ -88,6 +91,7 @@ class ContainerMonitor:
         self._session_lost = False
         self._suspended_since: float | None = None
         self._map_version = -1
+        self._published: bytes | None = None
         self.passes = 0
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -135,6 +139,7 @@ class ContainerMonitor:
 
     def _on_state(self, state: KazooState) -> None:
         if state == KazooState.LOST:
+            self._published = None  # the ephemeral node died with the session
             self._session_lost = True
             self._suspended_since = None
         elif state == KazooState.SUSPENDED:
@@ -214,6 +219,25 @@ class ContainerMonitor:
                   if self._backoffs.get(cid, _Backoff()).not_before <= now]
         if starts:
             await asyncio.gather(*(self._start_container(cid) for cid in starts))
+        await self._publish()
+
+    async def _publish(self) -> None:
+        """Write what runs here to the ephemeral ``running/<host id>`` when it changed (for ``cluster status``)."""
+        status = self.status()
+        record = json.dumps({"running": status["running"], "assigned": status["assigned"],
+                             "healthy": status["healthy"]}).encode()
+        if record == self._published or self._without_session():
+            return
+        path = self._paths.running_on(self.host_id)
+        try:
+            try:
+                await self._zk.set(path, record)
+            except NoNodeError:
+                await self._zk.create(path, record, ephemeral=True)
+        except Exception as exc:
+            log.debug("could not publish the running containers now: %r", exc)
+            return
+        self._published = record
 
     async def _start_container(self, container_id: int) -> None:
         self._starting.add(container_id)

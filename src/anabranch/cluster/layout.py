@@ -10,6 +10,7 @@ Every process of one cluster uses the paths below under a root (default ``/anabr
 | ``controller-leader`` | kazoo ``Election`` | controllers | the leader balances containers, runs cluster-wide jobs |
 | ``container-map`` | persistent | the controller leader | ``ContainerMap``: host id → container ids |
 | ``container-epochs/<n>`` | persistent | a new owner (CAS on the znode version) | the owner epoch (decimal) |
+| ``running/<host id>`` | ephemeral | each segment store | ``{"running", "assigned", "healthy"}``: what it serves |
 
 The map is advisory; safety comes from fencing (Tier-1 and LTS) with the epochs.
 """
@@ -42,6 +43,14 @@ class ClusterPaths:
 
     def host(self, host_id: str) -> str:
         return f"{self.hosts}/{host_id}"
+
+    @property
+    def running(self) -> str:
+        return f"{self.root}/running"
+
+    def running_on(self, host_id: str) -> str:
+        """What the segment store ``host_id`` runs now (written by its container monitor)."""
+        return f"{self.running}/{host_id}"
 
     @property
     def controllers(self) -> str:

@@ -155,6 +155,10 @@ class Writer:
                 await asyncio.wait_for(self._acks.wait(), min(remaining, 0.2))
         return True
 
+    def refused(self) -> bool:
+        """The segment store closed the connection or answered something other than an ack."""
+        return self._conn is None or self._conn.closed or not isinstance(self.last_reply, DataAppended | None)
+
     async def close(self) -> None:
         if self._conn is not None:
             await self._conn.close()

@@ -6,6 +6,7 @@ directory both stores share (the JetStream log is exercised by the process tests
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -242,3 +243,21 @@ async def test_scale_requests_reach_the_table_on_its_owner(
     finally:
         await a.service.stop()
         await b.service.stop()
+
+
+async def test_running_containers_are_published(tmp_path: Path, zookeeper: ZooKeeperEnsemble, zk: ZkClient,
+                                                cluster_name: str, cluster_paths: ClusterPaths) -> None:
+    a = Node(tmp_path, zookeeper, cluster_name, "a")
+    await a.service.start()
+    try:
+        await write_map(zk, cluster_paths, {"a": [1, 3]})
+
+        async def published() -> bool:
+            found = await zk.get_or_none(cluster_paths.running_on("a"))
+            return found is not None and json.loads(found[0]) == {"running": [1, 3], "assigned": [1, 3],
+                                                                  "healthy": True}
+
+        await wait_until(published, 20, "a publishes that it runs containers 1 and 3")
+    finally:
+        await a.service.stop()
+    assert await zk.exists(cluster_paths.running_on("a")) is None
