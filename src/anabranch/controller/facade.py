@@ -34,6 +34,11 @@ class Controller:
         self.segment_store_port = segment_store_port
         self.host = host
         self.port = port
+        self.segment_store_uri: Callable[[str], tuple[str, int]] = lambda _segment: (self.segment_store_host,
+                                                                                     self.segment_store_port)
+        """Where clients reach a segment (``getURI``); a cluster controller answers the owner of its container."""
+        self.controller_uris: Callable[[], list[tuple[str, int]]] = lambda: [(self.host, self.port)]
+        """Every live controller (``getControllerServerList``)."""
         self.scaling = Scaling(self.ctx)
         self.streams = Streams(self.ctx, self.scaling)
         self.txns = Transactions(self.ctx, self.scaling)

@@ -1,7 +1,9 @@
 """The controller's view of the segment store: stream-segment admin and table segments over the wire protocol.
 
 ``SegmentStoreOps`` is the interface the workflows use; ``SegmentHelper`` implements it with
-``anabranch.client.connection.RawConnection`` (one multiplexed connection, re-opened on loss), an in-memory
+``anabranch.client.connection.RawConnection`` (one multiplexed connection per segment store, re-opened on loss;
+``SegmentRouter`` says which segment store holds each segment: a fixed one, or in a cluster the owner of the
+segment's container), an in-memory
 implementation lives in ``segment_helper_memory``. Every operation is idempotent where Pravega's
 workflows need it to be: creating an existing segment, sealing a sealed one and deleting a missing one
 succeed. Error replies become typed exceptions from ``controller.errors``; connection loss, timeouts
@@ -131,71 +133,120 @@ class _WrongHost(AnabranchError):
     retriable = True
 
 
+Endpoint = tuple[str, int]
+
+
+class SegmentRouter(Protocol):
+    """Where each segment's container runs: one fixed segment store, or the owner named by a cluster's map."""
+
+    def endpoint_for(self, segment: str) -> Endpoint | None:
+        """The segment store to ask about ``segment`` (None: no owner right now; retried after ``refresh``)."""
+        ...
+
+    async def refresh(self) -> None:
+        """Re-read where containers run (after a WrongHost or a lost connection)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class FixedRoute:
+    """Every segment on one segment store (standalone, and a controller given ``--segmentstore``)."""
+
+    host: str
+    port: int
+
+    def endpoint_for(self, segment: str) -> Endpoint | None:
+        return self.host, self.port
+
+    async def refresh(self) -> None:
+        return None
+
+
 class SegmentHelper:
-    """``SegmentStoreOps`` over the wire protocol to one segment store."""
+    """``SegmentStoreOps`` over the wire protocol: one multiplexed connection per segment store, each request sent
+    to the one ``router`` names for its segment (by default the fixed ``host:port``)."""
 
     def __init__(self, host: str, port: int, *, timeout: float = 30.0, attempts: int | None = None,
                  retry: RetryPolicy = SEGMENT_STORE_RETRY,
-                 ssl_context: ssl.SSLContext | None = None, token: Callable[[], str] | None = None) -> None:
+                 ssl_context: ssl.SSLContext | None = None, token: Callable[[], str] | None = None,
+                 router: SegmentRouter | None = None) -> None:
         self.host = host
         self.token = token
         """The controller's system token for every request (None: send none, for a segment store without auth)."""
         self.port = port
+        self.router: SegmentRouter = router or FixedRoute(host, port)
         self.timeout = timeout
         self.retry = replace(retry, max_attempts=attempts) if attempts is not None else retry
         self.ssl_context = ssl_context
-        self._conn: RawConnection | None = None
-        self._lock = asyncio.Lock()
+        self._conns: dict[Endpoint, RawConnection] = {}
+        self._locks: dict[Endpoint, asyncio.Lock] = {}
 
-    async def _connection(self) -> RawConnection:
-        async with self._lock:
-            if self._conn is None or self._conn.closed:
-                self._conn = await RawConnection.connect(self.host, self.port, timeout=self.timeout,
-                                                         ssl_context=self.ssl_context)
-            return self._conn
+    async def _connection(self, segment: str) -> RawConnection:
+        endpoint = self.router.endpoint_for(segment)
+        if endpoint is None:
+            raise _WrongHost(f"no segment store owns the container of {segment} right now")
+        async with self._locks.setdefault(endpoint, asyncio.Lock()):
+            conn = self._conns.get(endpoint)
+            if conn is None or conn.closed:
+                conn = self._conns[endpoint] = await RawConnection.connect(
+                    endpoint[0], endpoint[1], timeout=self.timeout, ssl_context=self.ssl_context)
+            return conn
 
-    async def _drop(self, conn: RawConnection | None = None) -> None:
-        conn = conn or self._conn
-        if conn is self._conn:
-            self._conn = None
-        if conn is not None:
-            try:
-                await conn.close()
-            except Exception:
-                log.debug("closing broken segment store connection failed", exc_info=True)
+    async def _drop(self, conn: RawConnection | None) -> None:
+        if conn is None:
+            return
+        for endpoint, known in list(self._conns.items()):
+            if known is conn:
+                del self._conns[endpoint]
+        try:
+            await conn.close()
+        except Exception:
+            log.debug("closing broken segment store connection failed", exc_info=True)
+
+    async def _refresh_route(self) -> None:
+        try:
+            await self.router.refresh()
+        except Exception as exc:
+            log.debug("could not re-read where containers run: %r", exc)
 
     async def _request(self, make: Any, segment: str) -> c.WireCommand:
-        """Send ``make(request_id)`` and return the reply, retrying on connection loss and WrongHost."""
+        """Send ``make(request_id)`` to the segment's owner and return the reply, retrying on connection loss and
+        WrongHost (after re-reading where the container runs)."""
         backoff = self.retry.start()
         last: BaseException | None = None
         while True:
             conn = None
             try:
-                conn = await self._connection()
+                conn = await self._connection(segment)
                 request = make(next_request_id())
                 if self.token is not None:
                     request = dataclasses.replace(request, delegation_token=self.token())
                 reply = await conn.request(request, timeout=self.timeout)
                 if isinstance(reply, c.WrongHost):
-                    raise _WrongHost(f"segment store does not own {segment} yet")
+                    raise _WrongHost(f"segment store does not own {segment} (yet)")
                 return reply
             except (OSError, TimeoutError, asyncio.IncompleteReadError, EOFError) as exc:
                 last = exc
                 await self._drop(conn)
+                await self._refresh_route()
             except AnabranchError as exc:
                 if not exc.retriable:
                     raise
                 last = exc
                 if not isinstance(exc, _WrongHost):
                     await self._drop(conn)
+                await self._refresh_route()
             if not await backoff.wait():
                 break
+        where = self.router.endpoint_for(segment)
+        store = f"{where[0]}:{where[1]}" if where is not None else "(no owner)"
         raise SegmentStoreUnavailableError(
-            f"segment store {self.host}:{self.port} unavailable for {segment} after {backoff.describe()}: {last}"
+            f"segment store {store} unavailable for {segment} after {backoff.describe()}: {last}"
         )
 
     async def close(self) -> None:
-        await self._drop()
+        for conn in list(self._conns.values()):
+            await self._drop(conn)
 
     async def create_segment(self, name: str, scale_type: int = 0, target_rate: int = 0,
                              rollover_size_bytes: int = 0) -> None:

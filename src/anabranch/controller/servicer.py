@@ -31,7 +31,7 @@ from anabranch.controller.facade import Controller
 from anabranch.controller.servicer_base import PAGE_SIZE, is_rust_client, rpc
 from anabranch.controller.servicer_groups import GroupRpcs
 from anabranch.controller.validation import hex_token, index_token
-from anabranch.model.names import segment_epoch
+from anabranch.model.names import qualified_segment_name, segment_epoch
 from anabranch.protocol import controller_pb2 as pb
 from anabranch.protocol import controller_pb2_grpc as pb_grpc
 
@@ -45,7 +45,7 @@ class ControllerServicer(GroupRpcs, pb_grpc.ControllerServiceServicer):
 
     @rpc
     async def getControllerServerList(self, request: pb.ServerRequest, context: Any) -> pb.ServerResponse:
-        return pb.ServerResponse(nodeURI=[pb.NodeUri(endpoint=self.c.host, port=self.c.port)])
+        return pb.ServerResponse(nodeURI=[pb.NodeUri(endpoint=h, port=p) for h, p in self.c.controller_uris()])
 
     @rpc
     async def getDelegationToken(self, request: pb.StreamInfo, context: Any) -> pb.DelegationToken:
@@ -224,7 +224,9 @@ class ControllerServicer(GroupRpcs, pb_grpc.ControllerServiceServicer):
 
     @rpc
     async def getURI(self, request: pb.SegmentId, context: Any) -> pb.NodeUri:
-        return pb.NodeUri(endpoint=self.c.segment_store_host, port=self.c.segment_store_port)
+        info = request.streamInfo
+        host, port = self.c.segment_store_uri(qualified_segment_name(info.scope, info.stream, request.segmentId))
+        return pb.NodeUri(endpoint=host, port=port)
 
     # ---- scaling ----
 

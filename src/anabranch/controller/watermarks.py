@@ -194,9 +194,12 @@ class WireAppender:
     """``Appender`` over the wire protocol: SetupAppend, then one ConditionalAppend per watermark."""
 
     def __init__(self, host: str, port: int, *, timeout: float = 10.0, ssl_context: ssl.SSLContext | None = None,
-                 token: Callable[[], str] = lambda: "") -> None:
+                 token: Callable[[], str] = lambda: "",
+                 locate: Callable[[str], tuple[str, int] | None] | None = None) -> None:
         self.host = host
         self.port = port
+        self.locate = locate
+        """In a cluster: the segment store owning a segment's container (None: this fixed ``host:port``)."""
         self.token = token
         """The controller's system token (auth on: the segment store checks it)."""
         self.timeout = timeout
@@ -207,7 +210,10 @@ class WireAppender:
         from anabranch.client.connection import RawConnection, next_request_id
         from anabranch.protocol import commands as c
 
-        conn = await RawConnection.connect(self.host, self.port, timeout=self.timeout, ssl_context=self.ssl_context)
+        host, port = (self.host, self.port) if self.locate is None else (self.locate(segment) or ("", 0))
+        if not host:
+            raise NoSuchSegmentError(segment, "cannot append watermarks: its container has no owner right now")
+        conn = await RawConnection.connect(host, port, timeout=self.timeout, ssl_context=self.ssl_context)
         try:
             setup = await conn.request(c.SetupAppend(next_request_id(), self.writer_id, segment, self.token()),
                                        timeout=self.timeout)
