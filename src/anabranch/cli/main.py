@@ -13,16 +13,18 @@ from anabranch.cli.read import read
 from anabranch.cli.segmentstore import segmentstore
 from anabranch.cli.standalone import standalone
 from anabranch.cli.user import scope, stream, write
-from anabranch.cli.users import user
+from anabranch.cli.users import apply_credentials, credentials_options, user
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="anabranch")
 @click.option("--log-level", default="INFO", show_default=True,
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
-def cli(log_level: str) -> None:
+@credentials_options
+def cli(log_level: str, username: str | None, password: str | None) -> None:
     """Anabranch: durable, elastic streams that speak Pravega's protocols."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    apply_credentials(username, password)
 
 
 for command in (standalone, controller, segmentstore, scope, stream, read, write, bench, user):

@@ -5,7 +5,10 @@ Not to be confused with ``cli/user.py``, which holds the scope and stream comman
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import click
 from rich.console import Console
@@ -13,6 +16,9 @@ from rich.table import Table
 
 from anabranch.auth.errors import AuthConfigError
 from anabranch.auth.passwords import PasswordFile
+from anabranch.client.config import AUTH_METHOD_ENV, AUTH_PASSWORD_ENV, AUTH_USERNAME_ENV
+
+F = TypeVar("F", bound=Callable[..., object])
 
 _password_file = click.option("--password-file", type=click.Path(dir_okay=False, path_type=Path), required=True,
                               help="The password file the servers read (--auth --password-file).")
@@ -68,3 +74,21 @@ def list_users(password_file: Path) -> None:
     for entry in sorted(users.values(), key=lambda u: u.name):
         table.add_row(entry.name, str(entry.acl) or "(none)")
     Console(width=200).print(table)
+
+
+def credentials_options(command: F) -> F:
+    """``--username``/``--password`` of the ``anabranch`` group: the credentials every client command sends."""
+    command = click.option("--password", default=None, envvar=AUTH_PASSWORD_ENV, show_envvar=True,
+                           help="Password of --username (prompted for when absent).")(command)
+    return click.option("--username", default=None, envvar=AUTH_USERNAME_ENV, show_envvar=True,
+                        help="User for servers started with --auth (Basic credentials).")(command)
+
+
+def apply_credentials(username: str | None, password: str | None) -> None:
+    """Put the credentials where every ``ClientConfig`` of this process finds them: the official client's
+    environment variables."""
+    if username is None:
+        return
+    if password is None:
+        password = click.prompt(f"password for {username}", hide_input=True, err=True)
+    os.environ.update({AUTH_METHOD_ENV: "Basic", AUTH_USERNAME_ENV: username, AUTH_PASSWORD_ENV: password})

@@ -138,6 +138,10 @@ def test_cli_takes_the_official_clients_variables(auth_server: AuthServer) -> No
     env = {k: v for k, v in os.environ.items() if not k.startswith("pravega_client_auth")}
     refused = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT, env=env)
     assert refused.returncode != 0 and "credentials" in refused.stderr + refused.stdout
+    with_options = [*command[:3], "--username", "admin", "--password", "admin-pw", *command[3:]]
+    with_options[-3] = name("cli")
+    done = subprocess.run(with_options, capture_output=True, text=True, timeout=TIMEOUT, env=env)
+    assert done.returncode == 0, done.stderr
     env.update(pravega_client_auth_method="Basic", pravega_client_auth_username="admin",
                pravega_client_auth_password="admin-pw")
     done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT, env=env)
