@@ -41,24 +41,32 @@ _TLS_HANDSHAKE_RECORD = b"\x16\x03"
 class _TransportOutput:
     """The handler's Output over an asyncio transport.
 
-    Replies written during one event-loop iteration (e.g. the acks of one group commit) leave in one write.
+    Replies written during one event-loop iteration (e.g. the acks of one group commit) leave in one write;
+    once ``FLUSH_BYTES`` are pending they go to the transport at once, so the transport's buffer (and its
+    high-water mark, which pauses the connection) sees large replies as soon as they are made.
     """
 
-    __slots__ = ("_loop", "_pending", "_transport")
+    FLUSH_BYTES = 64 * 1024
+
+    __slots__ = ("_loop", "_pending", "_pending_bytes", "_transport")
 
     def __init__(self, transport: asyncio.Transport) -> None:
         self._transport = transport
         self._loop = asyncio.get_running_loop()
         self._pending: list[bytes] = []
+        self._pending_bytes = 0
 
     def write(self, frame: bytes) -> None:
         if not self._pending:
             self._loop.call_soon(self._flush)
         self._pending.append(frame)
+        self._pending_bytes += len(frame)
+        if self._pending_bytes >= self.FLUSH_BYTES:
+            self._flush()
 
     def _flush(self) -> None:
         if self._pending:
-            frames, self._pending = self._pending, []
+            frames, self._pending, self._pending_bytes = self._pending, [], 0
             if not self._transport.is_closing():
                 self._transport.writelines(frames)
 
