@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from anabranch.client.config import ClientConfig, ScalingPolicy, StreamConfiguration
 from anabranch.client.stream_manager import StreamManager
@@ -77,11 +78,19 @@ def test_endpoints(server: tuple[Standalone, str]) -> None:
     status, _, body = http(f"{admin}/streams/adm/missing")
     assert status == 404 and "does not exist" in json.loads(body)["error"]
     status, content_type, body = http(f"{admin}/metrics")
-    text = body.decode()
     assert status == 200 and content_type.startswith("text/plain")
-    assert "anabranch_segmentstore_containers 4" in text.splitlines()
-    assert any(line.startswith("anabranch_segmentstore_appends ") for line in text.splitlines())
-    assert any(line.startswith("anabranch_controller_streams ") for line in text.splitlines())
+    families = {f.name: f for f in text_string_to_metric_families(body.decode())}
+    assert families["anabranch_segmentstore_containers"].samples[0].value == 4
+    appends = families["anabranch_segmentstore_appends"]
+    assert appends.type == "counter" and sum(s.value for s in appends.samples) > 0
+    assert {s.labels["container"] for s in appends.samples} == {"0", "1", "2", "3"}
+    latency = families["anabranch_segmentstore_append_latency_seconds"]
+    assert latency.type == "histogram"
+    assert sum(s.value for s in latency.samples if s.name.endswith("_count")) > 0
+    stream_bytes = families["anabranch_segmentstore_stream_append_bytes"].samples
+    assert any(s.labels["stream"] == "adm/st" and s.value > 0 for s in stream_bytes)
+    assert families["anabranch_controller_scales"].samples[0].labels["reason"] == "manual scale"
+    assert "anabranch_controller_streams" in families and "anabranch_process_resident_memory_bytes" in families
     status, _, body = http(f"{admin}/")
     assert status == 200 and b"/console/adm/st" in body
 
