@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 import urllib.error
 import urllib.request
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -145,4 +147,14 @@ def test_cli_takes_the_official_clients_variables(auth_server: AuthServer) -> No
     env.update(pravega_client_auth_method="Basic", pravega_client_auth_username="admin",
                pravega_client_auth_password="admin-pw")
     done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT, env=env)
+    assert done.returncode == 0, done.stderr
+
+
+def test_security_guide_example_runs(auth_server: AuthServer) -> None:
+    doc = (Path(__file__).parents[3] / "docs" / "security.md").read_text()
+    example = re.search(r"```python\n(.*?)```", doc, re.S)
+    assert example is not None
+    code = example.group(1).replace("tcp://127.0.0.1:9090", auth_server.server.controller_uri) \
+        .replace('"s3cret"', '"admin-pw"').replace('"demo"', f'"{name("doc")}"')
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=TIMEOUT)
     assert done.returncode == 0, done.stderr
