@@ -74,14 +74,16 @@ class ControllerClusterOptions:
 class ClusterView:
     """The container map and the live segment stores and controllers, as this controller last read them."""
 
-    def __init__(self, zk: ZkClient, paths: ClusterPaths, container_count: int) -> None:
+    def __init__(self, zk: ZkClient, paths: ClusterPaths, container_count: int, refresh_interval: float = 5.0) -> None:
         self._zk = zk
+        self._refresh_interval = refresh_interval
         self._paths = paths
         self.container_count = container_count
         self.map = ContainerMap()
         self.hosts: dict[str, Endpoint] = {}
         self.controllers: list[Endpoint] = []
-        self._refreshing: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._refresher: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
         self._closed = False
 
@@ -92,19 +94,26 @@ class ClusterView:
         self._zk.kazoo.DataWatch(self._paths.container_map, self._on_watch)
         self._zk.kazoo.ChildrenWatch(self._paths.hosts, self._on_watch)
         self._zk.kazoo.ChildrenWatch(self._paths.controllers, self._on_watch)
+        self._refresher = asyncio.get_running_loop().create_task(self._keep_fresh(), name="cluster-view")
 
     def close(self) -> None:
         self._closed = True
+        if self._refresher is not None:
+            self._refresher.cancel()
 
     def _on_watch(self, *_: object) -> bool | None:
         if self._closed:
             return False  # kazoo: stop watching
-        self._zk.call_soon(self._refresh_soon)
+        self._zk.call_soon(self._wake.set)
         return None
 
-    def _refresh_soon(self) -> None:
-        if self._refreshing is None or self._refreshing.done():
-            self._refreshing = asyncio.get_running_loop().create_task(self._refresh_logged(), name="cluster-view")
+    async def _keep_fresh(self) -> None:
+        """Re-read after every watch event (events during a read cause one more read) and every refresh interval."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._refresh_interval)
+            self._wake.clear()
+            await self._refresh_logged()
 
     async def _refresh_logged(self) -> None:
         try:
@@ -246,7 +255,7 @@ class ControllerMember:
         await self.zk.start()
         try:
             count = await settle_container_count(self.zk, self.paths, self.options.containers, settle_timeout)
-            self.view = ClusterView(self.zk, self.paths, count)
+            self.view = ClusterView(self.zk, self.paths, count, self.options.refresh_interval)
             await self.view.start()
         except BaseException:
             await self.zk.stop()
