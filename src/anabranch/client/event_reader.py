@@ -93,6 +93,7 @@ class EventStreamReader(Generic[T]):
         self._index = 0
         self._ended: set[ScopedSegment] = set()
         self._last_sync = float("-inf")
+        self._sync_task: asyncio.Future[str | None] | None = None
         self._closed = False
         self._watermarks = ReaderWatermarks(((c.scope, c.stream) for c in group.config.starting_cuts),
                                             group.controller, group.router)
@@ -145,15 +146,18 @@ class EventStreamReader(Generic[T]):
         loop = asyncio.get_running_loop()
         start = loop.time()
         refresh = self.group.config.group_refresh_time
-        if self._current is not None and start - self._last_sync < refresh:
+        if self._current is not None and start - self._last_sync < refresh and self._sync_task is None:
             event = self._next_buffered()
             if event is not None:
                 return event
         deadline = start + timeout
         while True:
             now = loop.time()
-            if now - self._last_sync >= refresh or (not self._segments and not self._has_buffered()):
-                checkpoint = await self._sync()
+            if (self._sync_task is not None or now - self._last_sync >= refresh
+                    or (not self._segments and not self._has_buffered())):
+                synced, checkpoint = await self._sync_within(deadline)
+                if not synced:
+                    return EventRead(None, self.position)
                 if checkpoint is not None and not checkpoint.startswith(AUTO_CHECKPOINT_PREFIX):
                     return EventRead(None, self.position, checkpoint)
             event = self._next_buffered()
@@ -263,6 +267,23 @@ class EventStreamReader(Generic[T]):
         )
         self._last_sync = float("-inf")  # acquire the successors now, not at the next periodic sync
 
+    async def _sync_within(self, deadline: float) -> tuple[bool, str | None]:
+        """Runs a sync, or goes on waiting for the one a timed-out read left running; (done, checkpoint).
+
+        A sync that outlasts the read's timeout (the servers are down and its requests are being retried) keeps
+        running in the background, so the read returns on time; no event is handed out until it is done, since it
+        may be releasing segments at the positions it reported.
+        """
+        task = self._sync_task
+        if task is None:
+            task = self._sync_task = asyncio.ensure_future(self._sync())
+        remaining = max(0.0, deadline - asyncio.get_running_loop().time())
+        done, _ = await asyncio.wait({task}, timeout=remaining)
+        if not done:
+            return False, None
+        self._sync_task = None
+        return True, task.result()
+
     async def _sync(self) -> str | None:
         """Reports positions, answers a pending checkpoint (returns its name), rebalances, starts automatic
         checkpoints (after rebalancing, so that frequent checkpoints cannot starve acquisition)."""
@@ -365,6 +386,10 @@ class EventStreamReader(Generic[T]):
         if self._closed:
             return
         self._closed = True
+        if self._sync_task is not None:
+            self._sync_task.cancel()
+            await asyncio.gather(self._sync_task, return_exceptions=True)
+            self._sync_task = None
         positions = dict(self._positions)
         for segment in list(self._segments):
             await self._drop(segment)

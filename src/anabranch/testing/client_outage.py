@@ -22,6 +22,7 @@ from anabranch.testing.processes import Standalone
 
 WRITE_INTERVAL = 0.002
 """Seconds between writes: steady load, not a flood."""
+READ_TIMEOUT = 0.5
 
 
 @dataclass
@@ -30,6 +31,8 @@ class OutageResult:
     failed: dict[int, str] = field(default_factory=dict)
     read: list[int] = field(default_factory=list)
     read_errors: list[str] = field(default_factory=list)
+    longest_read: float = 0.0
+    """Seconds the slowest ``read_events(timeout=READ_TIMEOUT)`` call took (the timeout holds during the outage)."""
     written: int = 0
     down_at: float = 0.0
     up_at: float = 0.0
@@ -99,13 +102,16 @@ async def run_outage(server: Standalone, outage: float, *, before: float = 1.0, 
 
         async def read() -> None:
             while True:
+                started = time.monotonic()
                 try:
-                    batch = await reader.read_events(timeout=0.5)
+                    batch = await reader.read_events(timeout=READ_TIMEOUT)
                 except AnabranchError as exc:
                     if not exc.retriable:
                         raise
                     result.read_errors.append(repr(exc))
                     continue
+                finally:
+                    result.longest_read = max(result.longest_read, time.monotonic() - started)
                 for item in batch:
                     if item.event is not None:
                         result.read.append(int(item.event))

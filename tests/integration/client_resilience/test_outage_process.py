@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from anabranch.client import ClientConfig
-from anabranch.testing.client_outage import OutageResult, run_outage
+from anabranch.testing.client_outage import READ_TIMEOUT, OutageResult, run_outage
 from anabranch.testing.processes import Standalone
 
 pytestmark = pytest.mark.process
@@ -35,6 +35,7 @@ async def test_default_writer_and_reader_survive_a_5_s_outage(standalone: Standa
     assert not result.read_errors
     assert result.write_resume_seconds is not None and result.write_resume_seconds < 10
     assert result.read_resume_seconds is not None and result.read_resume_seconds < 10
+    assert result.longest_read < READ_TIMEOUT + 1.5, f"a {READ_TIMEOUT} s read took {result.longest_read} s"
     _report("5 s outage", result)
 
 
