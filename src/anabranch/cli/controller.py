@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import click
@@ -10,7 +9,15 @@ import click
 from anabranch.admin.server import start_admin
 from anabranch.auth.options import auth_options, server_auth
 from anabranch.auth.server import warn_if_exposed
-from anabranch.cli.serving import admin_port_option, server_tls, time_scale_option, tls_options, wait_for_stop_signal
+from anabranch.cli.serving import (
+    admin_port_option,
+    ensure_can_listen,
+    run_server,
+    server_tls,
+    time_scale_option,
+    tls_options,
+    wait_for_stop_signal,
+)
 from anabranch.controller.service import ControllerService
 from anabranch.tls import TlsConfigError, client_ssl_context
 
@@ -65,6 +72,7 @@ def controller(segment_store: str, host: str, port: int, admin_port: int, tls_ce
         ss_ssl = client_ssl_context(segmentstore_trust_store) if segmentstore_trust_store is not None else None
     except TlsConfigError as exc:
         raise click.UsageError(str(exc)) from exc
+    ensure_can_listen(host, port, "the controller")
     service = ControllerService(ss_host, ss_port, host=host, port=port, tls=tls, segment_store_ssl=ss_ssl,
                                 time_scale=time_scale, auth=security)
-    asyncio.run(_run(service, admin_port))
+    run_server(_run(service, admin_port), "anabranch controller")

@@ -7,7 +7,6 @@ A configuration error or an unreachable engine at start ends the command with on
 
 from __future__ import annotations
 
-import asyncio
 import cProfile
 import logging
 import os
@@ -20,8 +19,11 @@ from anabranch.auth.options import auth_options, server_auth
 from anabranch.auth.server import warn_if_exposed
 from anabranch.cli.serving import (
     containers_option,
+    ensure_can_listen,
+    lock_data_dir_or_exit,
     lts_options,
     lts_storage,
+    run_server,
     server_tls,
     time_scale_option,
     tls_options,
@@ -29,6 +31,7 @@ from anabranch.cli.serving import (
 )
 from anabranch.cluster.layout import DEFAULT_CLUSTER
 from anabranch.cluster.zk import DEFAULT_SESSION_TIMEOUT
+from anabranch.datadir import DataDirLock
 from anabranch.errors import AnabranchError
 from anabranch.segmentstore.service import MIB, SegmentStoreService
 from anabranch.segmentstore.stats import AutoScaleConfig
@@ -41,7 +44,7 @@ PROFILE_ENV = "ANABRANCH_PROFILE"
 """When set, the process runs under cProfile and writes its statistics to this path on exit."""
 
 
-async def _run(service: SegmentStoreService) -> None:
+async def _run(service: SegmentStoreService, lock: DataDirLock) -> None:
     kazoo_log = logging.getLogger("kazoo")
     level = kazoo_log.level
     kazoo_log.setLevel(logging.ERROR)  # its connection retries at start would bury the one line that matters
@@ -53,6 +56,7 @@ async def _run(service: SegmentStoreService) -> None:
         kazoo_log.setLevel(level)
     secured = " (TLS)" if service.tls is not None else ""
     click.echo(f"segment store listening on {service.host}:{service.port}{secured} (data in {service.data_dir})")
+    lock.describe(f"anabranch segmentstore {service.host}:{service.port}")
     try:
         await wait_for_stop_signal()
     finally:
@@ -60,7 +64,7 @@ async def _run(service: SegmentStoreService) -> None:
 
 
 @click.command()
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("anabranch-data"),
+@click.option("--data-dir", type=click.Path(path_type=Path), default=Path("anabranch-data"),
               show_default=True, help="Directory holding the Tier-1 logs and LTS data.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(0, 65535), default=12345, show_default=True,
@@ -106,13 +110,15 @@ def segmentstore(data_dir: Path, host: str, port: int, containers: int, cache_si
                                   lts=lts, autoscale=AutoScaleConfig.compressed(time_scale),
                                   cluster=_cluster_options(zookeeper, tier1, cluster_name, host_id,
                                                            zookeeper_session_timeout, lts is not None))
+    ensure_can_listen(host, port, "the segment store")
+    lock = lock_data_dir_or_exit(data_dir)
     profile_path = os.environ.get(PROFILE_ENV)
     if not profile_path:
-        asyncio.run(_run(service))
+        run_server(_run(service, lock), "anabranch segmentstore", lock)
         return
     profiler = cProfile.Profile()
     try:
-        profiler.runcall(asyncio.run, _run(service))
+        profiler.runcall(run_server, _run(service, lock), "anabranch segmentstore", lock)
     finally:
         profiler.dump_stats(profile_path)
 

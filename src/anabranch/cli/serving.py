@@ -1,15 +1,19 @@
-"""What the server commands (standalone, segmentstore, controller) share: stopping on a signal, common options."""
+"""What the server commands (standalone, segmentstore, controller) share: stopping on a signal, common options,
+the data directory's lock and one-line start-up errors (``run_server``)."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Callable
+import socket
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import click
 
+from anabranch.datadir import DataDirError, DataDirLock, lock_data_dir
+from anabranch.errors import AnabranchError
 from anabranch.storage.interfaces import ChunkStorage
 from anabranch.tls import ServerTls, TlsConfigError
 
@@ -83,3 +87,44 @@ async def wait_for_stop_signal() -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+
+
+def lock_data_dir_or_exit(data_dir: Path) -> DataDirLock:
+    """Take the data directory's exclusive lock, or end the command with one line naming the holder."""
+    try:
+        return lock_data_dir(data_dir)
+    except DataDirError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def run_server(main: Coroutine[Any, Any, None], what: str, lock: DataDirLock | None = None) -> None:
+    """Run a server command's main coroutine until it returns. A failure to start (a port in use, a data
+    directory that cannot be used, an engine that cannot be reached) ends the command with one line on stderr
+    and exit code 1, never a traceback. The data directory's lock, if any, is released at the end."""
+    try:
+        asyncio.run(main)
+    except click.ClickException:
+        raise
+    except AnabranchError as exc:
+        raise click.ClickException(f"{what}: {exc}") from None
+    except OSError as exc:
+        detail = exc.strerror or str(exc)
+        if exc.filename is not None:
+            detail = f"{detail}: {exc.filename}"
+        raise click.ClickException(f"{what} cannot start: {detail}") from None
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def ensure_can_listen(host: str, port: int, what: str) -> None:
+    """Fail at once, with one line, if ``host:port`` cannot be listened on (before any data is opened or
+    recovered; gRPC would only report it on its own log after the controller's start-up work)."""
+    if port == 0:
+        return
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as exc:
+        raise click.ClickException(f"{what} cannot listen on {host}:{port}: {exc.strerror or exc}") from None

@@ -6,7 +6,6 @@ segment store over TLS trusting exactly that certificate.
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import click
@@ -18,19 +17,24 @@ from anabranch.auth.server import warn_if_exposed
 from anabranch.cli.serving import (
     admin_port_option,
     containers_option,
+    ensure_can_listen,
+    lock_data_dir_or_exit,
     lts_options,
     lts_storage,
+    run_server,
     server_tls,
     time_scale_option,
     tls_options,
     wait_for_stop_signal,
 )
 from anabranch.controller.service import ControllerService
+from anabranch.datadir import DataDirLock
 from anabranch.segmentstore.service import SegmentStoreService
 from anabranch.segmentstore.stats import AutoScaleConfig
 
 
-async def _run(store: SegmentStoreService, controller_port: int, admin_port: int, time_scale: float) -> None:
+async def _run(store: SegmentStoreService, controller_port: int, admin_port: int, time_scale: float,
+               lock: DataDirLock) -> None:
     data_dir, host, tls = store.data_dir, store.host, store.tls
     await store.start()
     secured = " (TLS)" if tls is not None else ""
@@ -44,6 +48,8 @@ async def _run(store: SegmentStoreService, controller_port: int, admin_port: int
         await store.stop()
         raise
     click.echo(f"controller listening on {controller.host}:{controller.port}{secured}")
+    lock.describe(f"anabranch standalone: segment store {store.host}:{store.port}, "
+                  f"controller {controller.host}:{controller.port}")
     click.echo(f"clients connect to {'tls' if tls is not None else 'tcp'}://{controller.host}:{controller.port}")
     assert controller.controller is not None
     admin = await start_admin(controller.controller, host, admin_port,
@@ -61,7 +67,7 @@ async def _run(store: SegmentStoreService, controller_port: int, admin_port: int
 
 
 @click.command()
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("anabranch-data"),
+@click.option("--data-dir", type=click.Path(path_type=Path), default=Path("anabranch-data"),
               show_default=True, help="Directory holding all data (segments and controller metadata).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address both servers listen on.")
 @click.option("--controller-port", type=click.IntRange(0, 65535), default=9090, show_default=True,
@@ -82,8 +88,11 @@ def standalone(data_dir: Path, host: str, controller_port: int, segmentstore_por
     tls = server_tls(tls_cert, tls_key)
     security = server_auth(auth, password_file, token_signing_key_file, token_ttl)
     warn_if_exposed("anabranch standalone", host, auth=auth, tls=tls is not None)
+    ensure_can_listen(host, segmentstore_port, "the segment store")
+    ensure_can_listen(host, controller_port, "the controller")
+    lock = lock_data_dir_or_exit(data_dir)
     store = SegmentStoreService(data_dir, host, segmentstore_port, container_count=containers,
                                 tls=tls, auth=security,
                                 lts=lts_storage(lts_s3_bucket, lts_s3_prefix, lts_s3_endpoint),
                                 autoscale=AutoScaleConfig.compressed(time_scale))
-    asyncio.run(_run(store, controller_port, admin_port, time_scale))
+    run_server(_run(store, controller_port, admin_port, time_scale, lock), "anabranch standalone", lock)

@@ -85,12 +85,16 @@ class ControllerService:
                                  interceptors=self.auth.grpc_interceptors() if self.auth is not None else None)
         pb_grpc.add_ControllerServiceServicer_to_server(ControllerServicer(controller), server)
         address = f"{self.host}:{self.port}"
-        if self.tls is not None:
-            bound = server.add_secure_port(address, self.tls.grpc_credentials())
-        else:
-            bound = server.add_insecure_port(address)
+        try:
+            if self.tls is not None:
+                bound = server.add_secure_port(address, self.tls.grpc_credentials())
+            else:
+                bound = server.add_insecure_port(address)
+        except RuntimeError:  # grpcio raises instead of returning 0 when the bind fails
+            bound = 0
         if bound == 0:
-            raise OSError(f"controller cannot listen on {self.host}:{self.port}")
+            raise OSError(f"controller cannot listen on {self.host}:{self.port} (port in use or address not "
+                          "available)")
         self.port = controller.port = bound
         await server.start()
         self.controller, self._server = controller, server
