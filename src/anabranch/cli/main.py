@@ -8,6 +8,7 @@ import click
 
 from anabranch import __version__
 from anabranch.cli.bench import bench
+from anabranch.cli.cluster import cluster
 from anabranch.cli.controller import controller
 from anabranch.cli.read import read
 from anabranch.cli.segmentstore import segmentstore
@@ -27,7 +28,7 @@ def cli(log_level: str, username: str | None, password: str | None) -> None:
     apply_credentials(username, password)
 
 
-for command in (standalone, controller, segmentstore, scope, stream, read, write, bench, user):
+for command in (standalone, controller, segmentstore, cluster, scope, stream, read, write, bench, user):
     cli.add_command(command)
 
 
