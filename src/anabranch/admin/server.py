@@ -3,7 +3,9 @@
 Routes:
 - ``/v1/...``: Pravega's controller REST API (``admin.rest``): scopes, streams (create, update, seal, delete,
   list with the internal-stream and tag filters), scaling events, reader groups, health;
-- ``/health`` → {"status": "ok"}; ``/metrics`` → Prometheus text (``admin.metrics``): typed series with HELP;
+- ``/health`` → {"status": "ok"} (alive); ``/ready`` → 200 or 503 with the reasons (``admin.readiness``:
+  metadata reachable, every in-process container running); ``/metrics`` → Prometheus text (``admin.metrics``):
+  typed series with HELP;
 - ``/scopes`` (``?all=1`` includes internal scopes) → {"scopes": [...]}; ``/scopes/<scope>/streams`` →
   {"scope", "streams"}; ``/streams/<scope>/<stream>`` → ``describe_stream``'s dict;
 - ``/`` (index) and ``/console/<scope>/<stream>`` (live page) with ``/console/<scope>/<stream>/data`` (what
@@ -27,6 +29,7 @@ from prometheus_client import CollectorRegistry
 from anabranch.admin import metrics
 from anabranch.admin.console import ClusterInfo, GroupProbe, stream_view
 from anabranch.admin.pages import console_page, stream_page
+from anabranch.admin.readiness import StoreHealthSource, readiness
 from anabranch.admin.rest import RestApi, RestError, index_names, rest_errors, stream_names
 from anabranch.controller.describe import describe_stream
 from anabranch.controller.epochs import all_segments
@@ -52,8 +55,11 @@ class AdminServer:
     def __init__(self, controller: Controller, *, segment_store_stats: StatsSource | None = None,
                  container_stats: metrics.ContainerStats | None = None, host: str = "127.0.0.1", port: int = 9091,
                  authenticate: Authenticate | None = None, cluster_info: ClusterInfo | None = None,
-                 console_interval_ms: int = 1000, counts_refresh: float = COUNTS_REFRESH) -> None:
+                 console_interval_ms: int = 1000, counts_refresh: float = COUNTS_REFRESH,
+                 store_health: StoreHealthSource | None = None) -> None:
         self.controller = controller
+        self.store_health = store_health
+        """The in-process segment store's health, for ``/ready`` (None: no segment store in this process)."""
         self.authenticate = authenticate
         self.host = host
         self.port = port
@@ -76,7 +82,8 @@ class AdminServer:
         self.app = web.Application(middlewares=[self._count_and_authenticate, rest_errors],
                                    client_max_size=CLIENT_MAX_SIZE)
         self.app.add_routes([
-            web.get("/", self._console), web.get("/health", self._health), web.get("/metrics", self._metrics),
+            web.get("/", self._console), web.get("/health", self._health), web.get("/ready", self._ready),
+            web.get("/metrics", self._metrics),
             web.get("/scopes", self._scopes), web.get("/scopes/{scope}/streams", self._streams_of),
             web.get("/streams/{scope}/{stream}", self._describe),
             web.get("/console/{scope}/{stream}", self._stream_page),
@@ -148,6 +155,10 @@ class AdminServer:
 
     async def _health(self, _request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
+
+    async def _ready(self, _request: web.Request) -> web.Response:
+        report = await readiness(self.controller, self.store_health)
+        return web.json_response(report, status=200 if report["ready"] else 503)
 
     async def _scope_names(self, include_internal: bool) -> list[str]:
         names = [k.decode() async for k, _v, _ver in self.controller.store.scopes.items()]

@@ -54,6 +54,7 @@ async def _run(store: SegmentStoreService, controller_port: int, admin_port: int
     assert controller.controller is not None
     admin = await start_admin(controller.controller, host, admin_port,
                               container_stats=lambda: per_container_stats(store.store) if store.store else {},
+                              store_health=lambda: store.store.health() if store.store else None,
                               authenticate=store.auth.check_http if store.auth and store.auth.enabled else None)
     if admin is not None:
         click.echo(f"admin endpoint on http://{admin.host}:{admin.port}/")
