@@ -25,7 +25,9 @@ from anabranch.auth.handlers import HandlerRegistry, Principal
 from anabranch.auth.permissions import (
     Permission,
     of_any_stream,
+    of_key_value_table,
     of_stream,
+    reader_group_of,
     write_permission_for,
 )
 from anabranch.auth.rpc_rules import LISTINGS, RULES, Rule
@@ -74,8 +76,18 @@ class ControllerAuthorizer:
         resource, needed = rule.resource(request), rule.needed(request)
         if method in LISTINGS:
             return self.permission(principal, resource) < needed
+        if method == "getDelegationToken" and self._held(principal, request.scope, request.stream) >= needed:
+            return False
         self.require(principal, resource, needed)
         return False
+
+    def _held(self, principal: Principal, scope: str, stream: str) -> Permission:
+        """The caller's permission on a stream's data: its resource, or for a plain name also the key-value
+        table of that name (tables and streams share segment names, and clients ask tokens for both alike)."""
+        held = self.permission(principal, of_any_stream(scope, stream))
+        if not stream.startswith("_") and reader_group_of(stream) is None:
+            held = max(held, self.permission(principal, of_key_value_table(scope, stream)))
+        return held
 
     def token_for(self, method: str, principal: Principal, request: Any, rule: Rule) -> str:
         assert rule.token is not None
@@ -85,7 +97,7 @@ class ControllerAuthorizer:
         if method == "getCurrentSegmentsKeyValueTable":
             granted = Permission.READ_UPDATE
         else:
-            held = self.permission(principal, of_any_stream(scope, stream))
+            held = self._held(principal, scope, stream)
             can_write = held >= write_permission_for(stream)
             access = getattr(request, "accessOperation", _ACCESS.UNSPECIFIED) if method == "getDelegationToken" \
                 else _ACCESS.UNSPECIFIED

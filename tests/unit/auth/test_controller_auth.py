@@ -30,6 +30,7 @@ def authorizer(tmp_path_factory: pytest.TempPathFactory) -> ControllerAuthorizer
     users.add("admin", "a", "prn::*,READ_UPDATE", iterations=1000)
     users.add("reader", "r", "prn::/scope:s,READ;prn::/scope:s/*,READ", iterations=1000)
     users.add("writer", "w", "prn::/scope:s/stream:t,READ_UPDATE", iterations=1000)
+    users.add("tables", "t", "prn::/scope:s/key-value-table:k,READ_UPDATE", iterations=1000)
     return ControllerAuthorizer(HandlerRegistry(PasswordAuthHandler(path)), TokenSigner(KEY, 60))
 
 
@@ -116,3 +117,15 @@ def test_listings_show_only_readable_entries(authorizer: ControllerAuthorizer) -
     authorizer.filter_listing("listScopes", Principal("reader", "Basic"), pb.ScopesRequest(), scopes)
     assert list(scopes.scopes) == ["s"]
     assert authorizer.check("listScopes", Principal("admin", "Basic"), pb.ScopesRequest()) is False
+
+
+def test_key_value_table_permission_gives_table_tokens(authorizer: ControllerAuthorizer) -> None:
+    tables = Principal("tables", "Basic")
+    rule = RULES["getDelegationToken"]
+    authorizer.check("getDelegationToken", tables, stream("s", "k"))
+    assert claims(authorizer.token_for("getDelegationToken", tables, stream("s", "k"), rule)) == \
+        {"prn::/scope:s/stream:k": "READ_UPDATE"}
+    with pytest.raises(PermissionDeniedError):
+        authorizer.check("getDelegationToken", tables, stream("s", "t"))
+    with pytest.raises(PermissionDeniedError):
+        authorizer.check("sealStream", tables, stream("s", "k"))
