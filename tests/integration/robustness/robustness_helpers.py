@@ -70,10 +70,12 @@ async def append(conn: RawConnection, segment: str, payloads: list[bytes], write
         if not done.done():
             done.set_result(reply)
 
+    request_id = next_request_id()
     conn.add_listener(writer, on_reply)
+    conn.add_request_listener(request_id, on_reply)  # error replies carry no writer id
     data = b"".join(event(p) for p in payloads)
     last = max(setup.last_event_number, 0) + len(payloads)
-    conn.send(AppendBlockEnd(writer, len(data), data, len(payloads), last, next_request_id()))
+    conn.send(AppendBlockEnd(writer, len(data), data, len(payloads), last, request_id))
     return await asyncio.wait_for(done, 30)
 
 
