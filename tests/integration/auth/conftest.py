@@ -1,4 +1,4 @@
-"""A real ``anabranch standalone --auth`` with users made by ``anabranch user add``, shared by this package."""
+"""A real ``anabranch standalone --auth`` with users made by ``anabranch user add``, one per test module."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def add_users(password_file: Path) -> None:
         assert result.exit_code == 0, result.output
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthServer]:
     root = tmp_path_factory.mktemp("auth")
     password_file, key_file = root / "users", root / "signing.key"
