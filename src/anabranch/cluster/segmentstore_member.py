@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,7 +85,7 @@ class _FencedLog:
         await self.tier1.open()
         await self._storage.open()
 
-    def iter_records(self, after: int = 0) -> Iterator[tuple[int, bytes]]:
+    def iter_records(self, after: int = 0) -> AsyncIterator[tuple[int, bytes]]:
         return self.tier1.iter_records(after)
 
     async def append(self, data: Buffer | Sequence[Buffer]) -> int:

@@ -46,7 +46,7 @@ async def recover(container_id: int, durable_log: DurableDataLog, storage: Segme
     """Rebuild ``metadata`` and ``read_index`` (both empty) from the log and LTS."""
     started: bool | None = None
     records = skipped = 0
-    for sequence, payload in durable_log.iter_records():
+    async for sequence, payload in durable_log.iter_records():
         if started is None:
             started = sequence == 1
         records += 1

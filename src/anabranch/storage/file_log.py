@@ -22,7 +22,7 @@ import asyncio
 import errno
 import logging
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,10 +131,11 @@ class FileDurableDataLog:
         fsync_directory(self._directory)
         return _LogFile(path, first_sequence, first_sequence - 1, 0)
 
-    def iter_records(self, after: int = 0) -> Iterator[tuple[int, bytes]]:
+    async def iter_records(self, after: int = 0) -> AsyncIterator[tuple[int, bytes]]:
         for file in list(self._files):
             if file.last_sequence > after:
-                yield from read_records(file.path, file.size, after)
+                for record in read_records(file.path, file.size, after):
+                    yield record
 
     async def append(self, data: Buffer | Sequence[Buffer]) -> int:
         if self._closed:

@@ -13,7 +13,7 @@ Every implementation passes the conformance suites in ``anabranch.testing``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -71,8 +71,9 @@ class DurableDataLog(Protocol):
     async def open(self) -> None:
         """Open (creating if needed), and drop any torn record at the tail."""
 
-    def iter_records(self, after: int = 0) -> Iterator[tuple[int, bytes]]:
-        """Yield (sequence, payload) of every durable record with sequence > ``after``, in order.
+    def iter_records(self, after: int = 0) -> AsyncIterator[tuple[int, bytes]]:
+        """Yield (sequence, payload) of every durable record with sequence > ``after``, in order (an async
+        iterator: a replicated log reads over the network).
 
         Called during recovery, after ``open`` and before the first ``append``.
         """

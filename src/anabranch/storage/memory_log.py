@@ -9,7 +9,7 @@ records <= ``up_to`` but never resets the sequence counter.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 
 from anabranch.storage.interfaces import Buffer, LogClosedError
 
@@ -25,7 +25,7 @@ class InMemoryDurableDataLog:
     async def open(self) -> None:
         self._open = True
 
-    def iter_records(self, after: int = 0) -> Iterator[tuple[int, bytes]]:
+    async def iter_records(self, after: int = 0) -> AsyncIterator[tuple[int, bytes]]:
         for sequence, payload in list(self._records):
             if sequence > after:
                 yield sequence, payload

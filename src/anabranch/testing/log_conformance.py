@@ -20,6 +20,11 @@ from anabranch.storage.interfaces import DurableDataLog, LogClosedError
 LogFactory = Callable[[], Awaitable[DurableDataLog]]
 
 
+async def read_all(log: DurableDataLog, after: int = 0) -> list[tuple[int, bytes]]:
+    """Every record ``iter_records(after)`` yields, as a list."""
+    return [record async for record in log.iter_records(after)]
+
+
 async def _reopen(log: DurableDataLog, factory: LogFactory) -> DurableDataLog:
     await log.close()
     return await factory()
@@ -30,7 +35,7 @@ class DurableDataLogConformance:
 
     async def test_empty_log_has_no_records_and_starts_at_one(self, log_factory: LogFactory) -> None:
         log = await log_factory()
-        assert list(log.iter_records()) == []
+        assert await read_all(log) == []
         assert await log.append(b"first") == 1
         await log.close()
 
@@ -40,21 +45,21 @@ class DurableDataLogConformance:
         sequences = [await log.append(payload) for payload in payloads]
         assert sequences == list(range(1, 51))
         log = await _reopen(log, log_factory)
-        assert list(log.iter_records()) == list(zip(sequences, payloads, strict=True))
+        assert await read_all(log) == list(zip(sequences, payloads, strict=True))
         await log.close()
 
     async def test_several_buffers_form_one_record(self, log_factory: LogFactory) -> None:
         log = await log_factory()
         sequence = await log.append([b"ab", bytearray(b"cd"), memoryview(b"xxef")[2:]])
         log = await _reopen(log, log_factory)
-        assert list(log.iter_records()) == [(sequence, b"abcdef")]
+        assert await read_all(log) == [(sequence, b"abcdef")]
         await log.close()
 
     async def test_empty_records_are_kept(self, log_factory: LogFactory) -> None:
         log = await log_factory()
         sequences = [await log.append(b""), await log.append([]), await log.append(b"x")]
         log = await _reopen(log, log_factory)
-        assert list(log.iter_records()) == list(zip(sequences, [b"", b"", b"x"], strict=True))
+        assert await read_all(log) == list(zip(sequences, [b"", b"", b"x"], strict=True))
         await log.close()
 
     async def test_concurrent_appends_are_all_acked_in_call_order(self, log_factory: LogFactory) -> None:
@@ -65,7 +70,7 @@ class DurableDataLogConformance:
         assert sequences == sorted(sequences)
         assert len(set(sequences)) == count
         log = await _reopen(log, log_factory)
-        assert list(log.iter_records()) == list(zip(sequences, payloads, strict=True))
+        assert await read_all(log) == list(zip(sequences, payloads, strict=True))
         await log.close()
 
     async def test_iter_records_after_skips_earlier_records(self, log_factory: LogFactory) -> None:
@@ -73,8 +78,8 @@ class DurableDataLogConformance:
         for i in range(10):
             await log.append(b"r%d" % i)
         log = await _reopen(log, log_factory)
-        assert [seq for seq, _ in log.iter_records(after=6)] == [7, 8, 9, 10]
-        assert list(log.iter_records(after=10)) == []
+        assert [seq for seq, _ in await read_all(log, after=6)] == [7, 8, 9, 10]
+        assert await read_all(log, after=10) == []
         await log.close()
 
     async def test_truncate_keeps_later_records_and_sequences_continue(self, log_factory: LogFactory) -> None:
@@ -83,9 +88,9 @@ class DurableDataLogConformance:
             await log.append(b"r%d" % i)
         await log.truncate(15)
         log = await _reopen(log, log_factory)
-        records = list(log.iter_records(after=15))
+        records = await read_all(log, after=15)
         assert records == [(seq, b"r%d" % (seq - 1)) for seq in range(16, 21)]
-        assert all(seq > 0 for seq, _ in log.iter_records())
+        assert all(seq > 0 for seq, _ in await read_all(log))
         assert await log.append(b"next") == 21
         await log.close()
 
@@ -95,10 +100,10 @@ class DurableDataLogConformance:
             await log.append(b"r%d" % i)
         await log.truncate(5)
         log = await _reopen(log, log_factory)
-        assert list(log.iter_records(after=5)) == []
+        assert await read_all(log, after=5) == []
         assert await log.append(b"after") == 6
         log = await _reopen(log, log_factory)
-        assert list(log.iter_records(after=5)) == [(6, b"after")]
+        assert await read_all(log, after=5) == [(6, b"after")]
         await log.close()
 
     async def test_sequences_continue_after_reopen(self, log_factory: LogFactory) -> None:
@@ -107,7 +112,7 @@ class DurableDataLogConformance:
         log = await _reopen(log, log_factory)
         assert await log.append(b"b") == 2
         log = await _reopen(log, log_factory)
-        assert list(log.iter_records()) == [(1, b"a"), (2, b"b")]
+        assert await read_all(log) == [(1, b"a"), (2, b"b")]
         await log.close()
 
     async def test_close_finishes_pending_appends_then_refuses_more(self, log_factory: LogFactory) -> None:
@@ -121,7 +126,7 @@ class DurableDataLogConformance:
         with pytest.raises(LogClosedError):
             await log.append(b"late")
         log = await log_factory()
-        stored = {seq for seq, _ in log.iter_records()}
+        stored = {seq for seq, _ in await read_all(log)}
         assert acked <= stored
         await log.close()
 
@@ -130,5 +135,5 @@ class DurableDataLogConformance:
         payloads = [bytes(range(256)) * 1024 * (1 + i % 3) for i in range(8)]
         sequences = await asyncio.gather(*(log.append(memoryview(p)) for p in payloads))
         log = await _reopen(log, log_factory)
-        assert list(log.iter_records()) == list(zip(sequences, payloads, strict=True))
+        assert await read_all(log) == list(zip(sequences, payloads, strict=True))
         await log.close()

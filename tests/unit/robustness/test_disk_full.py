@@ -58,7 +58,7 @@ async def test_file_log_refuses_without_closing_and_reuses_sequences(tmp_path: P
     await log.close()
     reopened = FileDurableDataLog(tmp_path)
     await reopened.open()
-    assert [(seq, bytes(data)) for seq, data in reopened.iter_records()] == [(1, b"one"), (2, b"two")]
+    assert [(seq, bytes(data)) async for seq, data in reopened.iter_records()] == [(1, b"one"), (2, b"two")]
     await reopened.close()
 
 

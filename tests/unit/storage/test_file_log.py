@@ -38,7 +38,7 @@ async def read_log(directory: Path) -> list[tuple[int, bytes]]:
     log = FileDurableDataLog(directory)
     await log.open()
     try:
-        return list(log.iter_records())
+        return [record async for record in log.iter_records()]
     finally:
         await log.close()
 
@@ -60,7 +60,7 @@ async def test_torn_last_record_is_dropped_at_every_cut(tmp_path: Path) -> None:
             (directory / source.name).write_bytes(full[:cut] + garbage)
             log = FileDurableDataLog(directory)
             await log.open()
-            assert list(log.iter_records()) == [(1, payloads[0]), (2, payloads[1])]
+            assert [record async for record in log.iter_records()] == [(1, payloads[0]), (2, payloads[1])]
             assert await log.append(b"after the tear") == 3
             await log.close()
             assert await read_log(directory) == [(1, payloads[0]), (2, payloads[1]), (3, b"after the tear")]
