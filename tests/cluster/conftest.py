@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from anabranch.cluster.layout import ClusterPaths
+from anabranch.cluster.nats_server import NatsCluster
 from anabranch.cluster.zookeeper_server import ZooKeeperEnsemble
 
 
@@ -22,6 +23,19 @@ def zookeeper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ZooKeeperEns
         yield ensemble
     finally:
         ensemble.stop()
+
+
+@pytest.fixture(scope="session")
+def nats_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
+    """A 3-node NATS JetStream cluster on loopback (``sync_interval: always``), shared by the session: tests
+    must not kill its nodes (start their own ``NatsCluster`` for that) and should use their own stream prefix
+    (e.g. ``cluster_name``)."""
+    cluster = NatsCluster(tmp_path_factory.mktemp("nats"), nodes=3)
+    cluster.start(timeout=60)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture
