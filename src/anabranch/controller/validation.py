@@ -77,7 +77,9 @@ def _check_cut(where: str, cut: Mapping[int, int], *, allow_unknown_offset: bool
         if seg_id < 0:
             raise _refuse(where, f"segment id {seg_id} is negative")
         if offset < lowest:
-            raise _refuse(where, f"offset {offset} of segment {seg_id} is below {lowest}")
+            raise _refuse(where, f"offset {offset} of segment {seg_id} is "
+                                 + ("negative (a truncation cut's offsets are >= 0)" if lowest == 0 else
+                                    f"below {lowest}"))
 
 
 def _walk(message: Message, path: str, creating: bool) -> None:
