@@ -5,7 +5,7 @@ Routes:
   list with the internal-stream and tag filters), scaling events, reader groups, health;
 - ``/health`` → {"status": "ok"} (alive); ``/ready`` → 200 or 503 with the reasons (``admin.readiness``:
   metadata reachable, every in-process container running); ``/metrics`` → Prometheus text (``admin.metrics``):
-  typed series with HELP;
+  typed series with HELP; ``/about`` → {"controller": "host:port", "version"};
 - ``/scopes`` (``?all=1`` includes internal scopes) → {"scopes": [...]}; ``/scopes/<scope>/streams`` →
   {"scope", "streams"}; ``/streams/<scope>/<stream>`` → ``describe_stream``'s dict;
 - ``/`` (index) and ``/console/<scope>/<stream>`` (live page) with ``/console/<scope>/<stream>/data`` (what
@@ -26,6 +26,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from anabranch import __version__
 from anabranch.admin import metrics
 from anabranch.admin.console import ClusterInfo, GroupProbe, stream_view
 from anabranch.admin.pages import console_page, stream_page
@@ -83,7 +84,7 @@ class AdminServer:
                                    client_max_size=CLIENT_MAX_SIZE)
         self.app.add_routes([
             web.get("/", self._console), web.get("/health", self._health), web.get("/ready", self._ready),
-            web.get("/metrics", self._metrics),
+            web.get("/metrics", self._metrics), web.get("/about", self._about),
             web.get("/scopes", self._scopes), web.get("/scopes/{scope}/streams", self._streams_of),
             web.get("/streams/{scope}/{stream}", self._describe),
             web.get("/console/{scope}/{stream}", self._stream_page),
@@ -159,6 +160,11 @@ class AdminServer:
     async def _ready(self, _request: web.Request) -> web.Response:
         report = await readiness(self.controller, self.store_health)
         return web.json_response(report, status=200 if report["ready"] else 503)
+
+    async def _about(self, _request: web.Request) -> web.Response:
+        """Which controller this endpoint belongs to (the CLI checks it before trusting a guessed admin URL)."""
+        return web.json_response({"controller": f"{self.controller.host}:{self.controller.port}",
+                                  "version": __version__})
 
     async def _scope_names(self, include_internal: bool) -> list[str]:
         names = [k.decode() async for k, _v, _ver in self.controller.store.scopes.items()]

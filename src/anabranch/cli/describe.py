@@ -1,7 +1,8 @@
 """``anabranch stream describe SCOPE/STREAM``: segments, epoch history, head and tail, retention.
 
 Two sources give the same dict (the shape of ``controller.describe``):
-- ``--admin URL``: the controller's admin endpoint (``GET /streams/<scope>/<stream>``) answers everything,
+- ``--admin URL`` (default: the controller's host on port 9091 when an admin endpoint answers there):
+  the controller's admin endpoint (``GET /streams/<scope>/<stream>``) answers everything,
   including each epoch's time and reason, the stream's state and the retention records;
 - otherwise, the public APIs only: the Controller gRPC API (configuration, every epoch's segments until
   NOT_FOUND, current segments, head) and the segment store's ``GetStreamSegmentInfo`` for lengths. Epoch
@@ -38,6 +39,26 @@ from anabranch.model.names import qualified_segment_name, segment_epoch, segment
 from anabranch.protocol import commands as wire
 
 ADMIN_TIMEOUT = 30.0
+
+
+DEFAULT_ADMIN_PORT = 9091
+ADMIN_PROBE_TIMEOUT = 1.0
+
+
+def admin_url_for(controller: str) -> str | None:
+    """The admin endpoint next to ``controller`` (its host, port 9091) if one answers there for this very
+    controller without credentials (with auth on it does not: the description then comes from the public APIs)."""
+    target = controller.split("://", 1)[-1].split(",", 1)[0]
+    host, _sep, port = target.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    url = f"http://{host}:{DEFAULT_ADMIN_PORT}"
+    try:
+        with urllib.request.urlopen(f"{url}/about", timeout=ADMIN_PROBE_TIMEOUT) as reply:
+            about = json.load(reply)
+    except (OSError, ValueError):
+        return None
+    served = str(about.get("controller", "")) if isinstance(about, dict) else ""
+    return url if served.rpartition(":")[2] == port else None
 
 
 def fetch_description(admin: str, scope: str, stream: str) -> dict[str, Any]:

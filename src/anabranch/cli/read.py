@@ -14,6 +14,7 @@ import uuid
 
 import click
 
+from anabranch.cli.output import EXIT_INTERRUPTED
 from anabranch.cli.user import controller_option, split_stream
 from anabranch.client.config import ClientConfig
 from anabranch.client.reader_group import ReaderGroupConfig
@@ -62,7 +63,8 @@ def read(name: str, group_name: str | None, from_head: bool, timeout: float | No
     try:
         count = asyncio.run(_read(controller, scope, stream, group_name, from_head, timeout))
     except KeyboardInterrupt:
-        return
+        click.echo("interrupted", err=True)
+        raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
     except AnabranchError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"read {count} events from {name}", err=True)

@@ -1,7 +1,9 @@
 """User commands: ``anabranch scope ...``, ``anabranch stream ...`` and ``anabranch write SCOPE/STREAM``.
 
-Each command opens a ``StreamManager`` on ``--controller``, runs one asyncio operation and exits;
-client errors become one-line messages (exit code 1), never tracebacks.
+Each command opens a ``StreamManager`` on ``--controller`` (or ``$ANABRANCH_CONTROLLER``), runs one asyncio
+operation and exits; client errors become one-line messages (exit code 1, also for anything that does not
+exist), never tracebacks. Lists and descriptions print JSON with ``--json`` and plain lines into a pipe
+(``cli.output``).
 """
 
 from __future__ import annotations
@@ -11,24 +13,25 @@ import functools
 import json
 import sys
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import click
-from rich.console import Console
-from rich.table import Table
 
-from anabranch.cli.describe import fetch_description, grpc_description, render
+from anabranch.cli.describe import admin_url_for, fetch_description, grpc_description, render
+from anabranch.cli.output import MissingError, emit, json_option
 from anabranch.client.config import ClientConfig, RetentionPolicy, ScalingPolicy, StreamConfiguration
+from anabranch.client.errors import ScopeNotEmptyError
 from anabranch.client.event_writer import EventStreamWriter
 from anabranch.client.segment_writer import ClientContext
 from anabranch.client.stream_manager import StreamManager
-from anabranch.errors import AnabranchError
-from anabranch.model.names import qualified_segment_name
+from anabranch.errors import AnabranchError, NotFoundError
+from anabranch.model.names import READER_GROUP_STREAM_PREFIX, qualified_segment_name
 from anabranch.model.stream_cut import StreamCut
 from anabranch.protocol import commands as wire
 
 T = TypeVar("T")
 controller_option = click.option("--controller", default="tcp://127.0.0.1:9090", show_default=True,
+                                  envvar="ANABRANCH_CONTROLLER", show_envvar=True,
                                   help="Controller URI (tcp://host:port or tls://host:port).")
 
 
@@ -41,6 +44,8 @@ def run(controller: str, action: Callable[[StreamManager], Awaitable[T]]) -> T:
 
     try:
         return asyncio.run(main())
+    except NotFoundError as exc:
+        raise MissingError(str(exc)) from exc
     except AnabranchError as exc:
         raise click.ClickException(str(exc)) from exc
 
@@ -52,13 +57,15 @@ def split_stream(value: str) -> tuple[str, str]:
     return scope, stream
 
 
-def print_table(title: str, columns: Iterable[str], rows: Iterable[Iterable[Any]]) -> None:
-    table = Table(title=title)
-    for column in columns:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*(str(cell) for cell in row))
-    Console().print(table)
+async def scope_contents(m: StreamManager, scope_name: str) -> dict[str, list[str]]:
+    """What keeps a scope from being deleted: its streams, reader groups and key-value tables."""
+    names = [s async for s in m.list_streams(scope_name, include_internal=True)]
+    return {
+        "streams": sorted(n for n in names if not n.startswith("_")),
+        "reader groups": sorted(n[len(READER_GROUP_STREAM_PREFIX):] for n in names
+                                if n.startswith(READER_GROUP_STREAM_PREFIX)),
+        "key-value tables": sorted([t async for t in m.list_key_value_tables(scope_name)]),
+    }
 
 
 @click.group()
@@ -79,21 +86,34 @@ def scope_create(name: str, controller: str) -> None:
 @click.argument("name")
 @controller_option
 def scope_delete(name: str, controller: str) -> None:
-    """Delete scope NAME (it must be empty)."""
-    deleted = run(controller, lambda m: m.delete_scope(name))
-    click.echo(f"scope {name} " + ("deleted" if deleted else "does not exist"))
+    """Delete scope NAME (it must be empty: the error names what it still holds)."""
+
+    async def delete(m: StreamManager) -> bool:
+        try:
+            return await m.delete_scope(name)
+        except ScopeNotEmptyError:
+            contents = await scope_contents(m, name)
+            held = "; ".join(f"{kind}: {', '.join(items)}" for kind, items in contents.items() if items)
+            raise click.ClickException(f"scope {name} is not empty ({held or 'internal streams'}); "
+                                       "delete those first") from None
+
+    if not run(controller, delete):
+        raise MissingError(f"scope {name} does not exist")
+    click.echo(f"scope {name} deleted")
 
 
 @scope.command("list")
 @controller_option
 @click.option("--all", "show_all", is_flag=True, help="Include internal scopes (names starting with '_').")
-def scope_list(controller: str, show_all: bool) -> None:
+@json_option
+def scope_list(controller: str, show_all: bool, as_json: bool) -> None:
     """List scopes."""
 
     async def names(m: StreamManager) -> list[str]:
         return [s async for s in m.list_scopes(include_internal=show_all)]
 
-    print_table("scopes", ["scope"], [[n] for n in sorted(run(controller, names))])
+    found = sorted(run(controller, names))
+    emit("scopes", ["scope"], [[n] for n in found], as_json, json_value=found)
 
 
 @click.group()
@@ -127,8 +147,23 @@ def stream_create(name: str, controller: str, segments: int, scaling: str, targe
         config = StreamConfiguration(policy, retention, tags)
     except AnabranchError as exc:
         raise click.BadParameter(str(exc)) from exc
-    created = run(controller, lambda m: m.create_stream(scope_name, stream_name, config))
-    click.echo(f"stream {name} " + ("created" if created else "already exists"))
+    ctx = click.get_current_context()
+    given = [f"--{p.replace('_', '-')}" for p in ("segments", "scaling", "target_rate", "scale_factor",
+                                                   "retention_time", "retention_size", "tags")
+             if ctx.get_parameter_source(p) is not click.core.ParameterSource.DEFAULT]
+
+    async def create(m: StreamManager) -> tuple[bool, bool]:
+        if await m.create_stream(scope_name, stream_name, config):
+            return True, True
+        return False, await m.get_stream_configuration(scope_name, stream_name) == config
+
+    created, same = run(controller, create)
+    if created:
+        click.echo(f"stream {name} created")
+    elif not given or same:
+        click.echo(f"stream {name} already exists" + (" with this configuration" if given else ""))
+    else:
+        click.echo(f"stream {name} already exists with another configuration; ignored {', '.join(given)}")
 
 
 @stream.command("list")
@@ -136,7 +171,8 @@ def stream_create(name: str, controller: str, segments: int, scaling: str, targe
 @controller_option
 @click.option("--tag", help="Only streams with this tag.")
 @click.option("--all", "show_all", is_flag=True, help="Include internal streams (names starting with '_').")
-def stream_list(scope_name: str, controller: str, tag: str | None, show_all: bool) -> None:
+@json_option
+def stream_list(scope_name: str, controller: str, tag: str | None, show_all: bool, as_json: bool) -> None:
     """List the streams of SCOPE with their segment counts."""
 
     async def rows(m: StreamManager) -> list[tuple[str, int]]:
@@ -144,7 +180,7 @@ def stream_list(scope_name: str, controller: str, tag: str | None, show_all: boo
         counts = [len(await m.get_current_segments(scope_name, n)) for n in names]
         return sorted(zip(names, counts, strict=True))
 
-    print_table(f"streams in {scope_name}", ["stream", "active segments"], run(controller, rows))
+    emit(f"streams in {scope_name}", ["stream", "active_segments"], run(controller, rows), as_json)
 
 
 @stream.command("seal")
@@ -170,7 +206,9 @@ def stream_delete(name: str, controller: str, seal_first: bool) -> None:
             await m.seal_stream(scope_name, stream_name)
         return await m.delete_stream(scope_name, stream_name)
 
-    click.echo(f"stream {name} " + ("deleted" if run(controller, delete) else "does not exist"))
+    if not run(controller, delete):
+        raise MissingError(f"stream {name} does not exist")
+    click.echo(f"stream {name} deleted")
 
 
 def _info_request(segment: str, request_id: int) -> wire.GetStreamSegmentInfo:
@@ -217,12 +255,14 @@ def stream_truncate(name: str, controller: str, positions: tuple[str, ...], to_t
 @stream.command("describe")
 @click.argument("name", metavar="SCOPE/STREAM")
 @controller_option
-@click.option("--admin", metavar="URL", help="Ask this admin endpoint (e.g. http://127.0.0.1:9091), which also "
-                                             "knows epoch times and reasons and the retention records.")
+@click.option("--admin", metavar="URL", envvar="ANABRANCH_ADMIN", show_envvar=True,
+              help="Ask this admin endpoint (default: the controller's host on port 9091 when it answers), which "
+                   "also knows epoch times and reasons and the retention records.")
 @click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
 def stream_describe(name: str, controller: str, admin: str | None, as_json: bool) -> None:
     """Show the segments, epoch history, head, tail and retention state of SCOPE/STREAM."""
     scope_name, stream_name = split_stream(name)
+    admin = admin or admin_url_for(controller)
     if admin is not None:
         description = fetch_description(admin, scope_name, stream_name)
     else:
