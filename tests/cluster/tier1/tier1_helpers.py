@@ -7,8 +7,10 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 
 import nats
+from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from anabranch.storage.jetstream_log import JetStreamDurableDataLog
+from anabranch.storage.jetstream_log_format import LogMessage, parse_headers
 
 
 class Owners:
@@ -58,3 +60,32 @@ async def owners(servers: Sequence[str], **options: object) -> AsyncIterator[Own
         yield keeper
     finally:
         await keeper.cleanup()
+
+
+async def raw_messages(servers: Sequence[str], stream: str) -> list[tuple[int, LogMessage, bytes]]:
+    """Every message of ``stream`` as stored, in stream order: (stream sequence, decoded headers, data)."""
+    client = await nats.connect(servers=list(servers), connect_timeout=2, max_reconnect_attempts=1)
+    try:
+        js = client.jetstream(timeout=10)
+        info = await js.stream_info(stream)
+        if info.state.messages == 0:
+            return []
+        subscription = await js.subscribe("", stream=stream, ordered_consumer=True, config=ConsumerConfig(
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=info.state.first_seq))
+        out = []
+        while not out or out[-1][0] < info.state.last_seq:
+            msg = await subscription.next_msg(timeout=10)
+            sequence = msg.metadata.sequence.stream
+            out.append((sequence, parse_headers(sequence, msg.headers), msg.data))
+        await subscription.unsubscribe()
+        return out
+    finally:
+        await client.close()
+
+
+def assert_epochs_never_decrease(messages: list[tuple[int, LogMessage, bytes]]) -> None:
+    """The fence's invariant: along the stream, no message has an older epoch than one before it."""
+    newest = 0
+    for sequence, message, _ in messages:
+        assert message.epoch >= newest, f"stream message {sequence} of epoch {message.epoch} follows epoch {newest}"
+        newest = message.epoch

@@ -1,0 +1,89 @@
+"""SIGKILL of the NATS node leading a container's stream while appends stream in: the writing log fails (or rides
+it out), a new owner opens once JetStream elected a new stream leader (4-9 s), and every acked record is there."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from anabranch.cluster.nats_server import NatsCluster
+from anabranch.storage.interfaces import LogClosedError
+from anabranch.storage.jetstream_log import JetStreamDurableDataLog
+from anabranch.storage.log_errors import Tier1UnavailableError
+from anabranch.testing.log_conformance import read_all
+from tests.cluster.tier1.tier1_helpers import Owners
+
+pytestmark = [pytest.mark.process, pytest.mark.cluster]
+log = logging.getLogger(__name__)
+
+FAILOVER_DEADLINE = 40.0
+
+
+@pytest.fixture
+def own_cluster(tmp_path: Path) -> Iterator[NatsCluster]:
+    """A cluster of its own: this test kills a node."""
+    cluster = NatsCluster(tmp_path / "nats", nodes=3)
+    cluster.start(timeout=60)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+async def open_when_possible(keeper: Owners, deadline: float) -> JetStreamDurableDataLog:
+    """Open a new owner, retrying (each try is a new epoch, as a segment store does) until the deadline."""
+    while True:
+        try:
+            return await keeper.open()
+        except (Tier1UnavailableError, LogClosedError) as exc:
+            if time.monotonic() > deadline:
+                raise
+            log.info("new owner cannot open yet: %s", exc)
+            await asyncio.sleep(0.2)
+
+
+async def test_killing_the_stream_leader_loses_no_acked_record(own_cluster: NatsCluster) -> None:
+    keeper = Owners(own_cluster.urls, ack_timeout=5.0, request_timeout=3.0)
+    try:
+        writer_log = await keeper.open()
+        acked: dict[int, bytes] = {}
+        stop = asyncio.Event()
+
+        async def writer(lane: int) -> None:
+            i = 0
+            while not stop.is_set():
+                payload = b"%d-%d-" % (lane, i) + b"p" * 1000
+                i += 1
+                try:
+                    acked[await writer_log.append(payload)] = payload
+                except LogClosedError:
+                    return
+
+        writers = [asyncio.create_task(writer(lane)) for lane in range(4)]
+        while len(acked) < 300:
+            await asyncio.sleep(0.01)
+        leader = await asyncio.to_thread(own_cluster.leader_of, keeper.stream)
+        await asyncio.to_thread(own_cluster.kill, leader)
+        killed_at = time.monotonic()
+        acked_at_kill = len(acked)
+
+        # as a segment store taking the container over would: a new owner opens while the old one still writes
+        successor = await open_when_possible(keeper, time.monotonic() + FAILOVER_DEADLINE)
+        reopened_after = time.monotonic() - killed_at
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*writers), writer_log.ack_timeout + 5)
+        await writer_log.close()
+        recovered = dict(await read_all(successor))
+        lost = [seq for seq, payload in acked.items() if recovered.get(seq) != payload]
+        assert not lost, f"{len(lost)} acked records lost, e.g. {lost[:5]}"
+        assert sorted(recovered) == list(range(1, len(recovered) + 1))
+        assert await successor.append(b"after the failover") == len(recovered) + 1
+        print(f"\nleader n{leader + 1} killed with {acked_at_kill} records acked ({len(acked)} by the end); "
+              f"a new owner opened {reopened_after:.1f} s later and recovered all {len(recovered)}")
+    finally:
+        await keeper.cleanup()
