@@ -75,6 +75,8 @@ _INT_EDGES = {
 }
 _INT_RANGE = {WireType.I8: 7, WireType.I32: 31, WireType.I64: 63}
 _I32I32 = struct.Struct(">ii")
+_INTERNAL_ERRORS = ("ERROR anabranch.segmentstore.handler", "Task exception was never retrieved")
+"""Log lines of requests that failed unexpectedly (``handler`` also matches ``handler_appends``)."""
 
 
 class FuzzFailure(AssertionError):
@@ -93,6 +95,8 @@ class FuzzFigures:
     batches: int = 0
     checks: int = 0
     container_failures: int = 0
+    internal_errors: int = 0
+    """Requests that failed with an unexpected exception (the server logged a traceback)."""
     hangs: int = 0
     peak_rss_mib: float = 0.0
     start_rss_mib: float = 0.0
@@ -380,9 +384,15 @@ class WireFuzzer:
             raise FuzzFailure(f"a check request failed: {exc!r}") from exc
         finally:
             await conn.close()
-        if self.log_path is not None and "durable log failed" in self.log_path.read_text(errors="replace"):
-            self.figures.container_failures += 1
-            raise FuzzFailure("a container's durable log failed (see the server log)")
+        if self.log_path is not None:
+            log = self.log_path.read_text(errors="replace")
+            if "durable log failed" in log:
+                self.figures.container_failures += 1
+                raise FuzzFailure("a container's durable log failed (see the server log)")
+            self.figures.internal_errors = sum(log.count(marker) for marker in _INTERNAL_ERRORS)
+            if self.figures.internal_errors:
+                raise FuzzFailure(f"{self.figures.internal_errors} requests failed with an unexpected exception "
+                                  f"(see {self.log_path})")
         rss = resident_mib(self.pid)
         self.figures.peak_rss_mib = max(self.figures.peak_rss_mib, round(rss, 1))
         if rss > self.rss_limit_mib:

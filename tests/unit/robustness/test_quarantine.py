@@ -48,3 +48,18 @@ async def test_garbage_in_a_table_is_quarantined_and_the_rest_serves(
         assert sum("quarantined" in r.getMessage() for r in caplog.records) == 1
     finally:
         await store.close()
+
+
+async def test_delta_reads_of_a_table_holding_only_garbage(tmp_path: Path) -> None:
+    """Found by the wire fuzzer: a delta read of a segment with no valid batch failed with IndexError."""
+    store = await open_segment_store(tmp_path, 2)
+    try:
+        tables = TableStore(store)
+        await store.create_segment("fz/plain/0.#epoch.0")
+        await store.append("fz/plain/0.#epoch.0", b"not a table batch at all")
+        for position in (0, 5, 24):
+            delta = await tables.read_delta("fz/plain/0.#epoch.0", position, 10)
+            assert delta.entries == [] and delta.reached_end
+        assert len(store.health().quarantined) == 1
+    finally:
+        await store.close()

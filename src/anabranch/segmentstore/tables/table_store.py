@@ -264,7 +264,10 @@ class TableStore:
         if from_position == length:
             return DeltaRead([], should_clear, True, length)
         first = bisect.bisect_right(table.batch_starts, from_position) - 1
-        scan_from = table.batch_starts[max(first, 0)]
+        if first >= 0:
+            scan_from = table.batch_starts[first]
+        else:  # before the first batch, or no valid batch at all (only quarantined bytes)
+            scan_from = table.batch_starts[0] if table.batch_starts else table.start_offset
         found: dict[bytes, tuple[int, bytes]] = {}
         size = 0
         last_position = from_position
@@ -286,6 +289,8 @@ class TableStore:
                 last_position = batch_end
                 continue
             break
+        else:
+            last_position = length  # scanned to the end (quarantined bytes after the last batch included)
         entries = [(key, version, value) for key, (version, value) in found.items()]
         return DeltaRead(entries, should_clear, last_position >= length, last_position)
 
