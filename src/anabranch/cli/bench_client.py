@@ -7,7 +7,9 @@ creates a scope and a stream (``--segments``), then:
   taken; then a paced run (``--rate`` events/s for ``--latency-seconds``) measures the ack latency
   and the end-to-end latency (write → a tail reader on the segment sees it).
 - read: the events are written first, then ``--writers`` readers of one reader group read them all.
-Prints ONE JSON line (as ``bench append`` does).
+Prints ONE JSON line (as ``bench append`` does). A progress bar on stderr follows the events written or read
+when stderr is a terminal (not with ``--json``). Against a running server, everything the benchmark created
+(streams, reader group, and the ``bench`` scope when it is left empty) is removed at the end.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 import click
 
 from anabranch.cli.bench_append import MIB, _percentile
+from anabranch.cli.bench_progress import BenchRun
 from anabranch.client.config import ClientConfig, ScalingPolicy, StreamConfiguration
 from anabranch.client.event_writer import EventStreamWriter
 from anabranch.client.stream_manager import StreamManager
@@ -35,15 +38,16 @@ from anabranch.testing.processes import Standalone
 _STAMP = struct.Struct(">q")
 
 
-async def _setup(manager: StreamManager, segments: int) -> tuple[str, str]:
+async def _setup(manager: StreamManager, segments: int, run: BenchRun) -> tuple[str, str]:
     scope, stream = "bench", f"client-{uuid.uuid4().hex[:8]}"
     await manager.create_scope(scope)
     await manager.create_stream(scope, stream, StreamConfiguration(ScalingPolicy.fixed(segments)))
+    run.streams.append((scope, stream))
     return scope, stream
 
 
 async def _write_all(manager: StreamManager, scope: str, stream: str, event_size: int, events: int, writers: int,
-                     keys: int) -> tuple[int, float]:
+                     keys: int, run: BenchRun) -> tuple[int, float]:
     payload = os.urandom(event_size)
     key_names: list[str | None] = [f"key-{i}" for i in range(keys)] or [None]
     per_writer = max(1, events // writers)
@@ -53,9 +57,13 @@ async def _write_all(manager: StreamManager, scope: str, stream: str, event_size
         write = writer.write_event
         names = key_names
         count = len(names)
+        advance = run.advance
         for i in range(per_writer):
             await write(payload, names[(i + index) % count])
+            if i % 1000 == 999:
+                advance(1000)
         await writer.flush()
+        advance(per_writer % 1000)
 
     start = time.perf_counter()
     await asyncio.gather(*(one(i) for i in range(writers)))
@@ -70,8 +78,9 @@ def _record(into: list[float], sent: float, _future: object) -> None:
     into.append((time.perf_counter() - sent) * 1000)
 
 
-async def _latency(manager: StreamManager, rate: int, seconds: float, event_size: int) -> dict[str, float]:
-    scope, stream = await _setup(manager, 1)
+async def _latency(manager: StreamManager, rate: int, seconds: float, event_size: int,
+                   run: BenchRun) -> dict[str, float]:
+    scope, stream = await _setup(manager, 1, run)
     segment = f"{scope}/{stream}/0.#epoch.0"
     writer: EventStreamWriter[bytes] = manager.create_writer(scope, stream)
     total = max(1, int(rate * seconds))
@@ -121,29 +130,32 @@ async def _latency(manager: StreamManager, rate: int, seconds: float, event_size
 
 
 async def _bench_write(uri: str, event_size: int, events: int, writers: int, keys: int, segments: int, rate: int,
-                       latency_seconds: float) -> dict[str, Any]:
-    async with StreamManager(ClientConfig(uri)) as manager:
-        scope, stream = await _setup(manager, segments)
-        written, elapsed = await _write_all(manager, scope, stream, event_size, events, writers, keys)
+                       latency_seconds: float, run: BenchRun) -> dict[str, Any]:
+    async with StreamManager(ClientConfig(uri)) as manager, run.cleanup(manager):
+        scope, stream = await _setup(manager, segments, run)
+        with run.progress("writing", events):
+            written, elapsed = await _write_all(manager, scope, stream, event_size, events, writers, keys, run)
         figures: dict[str, Any] = {
             "events_per_s": round(written / elapsed),
             "mb_per_s": round(written * (event_size + 8) / elapsed / MIB, 2),
         }
-        figures.update(await _latency(manager, rate, latency_seconds, event_size))
+        figures.update(await _latency(manager, rate, latency_seconds, event_size, run))
         figures.update({"events": written, "event_size": event_size, "writers": writers, "routing_keys": keys,
                         "segments": segments})
         return figures
 
 
 async def _bench_read(uri: str, event_size: int, events: int, readers: int, keys: int,
-                      segments: int) -> dict[str, Any]:
+                      segments: int, run: BenchRun) -> dict[str, Any]:
     from anabranch.client.reader_group import ReaderGroupConfig
 
-    async with StreamManager(ClientConfig(uri)) as manager:
-        scope, stream = await _setup(manager, segments)
-        written, _ = await _write_all(manager, scope, stream, event_size, events, 1, keys)
-        group = await manager.create_reader_group(scope, f"g{uuid.uuid4().hex[:8]}",
-                                                  ReaderGroupConfig.for_streams(scope, stream))
+    async with StreamManager(ClientConfig(uri)) as manager, run.cleanup(manager):
+        scope, stream = await _setup(manager, segments, run)
+        with run.progress("writing", events):
+            written, _ = await _write_all(manager, scope, stream, event_size, events, 1, keys, run)
+        group_name = f"g{uuid.uuid4().hex[:8]}"
+        group = await manager.create_reader_group(scope, group_name, ReaderGroupConfig.for_streams(scope, stream))
+        run.groups.append((scope, group_name))
         counts = [0] * readers
         done = asyncio.Event()
 
@@ -154,14 +166,16 @@ async def _bench_read(uri: str, event_size: int, events: int, readers: int, keys
                     batch = await reader.read_events(max_events=1000, timeout=0.5)
                     if batch[0].event is not None:
                         counts[index] += len(batch)
+                        run.advance(len(batch))
                         if sum(counts) >= written:
                             done.set()
             finally:
                 await reader.close()
 
-        start = time.perf_counter()
-        await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(readers))), 600)
-        elapsed = time.perf_counter() - start
+        with run.progress("reading", written):
+            start = time.perf_counter()
+            await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(readers))), 600)
+            elapsed = time.perf_counter() - start
         return {
             "events_per_s": round(written / elapsed),
             "mb_per_s": round(written * (event_size + 8) / elapsed / MIB, 2),
@@ -170,14 +184,15 @@ async def _bench_read(uri: str, event_size: int, events: int, readers: int, keys
         }
 
 
-def _with_server(controller: str | None, run: Any) -> dict[str, Any]:
+def _with_server(controller: str | None, as_json: bool, run: Any) -> dict[str, Any]:
+    """Run the benchmark against ``controller`` (cleaning up afterwards) or a fresh standalone it starts."""
     if controller is not None:
-        return dict(asyncio.run(run(controller)))
+        return dict(asyncio.run(run(controller, BenchRun(show_progress=not as_json, clean_up=True))))
     with tempfile.TemporaryDirectory(prefix="anabranch-bench-") as tmp:
         server = Standalone(Path(tmp) / "data")
         server.start()
         try:
-            return dict(asyncio.run(run(server.controller_uri)))
+            return dict(asyncio.run(run(server.controller_uri, BenchRun(show_progress=not as_json, clean_up=False))))
         finally:
             server.stop()
 
@@ -207,8 +222,8 @@ def _common(function: Any) -> Any:
 def bench_write(event_size: int, events: int, writers: int, routing_keys: int, segments: int, as_json: bool,
                 controller: str | None, rate: int, latency_seconds: float) -> None:
     """Event writer throughput, then ack and end-to-end latency at a fixed rate (one JSON line)."""
-    figures = _with_server(controller, lambda uri: _bench_write(
-        uri, event_size, events, writers, routing_keys, segments, rate, latency_seconds))
+    figures = _with_server(controller, as_json, lambda uri, run: _bench_write(
+        uri, event_size, events, writers, routing_keys, segments, rate, latency_seconds, run))
     click.echo(json.dumps(figures))
 
 
@@ -217,6 +232,6 @@ def bench_write(event_size: int, events: int, writers: int, routing_keys: int, s
 def bench_read(event_size: int, events: int, writers: int, routing_keys: int, segments: int, as_json: bool,
                controller: str | None) -> None:
     """Reader-group read throughput of events written just before (one JSON line)."""
-    figures = _with_server(controller, lambda uri: _bench_read(uri, event_size, events, writers, routing_keys,
-                                                               segments))
+    figures = _with_server(controller, as_json, lambda uri, run: _bench_read(
+        uri, event_size, events, writers, routing_keys, segments, run))
     click.echo(json.dumps(figures))

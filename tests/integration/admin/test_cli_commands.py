@@ -162,3 +162,13 @@ def test_ctrl_c_exits_130(server: Standalone) -> None:
             reader.kill()
     assert reader.returncode == 130, err
     assert "Traceback" not in err
+
+
+def test_bench_against_a_live_server_removes_what_it_created(server: Standalone) -> None:
+    before = json.loads(sh(server, "scope list --json").stdout)
+    wrote = sh(server, "bench write --events 400 --segments 2 --rate 200 --latency-seconds 0.2 --json "
+                       f"--controller {server.controller_uri}")
+    assert json.loads(wrote.stdout.strip().splitlines()[-1])["events"] == 400
+    read = sh(server, f"bench read --events 300 --json --controller {server.controller_uri}")
+    assert json.loads(read.stdout.strip().splitlines()[-1])["events"] == 300
+    assert json.loads(sh(server, "scope list --json").stdout) == before
