@@ -6,7 +6,8 @@ every request where it enters the segment store, before anything is queued or al
 - every segment name (also merge sources, transient parents) is non-empty and at most
   ``MAX_SEGMENT_NAME_BYTES`` of UTF-8, which leaves room for every name the server derives from it
   (``#transient.<64 hex>``, ``#transaction.<32 hex>``) within the 65,535-byte string limit of replies;
-- enumerations hold known values (``scaleType`` 0, 1 or 2), rates and offsets are not negative;
+- enumerations hold known values (``scaleType`` 0, 1 or 2; a merge's attribute ``updateType`` 1 or 4), rates
+  and offsets are not negative;
 - counts stay under their limits (``MAX_MERGE_SOURCES``).
 A refusal becomes an ``ErrorMessage`` with the IllegalArgument code, naming the field; the connection stays
 open. :func:`fit_reply` shortens the text fields of a reply that would not encode (a message quoting a long
@@ -20,8 +21,10 @@ from typing import Any, cast
 
 from anabranch.protocol.codec_fields import MAX_UTF_BYTES
 from anabranch.protocol.commands import (
+    ConditionalAttributeUpdate,
     CreateSegment,
     ErrorMessage,
+    MergeSegments,
     MergeSegmentsBatch,
     ReadSegment,
     ReadTableEntriesDelta,
@@ -35,6 +38,8 @@ MAX_SEGMENT_NAME_BYTES = 8192
 """Longest segment name a request may carry (UTF-8 bytes); Pravega's own names stay far below it."""
 MAX_MERGE_SOURCES = 10_000
 """Most sources one MergeSegmentsBatch may name."""
+ATTRIBUTE_UPDATE_TYPES = (ConditionalAttributeUpdate.REPLACE, ConditionalAttributeUpdate.REPLACE_IF_EQUALS)
+"""The attribute updates a MergeSegments may carry (the ones Pravega's clients send)."""
 SCALE_TYPES = (CreateSegment.NO_SCALE, CreateSegment.IN_KBYTES_PER_SEC, CreateSegment.IN_EVENTS_PER_SEC)
 MAX_MESSAGE_BYTES = 1024
 """Longest message text the server puts in an ErrorMessage (names inside it are shortened)."""
@@ -72,6 +77,12 @@ def request_problem(request: Request) -> str | None:
         for source in request.sources:
             if (problem := _name_problem("source", source)) is not None:
                 return problem
+    if isinstance(request, MergeSegments):
+        for update in request.attribute_updates:
+            if update.update_type not in ATTRIBUTE_UPDATE_TYPES:
+                return (f"attribute updateType {update.update_type} is not supported "
+                        f"({ConditionalAttributeUpdate.REPLACE} Replace, "
+                        f"{ConditionalAttributeUpdate.REPLACE_IF_EQUALS} ReplaceIfEquals)")
     if isinstance(request, CreateSegment | UpdateSegmentPolicy):
         if request.scale_type not in SCALE_TYPES:
             return f"scaleType {request.scale_type} is unknown (0 no scaling, 1 kilobytes/s, 2 events/s)"

@@ -15,11 +15,13 @@ from anabranch.protocol.codec import decode, encode
 from anabranch.protocol.codec_fields import MAX_UTF_BYTES
 from anabranch.protocol.commands import (
     NO_VERSION,
+    ConditionalAttributeUpdate,
     CreateSegment,
     CreateTableSegment,
     CreateTransientSegment,
     ErrorMessage,
     GetStreamSegmentInfo,
+    MergeSegments,
     MergeSegmentsBatch,
     ReadSegment,
     ReadTable,
@@ -206,3 +208,10 @@ async def test_reply_budget_admits_one_large_reply_at_a_time_in_order() -> None:
     release.set()
     await asyncio.wait_for(asyncio.gather(*tasks), 5)
     assert order == [0, 1, 2] and budget.reserved == 0
+
+
+def test_merge_attribute_update_types_are_checked() -> None:
+    replace = ConditionalAttributeUpdate(uuid.uuid4(), ConditionalAttributeUpdate.REPLACE, 1, 0)
+    odd = ConditionalAttributeUpdate(uuid.uuid4(), 3, 1, 0)
+    assert request_problem(MergeSegments(1, SEG, "src", "", (replace,))) is None
+    assert "updateType 3" in (request_problem(MergeSegments(1, SEG, "src", "", (replace, odd))) or "")
