@@ -138,13 +138,13 @@ class Writer:
 
     async def append(self, payload: bytes, timeout: float = 10.0) -> bool:
         """Send one event and wait for its ack; False if the connection failed or another reply came."""
-        before = len(self.acked)
         try:
             self.send(payload)
         except ConnectionFailedError:
             return False
+        number = self._event_number
         deadline = time.monotonic() + timeout
-        while len(self.acked) == before:
+        while number in self._pending:
             if self._conn is None or self._conn.closed or not isinstance(self.last_reply, DataAppended | None):
                 return False
             remaining = deadline - time.monotonic()

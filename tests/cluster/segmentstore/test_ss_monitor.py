@@ -35,7 +35,6 @@ from tests.cluster.segmentstore.ss_cluster_helpers import (
     write_map,
 )
 
-pytest.importorskip("anabranch.cluster.epochs", reason="helper A's Tier-1 pieces have not landed yet")
 pytestmark = pytest.mark.process
 
 COUNT = 4

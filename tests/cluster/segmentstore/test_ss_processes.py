@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,6 @@ from tests.cluster.segmentstore.ss_cluster_helpers import (
     write_map,
 )
 
-pytest.importorskip("anabranch.storage.jetstream_log", reason="helper A's Tier-1 pieces have not landed yet")
 pytestmark = [pytest.mark.process, pytest.mark.cluster]
 
 COUNT = 4
@@ -56,8 +56,8 @@ def nodes(tmp_path: Path, zookeeper: ZooKeeperEnsemble, tier1: str,
           cluster_name: str) -> Iterator[list[SegmentStoreNode]]:
     started = [SegmentStoreNode(tmp_path, f"ss{i}", zookeeper.connect_string, tier1, cluster_name,
                                 "--zookeeper-session-timeout", "10") for i in (1, 2)]
-    for node in started:
-        node.start(60)
+    with ThreadPoolExecutor(len(started)) as pool:  # start both at once
+        list(pool.map(lambda node: node.start(60), started))
     yield started
     for node in started:
         if node.process is not None:
