@@ -63,3 +63,20 @@ async def test_delta_reads_of_a_table_holding_only_garbage(tmp_path: Path) -> No
         assert len(store.health().quarantined) == 1
     finally:
         await store.close()
+
+
+async def test_delta_read_after_the_table_was_recreated_behind_the_index(tmp_path: Path) -> None:
+    """Found by the wire fuzzer: a cached index longer than the re-created segment made the scan find no data."""
+    store = await open_segment_store(tmp_path, 2)
+    try:
+        tables = TableStore(store)
+        await tables.create_table("fz/t_kvtable/0.#epoch.0")
+        await tables.update("fz/t_kvtable/0.#epoch.0", [(b"k" * 50, b"v" * 50, NO_VERSION)], -1)
+        assert len((await tables.read_delta("fz/t_kvtable/0.#epoch.0", 0, 10)).entries) == 1
+        await store.delete("fz/t_kvtable/0.#epoch.0")
+        await store.create_segment("fz/t_kvtable/0.#epoch.0")
+        await store.append("fz/t_kvtable/0.#epoch.0", b"short")
+        delta = await tables.read_delta("fz/t_kvtable/0.#epoch.0", 0, 10)
+        assert delta.entries == [] and delta.reached_end
+    finally:
+        await store.close()

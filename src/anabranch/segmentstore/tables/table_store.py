@@ -244,6 +244,9 @@ class TableStore:
         reply says ``should_clear`` and scans from the start offset."""
         for attempt in range(3):
             table = await self._loaded_locked(name)
+            if (await self._store.get_info(name)).length < table.length:
+                self._stale(name, attempt)  # deleted and re-created behind the table store's back
+                continue
             try:
                 return await self._read_delta(name, table, from_position, count)
             except SegmentTruncatedError:
