@@ -1,7 +1,7 @@
 """The wire fuzzer in CI: a real ``anabranch segmentstore`` takes seeded fuzzed frames of every request type (field
-values at their edges, mutated frames) for at most ~10 s per seed; after every batch the reference data is intact, a fresh
-connection is answered, every container takes a write and resident memory stays under the bound. Longer runs:
-``python3 scripts/fuzz_wire.py --frames 1000000``."""
+values at their edges, mutated frames) for at most ~10 s per seed; after every batch the reference data is intact,
+a fresh connection is answered, every container takes a write, no request ended in an unexpected exception and
+resident memory stays under the bound. Longer runs: ``python3 scripts/fuzz_wire.py --frames 1000000``."""
 
 from __future__ import annotations
 
