@@ -92,6 +92,9 @@ def _walk(message: Message, path: str, creating: bool) -> None:
         if is_map:
             value_field = field.message_type.fields_by_name["value"]
             key_field = field.message_type.fields_by_name["key"]
+            if key_field.type == value_field.type == FieldDescriptor.TYPE_INT64:
+                _check_cut(where, value)  # every map<int64, int64> of the API is a stream cut
+                continue
             for key, item in value.items():
                 if key_field.type == FieldDescriptor.TYPE_STRING:
                     _check_string(f"{where}[key]", "", key, creating)
@@ -108,8 +111,6 @@ def _walk(message: Message, path: str, creating: bool) -> None:
                 _check_string(where, field.name, item, creating)
             elif field.type in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT) and not math.isfinite(item):
                 raise _refuse(where, f"{item} is not a finite number")
-        if field.message_type is pb.StreamCut.DESCRIPTOR and not repeated:
-            _check_cut(where, value.cut)
 
 
 def _non_negative(where: str, **values: int) -> None:
