@@ -11,7 +11,9 @@ numbers for life, so after a reconnect ``SetupAppend`` tells the last durable nu
 later blocks are sent again (exactly once). Events larger than one append go through a
 transient segment (CreateTransientSegment, ConditionalBlockEnd chunks, MergeSegments) after
 every earlier block is acked, so order is kept. On ``SegmentIsSealed``/``NoSuchSegment`` the
-writer stops sending and hands all unacked blocks, in order, to ``on_sealed``.
+writer stops sending and hands all unacked blocks, in order, to ``on_sealed``. Reconnecting follows the
+client's retry policy; when its budget is spent the unacked blocks fail with a retriable error and the writer
+stays usable (the next event reconnects). Only non-retriable errors (e.g. a refused token) stick.
 """
 
 from __future__ import annotations
