@@ -122,7 +122,7 @@ async def test_container_count_is_settled_once(zk: ZkClient, cluster_paths: Clus
         await settle_container_count(zk, cluster_paths, None, timeout=0.5)
     assert await settle_container_count(zk, cluster_paths, 8, timeout=1) == 8
     assert await settle_container_count(zk, cluster_paths, None, timeout=1) == 8
-    with pytest.raises(ConfigError, match="has 8 containers.*--containers 4"):
+    with pytest.raises(ConfigError, match=r"has 8 containers.*--containers 4"):
         await settle_container_count(zk, cluster_paths, 4, timeout=1)
 
 
