@@ -344,7 +344,10 @@ class ConnectionHandler:
             self.reply(AppendSetup(request.request_id, request.segment, request.writer_id, last))
             self._appends.finish_setup(state, last)
 
-        self._spawn(self._guard(request.request_id, request.segment, setup()))
+        async def guarded() -> None:  # setup() is made only when this runs (a waiting request may be dropped)
+            await self._guard(request.request_id, request.segment, setup())
+
+        self._spawn(guarded())
 
     # --- segment requests --------------------------------------------------------------------
 

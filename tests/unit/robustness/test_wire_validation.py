@@ -5,7 +5,9 @@ Drives a real ConnectionHandler over an in-memory store, with a fake output that
 from __future__ import annotations
 
 import asyncio
+import gc
 import uuid
+import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -29,6 +31,7 @@ from anabranch.protocol.commands import (
     Reply,
     SegmentCreated,
     SegmentRead,
+    SetupAppend,
     StreamSegmentInfo,
     TableEntriesUpdated,
     TableEntry,
@@ -215,3 +218,17 @@ def test_merge_attribute_update_types_are_checked() -> None:
     odd = ConditionalAttributeUpdate(uuid.uuid4(), 3, 1, 0)
     assert request_problem(MergeSegments(1, SEG, "src", "", (replace,))) is None
     assert "updateType 3" in (request_problem(MergeSegments(1, SEG, "src", "", (replace, odd))) or "")
+
+
+async def test_closing_with_waiting_requests_drops_them_cleanly(stores: tuple[SegmentStore, TableStore]) -> None:
+    """Found by the wire fuzzer: a waiting SetupAppend dropped at close left a coroutine never awaited."""
+    store, tables = stores
+    await store.create_segment(SEG)
+    conn = Connection(store, tables, max_concurrent_requests=1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        conn.send(ReadSegment(SEG, 0, 100, "", 1), *(SetupAppend(2 + i, uuid.uuid4(), SEG, "") for i in range(3)))
+        assert conn.reading_paused and len(conn.handler._waiting) == 3
+        await conn.handler.aclose()
+        gc.collect()
+    assert not [w for w in caught if "never awaited" in str(w.message)]
