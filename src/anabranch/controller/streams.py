@@ -123,6 +123,11 @@ class Streams:
         if problem is not None:
             log.info("refusing stream %s/%s: %s", scope, stream, problem)
             return "FAILURE"
+        # Shielded: a client that gives up does not interrupt the create half way (a crash leaves the CREATING
+        # record, which the sweep finishes).
+        return await asyncio.shield(self._create_stream(scope, stream, config))
+
+    async def _create_stream(self, scope: str, stream: str, config: StreamConfiguration) -> str:
         async with self.ctx.lock(scope, stream):
             if not await self.store.scope_exists(scope):
                 return "SCOPE_NOT_FOUND"

@@ -242,3 +242,22 @@ def test_ready_reports_every_container(server: tuple[Standalone, str]) -> None:
     assert [c["state"] for c in body["segmentstore"]["containers"]] == ["running"] * 4
     assert body["controller"] == {"metadata": "reachable"}
     assert _get(f"{server[1]}/health") == (200, {"status": "ok"})
+
+
+def test_abandoned_stream_create_is_finished(stub: pb_grpc.ControllerServiceStub) -> None:
+    stub.createScope(pb.ScopeInfo(scope="abandon"), timeout=TIMEOUT)
+    with pytest.raises(grpc.RpcError) as error:
+        stub.createStream(stream_config("abandon", "s", MAX_SEGMENTS_PER_EPOCH), timeout=0.02)
+    assert error.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    info = pb.StreamInfo(scope="abandon", stream="s")
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        try:
+            if len(stub.getCurrentSegments(info, timeout=TIMEOUT).segmentRanges) == MAX_SEGMENTS_PER_EPOCH:
+                break
+        except grpc.RpcError as exc:
+            assert exc.code() == grpc.StatusCode.NOT_FOUND or "still being created" in str(exc.details()), exc
+        assert time.monotonic() < deadline, "the abandoned create was never finished"
+        time.sleep(0.05)
+    assert stub.createStream(stream_config("abandon", "s", MAX_SEGMENTS_PER_EPOCH), timeout=TIMEOUT).status == \
+        pb.CreateStreamStatus.STREAM_EXISTS
