@@ -75,6 +75,7 @@ DEFAULT_MAX_RECORD_SIZE = 64 * 1024 * 1024
 container's records stay below 8 MiB plus one operation (at most one 16 MiB wire frame)."""
 NO_RESPONDERS = "503"
 MAX_FENCE_ATTEMPTS = 50
+FENCE_RETRY_DELAY = 0.05
 _STREAM_NOT_FOUND = 10059
 
 
@@ -132,7 +133,10 @@ class JetStreamDurableDataLog:
         self._replies: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._queue: deque[_Append] = deque()
         self._in_flight: deque[_InFlight] = deque()
-        self._wakeup = asyncio.Event()
+        self._queued = asyncio.Event()
+        """Set when an append is queued (wakes the sender)."""
+        self._sent = asyncio.Event()
+        """Set when a message is published, or on close and failure (wakes the acknowledgement task)."""
         self._acked = asyncio.Event()
         self._sender: asyncio.Task[None] | None = None
         self._acker: asyncio.Task[None] | None = None
@@ -272,8 +276,10 @@ class JetStreamDurableDataLog:
             headers = {**marker_headers(self.epoch, last_sequence), EXPECTED_LAST_HEADER: str(last_stream_sequence)}
             reply = await self._publish_and_wait(headers, b"")
             if "error" in reply or reply.get("status") == NO_RESPONDERS:
-                log.info("Tier-1 stream %s: epoch %d marker not written (%s); another write came in between, "
-                         "retrying", self.stream, self.epoch, reply.get("error") or "no responders")
+                log.info("Tier-1 stream %s: epoch %d marker not written (%s); another write came in between or "
+                         "the stream is electing a leader, retrying", self.stream, self.epoch,
+                         reply.get("error") or "no responders")
+                await asyncio.sleep(FENCE_RETRY_DELAY)
                 continue
             self.marker_sequence = int(reply["seq"])
             self._sent_tail = self._acked_tail = self.marker_sequence
@@ -390,15 +396,15 @@ class JetStreamDurableDataLog:
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._queue.append(_Append(self._next_sequence, split(payload, self.max_message_data), future))
         self._next_sequence += 1
-        self._wakeup.set()
+        self._queued.set()
         return await future
 
     async def _send_loop(self) -> None:
         try:
             while True:
                 if not self._queue:
-                    self._wakeup.clear()
-                    await self._wakeup.wait()
+                    self._queued.clear()
+                    await self._queued.wait()
                     continue
                 append = self._sending = self._queue.popleft()
                 parts = len(append.pieces)
@@ -412,8 +418,9 @@ class JetStreamDurableDataLog:
                     self._sent_tail += 1
                     self._in_flight.append(_InFlight(self._sent_tail, append, number == parts, time.monotonic(),
                                                      reply))
-                    self._wakeup.set()
+                    self._sent.set()
                 self._sending = None
+                self._sent.set()
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
@@ -425,8 +432,8 @@ class JetStreamDurableDataLog:
                 if not self._in_flight:
                     if not self._open and not self._queue and self._sending is None:
                         return
-                    self._wakeup.clear()
-                    await self._wakeup.wait()
+                    self._sent.clear()
+                    await self._sent.wait()
                     continue
                 head = self._in_flight[0]
                 remaining = head.sent_at + self.ack_timeout - time.monotonic()
@@ -506,7 +513,7 @@ class JetStreamDurableDataLog:
         self._replies.clear()
         if self._acker is not None and self._acker is not asyncio.current_task():
             self._acker.cancel()
-        self._wakeup.set()
+        self._sent.set()
 
     def _closed_error(self) -> LogClosedError:
         """A fresh error for a refused append: the failure's type (fenced or not) and message, or plain closed."""
@@ -549,7 +556,7 @@ class JetStreamDurableDataLog:
         ``LogClosedError``."""
         was_open, self._open = self._open, False
         if was_open and self._acker is not None:
-            self._wakeup.set()
+            self._sent.set()
             done, _ = await asyncio.wait([self._acker], timeout=self.ack_timeout + 1)
             if not done:
                 self._fail(LogClosedError(f"Tier-1 log {self.stream}: closed with appends still unacknowledged"))
