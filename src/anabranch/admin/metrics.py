@@ -45,7 +45,6 @@ CONTAINER_COUNTERS = {
     "writer_cycles": "Storage writer cycles.",
     "checkpoints": "Container metadata checkpoints written.",
     "writer_errors": "Storage writer cycles that failed (retried).",
-    "scale_requests_reported": "Auto-scale requests this segment store reported to the controller.",
 }
 CONTAINER_GAUGES = {
     "segments": "Segments in the container.",
@@ -53,7 +52,6 @@ CONTAINER_GAUGES = {
     "unflushed_bytes": "Bytes written to Tier-1 but not yet to long-term storage.",
     "cache_bytes": "Bytes in the block cache.",
     "tier1_truncated_upto": "Tier-1 log sequence number the log is truncated up to.",
-    "tracked_segments": "Segments whose rates the auto-scaler tracks.",
 }
 
 
@@ -92,6 +90,12 @@ class SegmentStoreMetrics:
             "anabranch_segmentstore_stream_read_bytes",
             f"Bytes read per stream (the first {max_streams} streams seen; later ones under {OTHER_STREAM}).",
             ["stream"], registry=registry)
+        self.scale_requests = Counter(
+            "anabranch_segmentstore_scale_requests_reported",
+            "Auto-scale requests (split or merge) the segment store reported to the controller.",
+            ["direction"], registry=registry)
+        for direction in ("up", "down"):
+            self.scale_requests.labels(direction)
 
     def _stream_label(self, segment: str) -> str:
         stream = stream_of(segment)
@@ -109,6 +113,9 @@ class SegmentStoreMetrics:
         self.append_size.labels(label).observe(size)
         self.stream_append_bytes.labels(self._stream_label(segment)).inc(size)
 
+    def scale_reported(self, direction: str) -> None:
+        self.scale_requests.labels(direction).inc()
+
     def read(self, container: int, segment: str, size: int, seconds: float) -> None:
         label = str(container)
         self.read_latency.labels(label).observe(seconds)
@@ -125,6 +132,8 @@ class ControllerMetrics:
         self.transactions = Counter("anabranch_controller_transactions",
                                     "Transactions that ended, by outcome (committed, aborted).",
                                     ["outcome"], registry=registry)
+        for outcome in ("committed", "aborted"):
+            self.transactions.labels(outcome)
 
     def scaled(self, reason: str) -> None:
         self.scales.labels(reason or "unknown").inc()

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -93,6 +95,12 @@ def test_endpoints(server: tuple[Standalone, str]) -> None:
     assert "anabranch_controller_streams" in families and "anabranch_process_resident_memory_bytes" in families
     status, _, body = http(f"{admin}/")
     assert status == 200 and b"/console/adm/st" in body
+
+    # Every series the Grafana dashboard in docs/ queries is in a real scrape.
+    dashboard = json.loads((Path(__file__).parents[3] / "docs" / "grafana-dashboard.json").read_text())
+    queried = {re.sub(r"_(total|bucket|count|sum)$", "", name) for p in dashboard["panels"] for t in p["targets"]
+               for name in re.findall(r"anabranch_[a-z0-9_]+", t["expr"])}
+    assert queried and queried <= set(families), queried - set(families)
 
 
 def describe(process: Standalone, name: str, *extra: str) -> dict[str, Any]:

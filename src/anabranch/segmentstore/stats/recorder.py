@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
+from anabranch.admin.metrics import SEGMENT_STORE as SEGMENT_STORE_METRICS
 from anabranch.clock import Clock, run_periodically
 from anabranch.errors import InvalidNameError
 from anabranch.model.names import TRANSACTION_DELIMITER, TRANSIENT_DELIMITER, ScopedSegment, parent_segment_name
@@ -173,6 +174,7 @@ class SegmentStatsRecorder:
             try:
                 await self._reporter(request)
                 self.reported += 1
+                SEGMENT_STORE_METRICS.scale_reported(request.direction.name.lower())
                 log.info("auto-scale request: %s %s (splits %d, silent %s)", request.direction.name,
                          request.segment_name, request.num_splits, request.silent)
             except Exception:
