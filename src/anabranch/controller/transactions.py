@@ -7,7 +7,9 @@ ABORTED; the intermediate state is written before the segment store is touched, 
 finishes it after a crash and repeating commit/abort is harmless. A commit into the active epoch
 merges each transaction segment into its parent; an older epoch is committed by rolling (see
 ``scaling``). Lease deadlines are kept in memory on the monotonic clock: after a restart every open
-transaction gets a fresh full lease.
+transaction gets a fresh full lease. A ping also rewrites the record, so with several controllers the one that
+times transactions out (the leader) sees a ping another controller took: when a deadline passes and the
+record's version is not the one it knew, the lease is renewed instead of aborting the transaction.
 """
 
 from __future__ import annotations
@@ -20,7 +22,12 @@ import uuid
 from anabranch.admin.metrics import CONTROLLER as CONTROLLER_METRICS
 from anabranch.controller.context import ControllerContext, StreamView
 from anabranch.controller.epochs import SegmentRecord
-from anabranch.controller.errors import IllegalStateError, InvalidArgumentError, StreamNotFoundError
+from anabranch.controller.errors import (
+    IllegalStateError,
+    InvalidArgumentError,
+    StreamNotFoundError,
+    WriteConflictError,
+)
 from anabranch.controller.records import StreamState, TxnRecord, TxnStatus
 from anabranch.controller.scaling import Scaling
 from anabranch.model.names import transaction_segment_name, txn_hex
@@ -48,6 +55,8 @@ class Transactions:
         self.ctx = ctx
         self.scaling = scaling
         self.deadlines: dict[tuple[str, str, str], float] = {}
+        self.versions: dict[tuple[str, str, str], int] = {}
+        """The record version each deadline was set for (a newer one means a ping elsewhere renewed the lease)."""
 
     def _txn_segments(self, view: StreamView, segments: list[SegmentRecord], txn_id: uuid.UUID) -> list[str]:
         return [transaction_segment_name(view.segment_name(s.id), txn_id) for s in segments]
@@ -64,8 +73,9 @@ class Transactions:
             now = self.ctx.wall_ms()
             record = TxnRecord(view.active, TxnStatus.OPEN, lease_ms, now, now + min(1000 * lease_ms,
                                                                                      MAX_EXECUTION_MS))
-            await view.table.insert(TXN_PREFIX + txn_hex(txn_id), record.encode())
+            version = await view.table.insert(TXN_PREFIX + txn_hex(txn_id), record.encode())
             self.deadlines[(scope, stream, txn_hex(txn_id))] = self.ctx.monotonic() + lease_ms / 1000
+            self.versions[(scope, stream, txn_hex(txn_id))] = version
             await asyncio.gather(*(self.ctx.ops.create_segment(name)
                                    for name in self._txn_segments(view, segments, txn_id)))
             return txn_id, segments
@@ -74,12 +84,12 @@ class Transactions:
         found = await view.table.get(TXN_PREFIX + txn_hex(txn_id))
         return None if found is None else (TxnRecord.decode(found[0]), found[1])
 
-    async def ping(self, scope: str, stream: str, txn_id: uuid.UUID, lease_ms: int) -> str:
+    async def ping(self, scope: str, stream: str, txn_id: uuid.UUID, lease_ms: int, attempts: int = 3) -> str:
         view = await self.ctx.view(scope, stream)
         found = await self._record(view, txn_id)
         if found is None:
             return "UNKNOWN"
-        record = found[0]
+        record, version = found
         if record.status in (TxnStatus.COMMITTING, TxnStatus.COMMITTED):
             return "COMMITTED"
         if record.status in (TxnStatus.ABORTING, TxnStatus.ABORTED):
@@ -88,7 +98,14 @@ class Transactions:
             return "LEASE_TOO_LARGE"
         if self.ctx.wall_ms() + lease_ms > record.max_execution_expiry_ms:
             return "MAX_EXECUTION_TIME_EXCEEDED"
+        try:  # a new version tells whichever controller times transactions out that the lease was renewed
+            version = await view.table.put(TXN_PREFIX + txn_hex(txn_id), record.encode(), version)
+        except WriteConflictError:
+            if attempts <= 1:
+                raise
+            return await self.ping(scope, stream, txn_id, lease_ms, attempts - 1)
         self.deadlines[(scope, stream, txn_hex(txn_id))] = self.ctx.monotonic() + lease_ms / 1000
+        self.versions[(scope, stream, txn_hex(txn_id))] = version
         return "OK"
 
     async def state(self, scope: str, stream: str, txn_id: uuid.UUID) -> str:
@@ -115,6 +132,7 @@ class Transactions:
                 record = record.with_status(TxnStatus.COMMITTING, writer_id=writer_id, commit_timestamp=timestamp)
                 version = await view.table.put(TXN_PREFIX + txn_hex(txn_id), record.encode(), version)
                 self.deadlines.pop((scope, stream, txn_hex(txn_id)), None)
+                self.versions.pop((scope, stream, txn_hex(txn_id)), None)
             if record.status is TxnStatus.COMMITTING:
                 await self._finish_commit(view, txn_id, record, version)
             return "SUCCESS"
@@ -154,6 +172,7 @@ class Transactions:
             record = record.with_status(TxnStatus.ABORTING)
             version = await view.table.put(key, record.encode(), version)
         self.deadlines.pop((view.scope, view.stream, txn_hex(txn_id)), None)
+        self.versions.pop((view.scope, view.stream, txn_hex(txn_id)), None)
         segments = (await self.ctx.epoch(view, record.epoch)).sorted_segments()
         await asyncio.gather(*(self.ctx.ops.delete_segment(name)
                                for name in self._txn_segments(view, segments, txn_id)))
@@ -195,9 +214,9 @@ class Transactions:
                     view = await self.ctx.view(scope, stream)
                 elif record.status is TxnStatus.ABORTING:
                     await self._abort_locked(view, txn_id, record, version)
-                elif record.status is TxnStatus.OPEN:
-                    self.deadlines.setdefault((scope, stream, txn_hex(txn_id)),
-                                              self.ctx.monotonic() + record.lease_ms / 1000)
+                elif record.status is TxnStatus.OPEN and (scope, stream, txn_hex(txn_id)) not in self.deadlines:
+                    self.deadlines[(scope, stream, txn_hex(txn_id))] = self.ctx.monotonic() + record.lease_ms / 1000
+                    self.versions[(scope, stream, txn_hex(txn_id))] = version
 
     async def expire_due(self) -> int:
         """Abort every open transaction whose lease ran out; returns how many were aborted."""
@@ -207,13 +226,33 @@ class Transactions:
             if deadline > now:
                 continue
             self.deadlines.pop((scope, stream, hex_id), None)
+            seen = self.versions.pop((scope, stream, hex_id), None)
             try:
+                if await self._renewed_elsewhere(scope, stream, hex_id, seen):
+                    continue
                 if await self.abort(scope, stream, uuid.UUID(hex=hex_id)) == "SUCCESS":
                     aborted += 1
                     log.info("transaction %s on %s/%s aborted: lease expired", hex_id, scope, stream)
             except Exception:
                 log.exception("could not abort expired transaction %s on %s/%s", hex_id, scope, stream)
         return aborted
+
+    async def _renewed_elsewhere(self, scope: str, stream: str, hex_id: str, seen: int | None) -> bool:
+        """If the open transaction's record changed since its deadline was set (a ping on another controller),
+        give it a new full lease from now and return True."""
+        try:
+            view = await self.ctx.view(scope, stream)
+        except StreamNotFoundError:
+            return True
+        found = await view.table.get(TXN_PREFIX + hex_id)
+        if found is None:
+            return True
+        record, version = TxnRecord.decode(found[0]), found[1]
+        if record.status is not TxnStatus.OPEN or seen is None or version == seen:
+            return False
+        self.deadlines[(scope, stream, hex_id)] = self.ctx.monotonic() + record.lease_ms / 1000
+        self.versions[(scope, stream, hex_id)] = version
+        return True
 
     async def run_lease_timer(self, interval: float = 1.0) -> None:
         """Background task: check lease deadlines every ``interval`` seconds until cancelled."""
