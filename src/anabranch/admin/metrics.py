@@ -10,7 +10,7 @@ Three sources end up in one ``/metrics`` answer:
   at scrape time and typed — counters (``_total``) for the ever-growing ones, gauges for the levels.
 - ``ControllerCollector``: counts of scopes, streams, reader groups and tables from a snapshot the admin
   server refreshes in the background (a scrape never walks every scope), and the controller's workflow
-  counters (scales by reason, transactions by outcome) recorded by the controller as they happen.
+  counters (scales by reason, transactions by outcome, retention truncations) recorded by the controller as they happen.
 
 Process metrics (CPU, memory, open files) come from ``prometheus_client``'s process collector.
 """
@@ -134,9 +134,14 @@ class ControllerMetrics:
                                     ["outcome"], registry=registry)
         for outcome in ("committed", "aborted"):
             self.transactions.labels(outcome)
+        self.retention_truncations = Counter("anabranch_controller_retention_truncations",
+                                             "Truncations the retention policy job made.", registry=registry)
 
     def scaled(self, reason: str) -> None:
         self.scales.labels(reason or "unknown").inc()
+
+    def retention_truncated(self) -> None:
+        self.retention_truncations.inc()
 
     def transaction_ended(self, outcome: str) -> None:
         self.transactions.labels(outcome).inc()

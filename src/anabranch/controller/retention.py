@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from anabranch.admin.metrics import CONTROLLER as CONTROLLER_METRICS
 from anabranch.clock import Clock, run_periodically
 from anabranch.controller.epochs import SegmentRecord, all_segments, cut_not_behind, is_after, is_before
 from anabranch.controller.errors import (
@@ -221,6 +222,7 @@ class RetentionJob:
                 status = str(exc)
             if status == "SUCCESS":
                 self.truncations += 1
+                CONTROLLER_METRICS.retention_truncated()
                 history = prune(history, chosen, at_or_after)
                 log.info("retention truncated %s/%s at %s", scope, stream, dict(chosen))
             else:
