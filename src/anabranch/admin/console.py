@@ -111,3 +111,26 @@ class GroupProbe:
         return {"name": group, "readers": readers,
                 "unassigned": sorted(segment_number(s.segment_id) for s in state.unassigned),
                 "lag_bytes": total.bytes}
+
+
+def zk_cluster_info(zk: Any, paths: Any) -> ClusterInfo:
+    """The console's cluster section from ZooKeeper (``anabranch.cluster.layout``): every registered segment
+    store with its endpoint and the containers the container map gives it, plus what it reports running."""
+    from anabranch.cluster.layout import ContainerMap, HostRecord
+
+    async def info() -> dict[str, Any] | None:
+        found = await zk.get_or_none(paths.container_map)
+        assignment = ContainerMap.decode(found[0]).assignment if found is not None else {}
+        registered = await zk.get_children(paths.hosts) if await zk.exists(paths.hosts) is not None else []
+        hosts = []
+        for host_id in sorted(set(registered) | set(assignment)):
+            record = await zk.get_or_none(paths.host(host_id))
+            endpoint = None
+            if record is not None:
+                decoded = HostRecord.decode(record[0])
+                endpoint = f"{decoded.host}:{decoded.port}"
+            hosts.append({"host": host_id, "endpoint": endpoint, "live": record is not None,
+                          "containers": sorted(assignment.get(host_id, ()))})
+        return {"root": paths.root, "hosts": hosts}
+
+    return info

@@ -124,7 +124,8 @@ function draw(d) {
   fillTable("groups", rows);
   const cluster = document.getElementById("cluster");
   cluster.hidden = !d.cluster;
-  if (d.cluster) fillTable("hosts", d.cluster.hosts.map(h => [h.host, h.containers.join(" ")]));
+  if (d.cluster) fillTable("hosts", d.cluster.error ? [["(unavailable)", "", "", d.cluster.error]] :
+    d.cluster.hosts.map(h => [h.host, h.endpoint || "-", h.live ? "up" : "down", h.containers.join(" ")]));
 }
 
 async function poll() {
@@ -160,8 +161,8 @@ def stream_page(scope: str, stream: str, interval_ms: int = 1000) -> str:
         "<h2>Head and tail</h2><table><tbody id=\"cuts\"></tbody></table>"
         "<h2>Reader groups</h2><table><thead><tr><th>group</th><th>reader</th><th>segments</th>"
         "<th>lag (bytes)</th></tr></thead><tbody id=\"groups\"></tbody></table>"
-        "<section id=\"cluster\" hidden><h2>Cluster</h2><table><thead><tr><th>host</th><th>containers</th>"
-        "</tr></thead><tbody id=\"hosts\"></tbody></table></section>"
+        "<section id=\"cluster\" hidden><h2>Cluster</h2><table><thead><tr><th>segment store</th>"
+        "<th>endpoint</th><th>state</th><th>containers</th></tr></thead><tbody id=\"hosts\"></tbody></table></section>"
         "<h2>Epochs</h2><table><thead><tr><th>epoch</th><th>time (UTC)</th><th>reason</th><th>splits</th>"
         "<th>merges</th></tr></thead><tbody id=\"epochs\"></tbody></table>"
     )

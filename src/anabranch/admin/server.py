@@ -206,8 +206,16 @@ class AdminServer:
         data = stream_view(description, ranges, int(time.time() * 1000))
         data["reader_groups"] = [await self.groups.describe(scope, group)
                                  for group in await self._groups_reading(scope, stream)]
-        data["cluster"] = await self.cluster_info() if self.cluster_info is not None else None
+        data["cluster"] = await self._cluster() if self.cluster_info is not None else None
         return web.json_response(data)
+
+    async def _cluster(self) -> dict[str, Any] | None:
+        assert self.cluster_info is not None
+        try:
+            return await self.cluster_info()
+        except Exception as exc:
+            log.info("cluster state unavailable for the console: %s", exc)
+            return {"error": f"{type(exc).__name__}: {exc}", "hosts": []}
 
     async def _groups_reading(self, scope: str, stream: str) -> list[str]:
         """Reader groups of ``scope`` whose configuration names ``scope/stream``."""

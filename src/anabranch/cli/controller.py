@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from anabranch.admin.console import zk_cluster_info
 from anabranch.admin.server import start_admin
 from anabranch.auth.options import auth_options, server_auth
 from anabranch.auth.server import warn_if_exposed
@@ -38,8 +39,10 @@ async def _run(service: ControllerService, admin_port: int) -> None:
     click.echo(f"controller listening on {service.host}:{service.port}{secured} "
                f"(segment store {service.segment_stores()})")
     assert service.controller is not None
+    member = service.member
     admin = await start_admin(service.controller, service.host, admin_port,
-                              authenticate=service.auth.check_http if service.auth and service.auth.enabled else None)
+                              authenticate=service.auth.check_http if service.auth and service.auth.enabled else None,
+                              cluster_info=zk_cluster_info(member.zk, member.paths) if member is not None else None)
     if admin is not None:
         click.echo(f"admin endpoint on http://{admin.host}:{admin.port}/")
     try:

@@ -266,3 +266,45 @@ def test_stream_view_lifetimes() -> None:
     assert [(s["number"], s["from_ms"], s["to_ms"], s["active"]) for s in view["segments"]] == [
         (0, 1000, 2000, False), (1, 1000, 2000, False), (2, 2000, None, True)]
     assert view["tail"] == [{"segment": 2, "offset": 5}] and view["epochs"][1]["merges"] == 1
+
+
+class FakeZk:
+    """The three reads ``zk_cluster_info`` makes, over a dict of znodes (a unit-test stand-in for ``ZkClient``)."""
+
+    def __init__(self, nodes: dict[str, bytes]) -> None:
+        self.nodes = nodes
+
+    async def get_or_none(self, path: str) -> tuple[bytes, object] | None:
+        return (self.nodes[path], object()) if path in self.nodes else None
+
+    async def exists(self, path: str) -> object | None:
+        return object() if any(p == path or p.startswith(path + "/") for p in self.nodes) else None
+
+    async def get_children(self, path: str) -> list[str]:
+        return sorted({p[len(path) + 1:].split("/")[0] for p in self.nodes if p.startswith(path + "/")})
+
+
+async def test_cluster_section_from_zookeeper_layout() -> None:
+    from anabranch.admin.console import zk_cluster_info
+    from anabranch.cluster.layout import ClusterPaths, ContainerMap, HostRecord
+
+    paths = ClusterPaths.for_cluster("t")
+    zk = FakeZk({paths.container_map: ContainerMap({"ss-a": (0, 2), "ss-b": (1, 3)}, 4).encode(),
+                 paths.host("ss-a"): HostRecord("ss-a", "127.0.0.1", 6000).encode()})
+    info = await zk_cluster_info(zk, paths)()
+    assert info == {"root": "/anabranch/t", "hosts": [
+        {"host": "ss-a", "endpoint": "127.0.0.1:6000", "live": True, "containers": [0, 2]},
+        {"host": "ss-b", "endpoint": None, "live": False, "containers": [1, 3]}]}
+
+    c = Controller(InMemorySegmentStore(), "127.0.0.1", 12345)
+    await c.bootstrap()
+    assert await c.streams.create_scope("sc") == "SUCCESS"
+    assert await c.streams.create_stream("sc", "st", StreamConfiguration()) == "SUCCESS"
+
+    async def broken() -> dict[str, Any] | None:
+        raise ConnectionError("ZooKeeper is away")
+
+    for source, check in ((zk_cluster_info(zk, paths), lambda d: d["hosts"][0]["containers"] == [0, 2]),
+                          (broken, lambda d: "ZooKeeper is away" in d["error"])):
+        async with AdminServer(c, port=0, cluster_info=source) as server:
+            assert check((await get_json(server, "/console/sc/st/data"))["cluster"])
