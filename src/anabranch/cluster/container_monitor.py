@@ -249,10 +249,12 @@ class ContainerMonitor:
                     async with asyncio.timeout(self._start_timeout):
                         container = await self._factory(container_id, self._on_container_failed)
                         await container.start()
-                except Exception as exc:
+                except BaseException as exc:  # a cancelled start (stopping) must not leave its log open either
                     if container is not None:
                         with contextlib.suppress(Exception):
                             await container.abort()
+                    if not isinstance(exc, Exception):
+                        raise
                     self._failed_start(container_id, exc)
                     return
                 if container_id not in self._assigned or self._without_session():
