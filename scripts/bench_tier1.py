@@ -24,6 +24,11 @@ import nats
 
 from anabranch.cluster.nats_server import NatsCluster
 from anabranch.storage.jetstream_log import JetStreamDurableDataLog
+from anabranch.storage.jetstream_log_format import MAX_MESSAGE_DATA
+
+CASES = [(1024, 64), (256 * 1024, 16), (MAX_MESSAGE_DATA, 8), (8 * 1024 * 1024, 2)]
+"""(record size, concurrent appends): small records, medium, the largest single message, a container-sized record
+split over 9 messages."""
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -81,8 +86,7 @@ class Bench:
         results: dict[str, Any] = {"servers": len(self.servers)}
         log = await self.owner()
         results["append_latency_1k"] = await self.latency(log)
-        results["throughput"] = [await self.throughput(log, 1024, 64), await self.throughput(log, 256 * 1024, 16),
-                                 await self.throughput(log, 1024 * 1024, 8)]
+        results["throughput"] = [await self.throughput(log, size, concurrency) for size, concurrency in CASES]
         await log.close()
 
         started = time.perf_counter()
