@@ -18,6 +18,9 @@ The documented limits (docs/controller.md, "Limits"):
   key-value tables): the segment store's table value limit;
 - names of at most ``MAX_NAME_LENGTH`` characters, other strings of at most ``MAX_STRING_LENGTH``, lists and
   maps (stream cuts) of at most ``MAX_ENTRIES`` entries.
+
+Values that are only stored and echoed back to the client that sent them (reader-group timing fields, writer
+ids) are bounded in size but not interpreted.
 """
 
 from __future__ import annotations
@@ -70,16 +73,15 @@ def _check_enum(where: str, field: FieldDescriptor, value: int) -> None:
         raise _refuse(where, f"unknown {field.enum_type.name} value {value}; known: {known}")
 
 
-def _check_cut(where: str, cut: Mapping[int, int], *, allow_unknown_offset: bool = True) -> None:
-    """A stream cut: segment id → offset; segment ids are not negative, offsets not below -1 (0 for truncation)."""
-    lowest = -1 if allow_unknown_offset else 0
+def _check_cut(where: str, cut: Mapping[int, int], *, future_entries: bool = True) -> None:
+    """A stream cut: segment id → offset. Segment ids are never negative; a negative offset marks a "future"
+    segment (spec §3.5), which a truncation cut cannot have."""
     for seg_id, offset in cut.items():
         if seg_id < 0:
             raise _refuse(where, f"segment id {seg_id} is negative")
-        if offset < lowest:
-            raise _refuse(where, f"offset {offset} of segment {seg_id} is "
-                                 + ("negative (a truncation cut's offsets are >= 0)" if lowest == 0 else
-                                    f"below {lowest}"))
+        if offset < 0 and not future_entries:
+            raise _refuse(where, f"offset {offset} of segment {seg_id} is negative (a truncation cut's offsets "
+                                 "are >= 0)")
 
 
 def _walk(message: Message, path: str, creating: bool) -> None:
@@ -157,11 +159,9 @@ def _stored_size(request: Message) -> None:
 
 
 def _reader_group(request: pb.ReaderGroupConfiguration) -> None:
+    """The timing fields are only stored and echoed (``automaticCheckpointIntervalMillis`` <= 0 disables automatic
+    checkpoints, ``generation`` -1 means "default"), so only the size and the retention type are checked."""
     _stored_size(request)
-    _non_negative("ReaderGroupConfiguration", groupRefreshTimeMillis=request.groupRefreshTimeMillis,
-                  automaticCheckpointIntervalMillis=request.automaticCheckpointIntervalMillis,
-                  maxOutstandingCheckpointRequest=request.maxOutstandingCheckpointRequest,
-                  generation=request.generation, rolloverSizeBytes=request.rolloverSizeBytes)
     if request.retentionType not in (0, 1, 2):
         raise _refuse("retentionType", f"unknown value {request.retentionType}; known: 0 (NONE), "
                                        "1 (MANUAL_RELEASE_AT_USER_STREAMCUT), 2 (AUTOMATIC_RELEASE_AT_LAST_CHECKPOINT)")
@@ -217,7 +217,7 @@ _RULES: dict[str, Callable[[Any], object]] = {
     "createKeyValueTable": _kvt_config,
     "createReaderGroup": _reader_group,
     "updateReaderGroup": _reader_group,
-    "truncateStream": lambda r: _check_cut("cut", r.cut, allow_unknown_offset=False),
+    "truncateStream": lambda r: _check_cut("cut", r.cut, future_entries=False),
     "scale": _scale,
     "listScopes": lambda r: hex_token(r.continuationToken.token),
     "listStreamsInScope": lambda r: hex_token(r.continuationToken.token),
@@ -227,10 +227,8 @@ _RULES: dict[str, Callable[[Any], object]] = {
     "checkScale": lambda r: _epoch("epoch", r.epoch),
     "getSegmentsImmediatelyFollowing": lambda r: _non_negative("SegmentId", segmentId=r.segmentId),
     "getSegmentsImmediatlyFollowing": lambda r: _non_negative("SegmentId", segmentId=r.segmentId),
-    "getSegments": lambda r: _non_negative("GetSegmentsRequest", timestamp=r.timestamp),
     "createTransaction": lambda r: _lease("lease", r.lease),
     "pingTransaction": lambda r: _lease("lease", r.lease),
-    "updateSubscriberStreamCut": lambda r: _non_negative("SubscriberStreamCut", generation=r.generation),
 }
 
 
