@@ -8,7 +8,7 @@ every request where it enters the segment store, before anything is queued or al
   (``#transient.<64 hex>``, ``#transaction.<32 hex>``) within the 65,535-byte string limit of replies;
 - enumerations hold known values (``scaleType`` 0, 1 or 2; a merge's attribute ``updateType`` 1 or 4), rates
   and offsets are not negative;
-- counts stay under their limits (``MAX_MERGE_SOURCES``).
+- counts stay under their limits (``MAX_MERGE_SOURCES``, ``MAX_TABLE_BATCH``).
 A refusal becomes an ``ErrorMessage`` with the IllegalArgument code, naming the field; the connection stays
 open. :func:`fit_reply` shortens the text fields of a reply that would not encode (a message quoting a long
 name); :func:`refusal` builds the ErrorMessage for a request.
@@ -27,17 +27,22 @@ from anabranch.protocol.commands import (
     MergeSegments,
     MergeSegmentsBatch,
     ReadSegment,
+    ReadTable,
     ReadTableEntriesDelta,
+    RemoveTableKeys,
     Reply,
     Request,
     TruncateSegment,
     UpdateSegmentPolicy,
+    UpdateTableEntries,
 )
 
 MAX_SEGMENT_NAME_BYTES = 8192
 """Longest segment name a request may carry (UTF-8 bytes); Pravega's own names stay far below it."""
 MAX_MERGE_SOURCES = 10_000
 """Most sources one MergeSegmentsBatch may name."""
+MAX_TABLE_BATCH = 10_000
+"""Most keys one table request (update, remove, read) may carry; Pravega's Java client sends at most 256."""
 ATTRIBUTE_UPDATE_TYPES = (ConditionalAttributeUpdate.REPLACE, ConditionalAttributeUpdate.REPLACE_IF_EQUALS)
 """The attribute updates a MergeSegments may carry (the ones Pravega's clients send)."""
 SCALE_TYPES = (CreateSegment.NO_SCALE, CreateSegment.IN_KBYTES_PER_SEC, CreateSegment.IN_EVENTS_PER_SEC)
@@ -77,6 +82,10 @@ def request_problem(request: Request) -> str | None:
         for source in request.sources:
             if (problem := _name_problem("source", source)) is not None:
                 return problem
+    if isinstance(request, UpdateTableEntries | RemoveTableKeys | ReadTable):
+        count = len(request.entries) if isinstance(request, UpdateTableEntries) else len(request.keys)
+        if count > MAX_TABLE_BATCH:
+            return f"{count} table keys in one request exceed the limit of {MAX_TABLE_BATCH}"
     if isinstance(request, MergeSegments):
         for update in request.attribute_updates:
             if update.update_type not in ATTRIBUTE_UPDATE_TYPES:

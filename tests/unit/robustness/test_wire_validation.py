@@ -232,3 +232,9 @@ async def test_closing_with_waiting_requests_drops_them_cleanly(stores: tuple[Se
         await conn.handler.aclose()
         gc.collect()
     assert not [w for w in caught if "never awaited" in str(w.message)]
+
+
+def test_table_batches_are_bounded() -> None:
+    keys = tuple(TableKey(b"k%d" % i, NO_VERSION) for i in range(10_001))
+    assert "10001 table keys" in (request_problem(ReadTable(1, TABLE, "", keys)) or "")
+    assert request_problem(ReadTable(1, TABLE, "", keys[:256])) is None
