@@ -1,10 +1,13 @@
-"""SIGKILL of the NATS node leading a container's stream while appends stream in: the writing log fails (or rides
-it out), a new owner opens once JetStream elected a new stream leader (4-9 s), and every acked record is there."""
+"""Failures of the NATS cluster under a writing log: SIGKILL of the node leading the container's stream (a new owner
+opens once JetStream elected a new stream leader, 4-9 s, and every acked record is there), and every node frozen
+(pending appends fail-stop within the acknowledgement timeout)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -86,4 +89,39 @@ async def test_killing_the_stream_leader_loses_no_acked_record(own_cluster: Nats
         print(f"\nleader n{leader + 1} killed with {acked_at_kill} records acked ({len(acked)} by the end); "
               f"a new owner opened {reopened_after:.1f} s later and recovered all {len(recovered)}")
     finally:
+        await keeper.cleanup()
+
+
+async def test_unanswered_appends_fail_stop_within_the_ack_timeout(own_cluster: NatsCluster) -> None:
+    """Every node frozen (SIGSTOP): no acknowledgement comes, so every pending append fails with LogClosedError
+    after ``ack_timeout`` and the log stays closed; once the nodes run again a new owner recovers every acked
+    record."""
+    keeper = Owners(own_cluster.urls, ack_timeout=1.5, request_timeout=3.0)
+    frozen: list[int] = []
+    try:
+        writer_log = await keeper.open()
+        acked = [await writer_log.append(b"before-%d" % i) for i in range(20)]
+        frozen = [pid for pid in own_cluster.pids if pid is not None]
+        for pid in frozen:
+            os.kill(pid, signal.SIGSTOP)
+        started = time.monotonic()
+        results = await asyncio.wait_for(
+            asyncio.gather(*(writer_log.append(b"during-%d" % i) for i in range(10)), return_exceptions=True), 10)
+        waited = time.monotonic() - started
+        assert all(isinstance(r, LogClosedError) for r in results), results
+        assert 1.0 < waited < 5.0, f"pending appends failed after {waited:.1f} s"
+        assert "not acknowledged within 1.5 s" in str(results[0])
+        with pytest.raises(LogClosedError):
+            await writer_log.append(b"after")
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
+        frozen = []
+        await writer_log.close()
+        successor = await open_when_possible(keeper, time.monotonic() + FAILOVER_DEADLINE)
+        recovered = await read_all(successor)
+        assert [seq for seq, _ in recovered[:20]] == acked
+        assert all(payload.startswith(b"during-") for _, payload in recovered[20:])  # landed, never acked
+    finally:
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
         await keeper.cleanup()
