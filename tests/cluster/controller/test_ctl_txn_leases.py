@@ -51,3 +51,4 @@ async def test_unpinged_transaction_expires_once() -> None:
     clock.now += 2
     assert await controller.txns.expire_due() == 1
     assert await controller.txns.expire_due() == 0
+    assert await controller.txns.state("sc", "st", txn_id) in ("ABORTING", "ABORTED")
