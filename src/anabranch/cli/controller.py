@@ -11,6 +11,7 @@ from anabranch.admin.server import start_admin
 from anabranch.auth.options import auth_options, server_auth
 from anabranch.auth.server import warn_if_exposed
 from anabranch.cli.serving import (
+    ServerCommand,
     admin_port_option,
     ensure_can_listen,
     run_server,
@@ -53,7 +54,7 @@ async def _run(service: ControllerService, admin_port: int) -> None:
         await service.stop()
 
 
-@click.command()
+@click.command(cls=ServerCommand)
 @click.option("--segmentstore", "segment_store", default=None,
               help="HOST:PORT of the segment store (single segment store; or use --zookeeper).")
 @click.option("--zookeeper", default=None, metavar="HOST:PORT[,...]",

@@ -18,6 +18,7 @@ import click
 from anabranch.auth.options import auth_options, server_auth
 from anabranch.auth.server import warn_if_exposed
 from anabranch.cli.serving import (
+    ServerCommand,
     containers_option,
     ensure_can_listen,
     lock_data_dir_or_exit,
@@ -63,7 +64,7 @@ async def _run(service: SegmentStoreService, lock: DataDirLock) -> None:
         await service.stop()
 
 
-@click.command()
+@click.command(cls=ServerCommand)
 @click.option("--data-dir", type=click.Path(path_type=Path), default=Path("anabranch-data"),
               show_default=True, help="Directory holding the Tier-1 logs and LTS data.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")

@@ -19,6 +19,23 @@ from anabranch.tls import ServerTls, TlsConfigError
 
 F = TypeVar("F", bound=Callable[..., object])
 
+class FlagCombinationError(click.ClickException):
+    """Flags that parse but do not go together: one line on stderr, exit code 2 (as a usage error)."""
+
+    exit_code = 2
+
+
+class ServerCommand(click.Command):
+    """A server command: a usage error its body raises (flags that do not go together, a TLS or key file that
+    cannot be used) is one line on stderr, not the usage text; parse errors keep click's usual output."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            raise FlagCombinationError(f"{exc.format_message()} (see 'anabranch {ctx.info_name} --help')") from None
+
+
 containers_option = click.option(
     "--containers", type=click.IntRange(1, 1024), default=4, show_default=True,
     help="Segment containers; fixed for the life of the data directory.",

@@ -15,6 +15,7 @@ from anabranch.admin.server import start_admin
 from anabranch.auth.options import auth_options, server_auth
 from anabranch.auth.server import warn_if_exposed
 from anabranch.cli.serving import (
+    ServerCommand,
     admin_port_option,
     containers_option,
     ensure_can_listen,
@@ -67,7 +68,7 @@ async def _run(store: SegmentStoreService, controller_port: int, admin_port: int
         await store.stop()
 
 
-@click.command()
+@click.command(cls=ServerCommand)
 @click.option("--data-dir", type=click.Path(path_type=Path), default=Path("anabranch-data"),
               show_default=True, help="Directory holding all data (segments and controller metadata).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address both servers listen on.")

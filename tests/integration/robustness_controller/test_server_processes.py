@@ -154,3 +154,15 @@ def test_ready_fails_with_the_reason_when_the_segment_store_is_gone(tmp_path: Pa
         assert isinstance(reasons, list) and any("metadata" in str(r) for r in reasons), body
         status, health = _ready(f"http://{HOST}:{admin}/health")
         assert status == 200 and health == {"status": "ok"}
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["standalone", "--tls-cert", "/etc/hostname"], "needs both --tls-cert and --tls-key"),
+    (["standalone", "--lts-s3-endpoint", "http://127.0.0.1:1"], "--lts-s3-endpoint needs --lts-s3-bucket"),
+    (["segmentstore", "--tier1", "nats://127.0.0.1:1"], "only make sense with --zookeeper"),
+    (["controller", "--port", "0"], "give either --segmentstore"),
+])
+def test_flags_that_do_not_go_together(args: list[str], message: str) -> None:
+    code, stderr = run_cli(*args)
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and message in lines[0] and "--help" in lines[0], stderr
