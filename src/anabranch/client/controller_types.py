@@ -1,8 +1,9 @@
 """Values exchanged with the controller, and their conversion to and from the gRPC messages.
 
 Owns the plain Python types of ``ControllerClient``'s API (endpoints, successors, transaction states,
-reader-group and key-value-table configurations) and the only code that builds or reads protobuf
-messages of the Controller API. Pure functions, no I/O.
+reader-group and key-value-table configurations) and their protobuf conversions; the conversions the
+controller shares (stream info, transaction ids, stream cuts, stream configurations) live in
+``anabranch.protocol.controller_messages`` and are re-exported here. Pure functions, no I/O.
 """
 
 from __future__ import annotations
@@ -12,16 +13,16 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from anabranch.client.config import (
-    RetentionPolicy,
-    RetentionType,
-    ScaleType,
-    ScalingPolicy,
-    StreamConfiguration,
-)
 from anabranch.client.hashing import SegmentWithRange
 from anabranch.model.stream_cut import StreamCut
 from anabranch.protocol import controller_pb2 as pb
+from anabranch.protocol.controller_messages import cut_from_pb as cut_from_pb
+from anabranch.protocol.controller_messages import cut_pb as cut_pb
+from anabranch.protocol.controller_messages import stream_config_from_pb as stream_config_from_pb
+from anabranch.protocol.controller_messages import stream_config_pb as stream_config_pb
+from anabranch.protocol.controller_messages import stream_info as stream_info
+from anabranch.protocol.controller_messages import txn_pb as txn_pb
+from anabranch.protocol.controller_messages import txn_uuid as txn_uuid
 
 NO_TIMESTAMP = -(2**63)
 """Commit timestamp meaning 'none' (Java's Long.MIN_VALUE)."""
@@ -104,64 +105,9 @@ class KeyValueTableConfiguration:
     rollover_size_bytes: int = 0
 
 
-def stream_info(scope: str, stream: str) -> Any:
-    return pb.StreamInfo(scope=scope, stream=stream)
-
-
-def txn_pb(txn_id: uuid.UUID) -> Any:
-    value = txn_id.int
-    high, low = value >> 64, value & (2**64 - 1)
-    return pb.TxnId(highBits=high - 2**64 if high >= 2**63 else high, lowBits=low - 2**64 if low >= 2**63 else low)
-
-
-def txn_uuid(txn: Any) -> uuid.UUID:
-    return uuid.UUID(int=((txn.highBits & (2**64 - 1)) << 64) | (txn.lowBits & (2**64 - 1)))
-
-
 def segment_range(rng: Any) -> SegmentWithRange:
     sid = rng.segmentId
     return SegmentWithRange(sid.streamInfo.scope, sid.streamInfo.stream, sid.segmentId, rng.minKey, rng.maxKey)
-
-
-def cut_pb(cut: StreamCut) -> Any:
-    return pb.StreamCut(streamInfo=stream_info(cut.scope, cut.stream), cut=dict(cut.positions))
-
-
-def cut_from_pb(msg: Any) -> StreamCut:
-    return StreamCut(msg.streamInfo.scope, msg.streamInfo.stream, dict(msg.cut))
-
-
-def stream_config_pb(scope: str, stream: str, config: StreamConfiguration) -> Any:
-    s, r = config.scaling, config.retention
-    msg = pb.StreamConfig(
-        streamInfo=stream_info(scope, stream),
-        scalingPolicy=pb.ScalingPolicy(
-            scaleType=s.scale_type.name, targetRate=s.target_rate, scaleFactor=s.scale_factor,
-            minNumSegments=s.min_num_segments,
-        ),
-        tags=pb.Tags(tag=list(config.tags)),
-        timestampAggregationTimeout=config.timestamp_aggregation_timeout_ms,
-        rolloverSizeBytes=config.rollover_size_bytes,
-    )
-    if r.retention_type != RetentionType.NONE:
-        msg.retentionPolicy.CopyFrom(pb.RetentionPolicy(
-            retentionType=r.retention_type.name, retentionParam=r.retention_param, retentionMax=r.retention_max,
-        ))
-    return msg
-
-
-def stream_config_from_pb(msg: Any) -> StreamConfiguration:
-    sp, rp = msg.scalingPolicy, msg.retentionPolicy
-    retention = RetentionPolicy.none()
-    if msg.HasField("retentionPolicy") and rp.retentionType != 0:
-        retention = RetentionPolicy(RetentionType(rp.retentionType), rp.retentionParam, rp.retentionMax)
-    return StreamConfiguration(
-        scaling=ScalingPolicy(ScaleType(sp.scaleType), sp.targetRate, sp.scaleFactor, max(1, sp.minNumSegments)),
-        retention=retention,
-        tags=tuple(msg.tags.tag),
-        timestamp_aggregation_timeout_ms=msg.timestampAggregationTimeout,
-        rollover_size_bytes=msg.rolloverSizeBytes,
-    )
 
 
 def reader_group_pb(config: ControllerReaderGroupConfig) -> Any:

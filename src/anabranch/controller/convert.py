@@ -2,35 +2,33 @@
 
 Invariants the official clients enforce (spec §6.4): every SegmentRange carries its segmentId with
 streamInfo; a StreamConfig always has streamInfo and scalingPolicy; list pages always carry the
-continuationToken submessage; transaction ids put the epoch in the top 32 bits of ``highBits``.
+continuationToken submessage; transaction ids put the epoch in the top 32 bits of ``highBits``. Transaction ids
+and stream info are converted by ``anabranch.protocol.controller_messages``, shared with the client.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping
+from typing import cast
 
 from anabranch.controller.epochs import SegmentRecord
 from anabranch.controller.records import RetentionConfig, ScalingConfig, StreamConfiguration
 from anabranch.protocol import controller_pb2 as pb
-
-_MASK64 = (1 << 64) - 1
-
-
-def _signed64(value: int) -> int:
-    return value - (1 << 64) if value >= 1 << 63 else value
+from anabranch.protocol.controller_messages import stream_info as shared_stream_info
+from anabranch.protocol.controller_messages import txn_pb, txn_uuid
 
 
 def txn_id_to_proto(txn_id: uuid.UUID) -> pb.TxnId:
-    return pb.TxnId(highBits=_signed64(txn_id.int >> 64), lowBits=_signed64(txn_id.int & _MASK64))
+    return cast(pb.TxnId, txn_pb(txn_id))
 
 
 def txn_id_from_proto(txn_id: pb.TxnId) -> uuid.UUID:
-    return uuid.UUID(int=((txn_id.highBits & _MASK64) << 64) | (txn_id.lowBits & _MASK64))
+    return txn_uuid(txn_id)
 
 
 def stream_info(scope: str, stream: str) -> pb.StreamInfo:
-    return pb.StreamInfo(scope=scope, stream=stream)
+    return cast(pb.StreamInfo, shared_stream_info(scope, stream))
 
 
 def segment_id_proto(scope: str, stream: str, seg_id: int) -> pb.SegmentId:
