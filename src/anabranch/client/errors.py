@@ -23,6 +23,8 @@ from anabranch.errors import (
     UnavailableError,
 )
 from anabranch.protocol import commands as wire
+from anabranch.protocol.reply_errors import ReplyErrorKind as Kind
+from anabranch.protocol.reply_errors import classify
 
 __all__ = [
     "AlreadyExistsError",
@@ -51,6 +53,7 @@ __all__ = [
     "ScaleFailedError",
     "ScopeNotEmptyError",
     "SealedError",
+    "SegmentExistsError",
     "SegmentSealedError",
     "SegmentStoreError",
     "SegmentTruncatedError",
@@ -160,6 +163,10 @@ class NoSuchSegmentError(ClientError, NotFoundError):
     """The segment does not exist (deleted, truncated away or never created)."""
 
 
+class SegmentExistsError(ClientError, AlreadyExistsError):
+    """The segment already exists."""
+
+
 class SegmentSealedError(ClientError, SealedError):
     """The segment is sealed; a writer moves to its successors."""
 
@@ -211,33 +218,37 @@ class ClientClosedError(ClientError):
 
 
 def error_from_reply(reply: wire.Reply, what: str = "") -> ClientError:
-    """The typed exception for a segment-store error reply (``what`` names the operation for the message)."""
+    """The typed exception for a segment-store error reply (``what`` names the operation for the message); the
+    reply's meaning comes from the shared table in ``anabranch.protocol.reply_errors``."""
     prefix = f"{what}: " if what else ""
-    if isinstance(reply, wire.NoSuchSegment):
-        return NoSuchSegmentError(f"{prefix}segment {reply.segment} does not exist")
-    if isinstance(reply, wire.SegmentIsSealed):
-        return SegmentSealedError(f"{prefix}segment {reply.segment} is sealed")
-    if isinstance(reply, wire.SegmentIsTruncated):
-        return SegmentTruncatedError(
-            f"{prefix}segment {reply.segment} starts at {reply.start_offset}", reply.start_offset
-        )
-    if isinstance(reply, wire.WrongHost):
-        return WrongHostError(f"{prefix}segment {reply.segment} is not served by this segment store")
-    if isinstance(reply, wire.ConditionalCheckFailed):
-        return ConditionalCheckFailedError(f"{prefix}conditional append of event {reply.event_number} failed")
-    if isinstance(reply, wire.TableKeyBadVersion):
-        return VersionConflictError(f"{prefix}a key of table {reply.segment} has another version")
-    if isinstance(reply, wire.TableKeyDoesNotExist):
-        return KeyDoesNotExistError(f"{prefix}a key of table {reply.segment} does not exist")
-    if isinstance(reply, wire.TableSegmentNotEmpty):
-        return TableNotEmptyError(f"{prefix}table {reply.segment} is not empty")
-    if isinstance(reply, wire.AuthTokenCheckFailed):
-        reason = reply.server_stack_trace or ("token expired" if reply.error_code == 1 else "token check failed")
-        return AuthorizationError(f"{prefix}the segment store refused the delegation token: {reason}")
-    if isinstance(reply, wire.OperationUnsupported):
-        return SegmentStoreError(f"{prefix}the segment store does not support {reply.operation_name}")
-    if isinstance(reply, wire.ErrorMessage):
-        return SegmentStoreError(f"{prefix}segment store error on {reply.segment or 'the connection'}: "
-                                 f"{reply.message} (code {reply.error_code})",
-                                 error_code=reply.error_code, server_message=reply.message)
-    return SegmentStoreError(f"{prefix}unexpected reply {type(reply).__name__}")
+    found = classify(reply)
+    if found is None:
+        return SegmentStoreError(f"{prefix}unexpected reply {type(reply).__name__}")
+    kind, segment = found.kind, found.segment
+    if kind is Kind.NO_SUCH_SEGMENT:
+        return NoSuchSegmentError(f"{prefix}segment {segment} does not exist")
+    if kind is Kind.SEGMENT_EXISTS:
+        return SegmentExistsError(f"{prefix}segment {segment} already exists")
+    if kind is Kind.SEGMENT_SEALED:
+        return SegmentSealedError(f"{prefix}segment {segment} is sealed")
+    if kind is Kind.SEGMENT_TRUNCATED:
+        return SegmentTruncatedError(f"{prefix}segment {segment} starts at {found.start_offset}", found.start_offset)
+    if kind is Kind.WRONG_HOST:
+        return WrongHostError(f"{prefix}segment {segment} is not served by this segment store")
+    if kind is Kind.CONDITIONAL_CHECK_FAILED:
+        return ConditionalCheckFailedError(f"{prefix}conditional append of event {found.event_number} failed")
+    if kind is Kind.KEY_BAD_VERSION:
+        return VersionConflictError(f"{prefix}a key of table {segment} has another version")
+    if kind is Kind.KEY_DOES_NOT_EXIST:
+        return KeyDoesNotExistError(f"{prefix}a key of table {segment} does not exist")
+    if kind is Kind.TABLE_NOT_EMPTY:
+        return TableNotEmptyError(f"{prefix}table {segment} is not empty")
+    if kind is Kind.TOKEN_REJECTED:
+        return AuthorizationError(f"{prefix}the segment store refused the delegation token: {found.detail}")
+    if kind is Kind.UNSUPPORTED:
+        return SegmentStoreError(f"{prefix}the segment store does not support {found.detail}")
+    if kind in (Kind.SERVER_ERROR, Kind.ILLEGAL_ARGUMENT):
+        return SegmentStoreError(f"{prefix}segment store error on {segment or 'the connection'}: "
+                                 f"{found.detail} (code {found.error_code})",
+                                 error_code=found.error_code, server_message=found.detail)
+    return SegmentStoreError(f"{prefix}segment store answered: {kind.value} ({segment})")

@@ -36,6 +36,8 @@ from anabranch.controller.errors import (
 )
 from anabranch.errors import AnabranchError
 from anabranch.protocol import commands as c
+from anabranch.protocol.reply_errors import ReplyErrorKind as Kind
+from anabranch.protocol.reply_errors import classify
 from anabranch.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -104,28 +106,33 @@ async def iterate_entries(ops: SegmentStoreOps, name: str, page: int = 500) -> A
 
 
 def raise_for_reply(reply: c.WireCommand, segment: str) -> None:
-    """Turn a wire error reply into the matching exception (no-op for other replies)."""
-    if isinstance(reply, c.NoSuchSegment):
-        raise NoSuchSegmentError(reply.segment or segment, "no such segment")
-    if isinstance(reply, c.SegmentAlreadyExists):
-        raise SegmentExistsError(reply.segment or segment, "segment already exists")
-    if isinstance(reply, c.SegmentIsSealed):
-        raise SegmentSealedError(reply.segment or segment, "segment is sealed")
-    if isinstance(reply, c.SegmentIsTruncated):
-        raise BadOffsetError(reply.segment or segment, f"offset {reply.offset} outside [{reply.start_offset}, end]")
-    if isinstance(reply, c.TableSegmentNotEmpty):
-        raise TableNotEmptyError(reply.segment or segment, "table segment is not empty")
-    if isinstance(reply, c.TableKeyBadVersion | c.TableKeyDoesNotExist):
+    """Turn a wire error reply into the matching exception (no-op for other replies); what a reply means comes
+    from the table shared with the client (``anabranch.protocol.reply_errors``)."""
+    found = classify(reply)
+    if found is None or found.kind is Kind.WRONG_HOST:
+        return
+    kind, name = found.kind, found.segment or segment
+    if kind is Kind.NO_SUCH_SEGMENT:
+        raise NoSuchSegmentError(name, "no such segment")
+    if kind is Kind.SEGMENT_EXISTS:
+        raise SegmentExistsError(name, "segment already exists")
+    if kind is Kind.SEGMENT_SEALED:
+        raise SegmentSealedError(name, "segment is sealed")
+    if kind is Kind.SEGMENT_TRUNCATED:
+        raise BadOffsetError(name, f"offset {found.offset} outside [{found.start_offset}, end]")
+    if kind is Kind.TABLE_NOT_EMPTY:
+        raise TableNotEmptyError(name, "table segment is not empty")
+    if kind in (Kind.KEY_BAD_VERSION, Kind.KEY_DOES_NOT_EXIST):
         raise WriteConflictError(f"conditional table update failed on {segment}: {type(reply).__name__}")
-    if isinstance(reply, c.ErrorMessage):
-        if reply.error_code == c.ErrorMessage.ILLEGAL_ARGUMENT:
-            raise SegmentStoreArgumentError(segment, f"segment store refused an argument: {reply.message}")
-        raise SegmentStoreError(segment, f"segment store error: {reply.message}")
-    if isinstance(reply, c.AuthTokenCheckFailed):
+    if kind is Kind.ILLEGAL_ARGUMENT:
+        raise SegmentStoreArgumentError(segment, f"segment store refused an argument: {found.detail}")
+    if kind is Kind.SERVER_ERROR:
+        raise SegmentStoreError(segment, f"segment store error: {found.detail}")
+    if kind is Kind.TOKEN_REJECTED:
         raise SegmentStoreError(segment, f"the segment store refused the controller's system token "
-                                         f"({reply.server_stack_trace or 'token check failed'}): give the "
+                                         f"({found.detail}): give the "
                                          f"controller and its segment stores the same --token-signing-key-file")
-    if isinstance(reply, c.OperationUnsupported):
+    if kind is Kind.UNSUPPORTED:
         raise SegmentStoreError(segment, f"segment store refused {type(reply).__name__}")
 
 

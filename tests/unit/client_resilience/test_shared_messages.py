@@ -28,3 +28,41 @@ def test_stream_configuration_has_one_definition_and_round_trips() -> None:
     assert controller_messages.stream_config_from_pb(message) == config
     controller_side = convert.config_from_proto(message)
     assert convert.config_to_proto("s", "t", controller_side) == message
+
+
+def _error_replies() -> list[object]:
+    from anabranch.protocol import commands as c
+
+    return [
+        c.NoSuchSegment(1, "sc/st/0.#epoch.0", "", -1),
+        c.SegmentAlreadyExists(1, "sc/st/0.#epoch.0", ""),
+        c.SegmentIsSealed(1, "sc/st/0.#epoch.0", "", -1),
+        c.SegmentIsTruncated(1, "sc/st/0.#epoch.0", 40, "", 10),
+        c.TableSegmentNotEmpty(1, "t", ""),
+        c.TableKeyBadVersion(1, "t", ""),
+        c.TableKeyDoesNotExist(1, "t", ""),
+        c.ErrorMessage(1, "sc/st/0.#epoch.0", "disk full", 5),
+    ]
+
+
+def test_one_reply_table_gives_client_and_controller_errors_of_the_same_family() -> None:
+    from anabranch import errors as families
+    from anabranch.client.errors import error_from_reply
+    from anabranch.controller.segment_helper import raise_for_reply
+    from anabranch.protocol.reply_errors import ERROR_REPLIES, classify
+
+    kinds = (families.NotFoundError, families.AlreadyExistsError, families.SealedError, families.TruncatedError,
+             families.ConflictError)
+    for reply in _error_replies():
+        assert type(reply) in ERROR_REPLIES and classify(reply) is not None  # type: ignore[arg-type]
+        client_error = error_from_reply(reply)  # type: ignore[arg-type]
+        try:
+            raise_for_reply(reply, "fallback")  # type: ignore[arg-type]
+        except families.AnabranchError as controller_error:
+            for family in kinds:
+                if isinstance(controller_error, family):
+                    # a missing key is a conflict to the controller's conditional updates, "not found" to a user
+                    assert isinstance(client_error, family) or type(reply).__name__ == "TableKeyDoesNotExist", \
+                        (reply, client_error, controller_error)
+        else:
+            raise AssertionError(f"the controller ignored {reply!r}")
