@@ -166,6 +166,15 @@ class LocalCluster:
         node.start(timeout)
         self.write_state()
 
+    def kill_tier1_node(self, index: int) -> None:
+        """SIGKILL one NATS server of the Tier-1 cluster."""
+        self.nats.kill(index)
+        self.write_state()
+
+    def restart_tier1_node(self, index: int, timeout: float = 120.0) -> None:
+        self.nats.restart(index, timeout)
+        self.write_state()
+
     def write_state(self) -> None:
         state = {
             "pid": os.getpid(),

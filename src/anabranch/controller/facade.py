@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from anabranch.controller.context import ControllerContext, wall_clock_ms
 from anabranch.controller.errors import NoSuchSegmentError
@@ -34,8 +34,7 @@ class Controller:
         self.segment_store_port = segment_store_port
         self.host = host
         self.port = port
-        self.segment_store_uri: Callable[[str], tuple[str, int]] = lambda _segment: (self.segment_store_host,
-                                                                                     self.segment_store_port)
+        self.segment_store_uri: Callable[[str], Awaitable[tuple[str, int]]] = self._the_segment_store
         """Where clients reach a segment (``getURI``); a cluster controller answers the owner of its container."""
         self.controller_uris: Callable[[], list[tuple[str, int]]] = lambda: [(self.host, self.port)]
         """Every live controller (``getControllerServerList``)."""
@@ -46,6 +45,9 @@ class Controller:
         self.readergroups = ReaderGroups(self.ctx, self.streams)
         self.kvtables = KeyValueTables(self.ctx)
         self.writers = Writers(self.ctx)
+
+    async def _the_segment_store(self, segment: str) -> tuple[str, int]:
+        return self.segment_store_host, self.segment_store_port
 
     async def bootstrap(self) -> None:
         """Create the system tables and the ``_system`` scope, then finish interrupted workflows."""

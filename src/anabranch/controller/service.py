@@ -24,6 +24,7 @@ import grpc
 
 from anabranch.clock import SystemClock
 from anabranch.cluster.controller_cluster import ControllerClusterOptions, ControllerMember
+from anabranch.cluster.liveness import HostProber
 from anabranch.controller.autoscale import AutoScaler
 from anabranch.controller.context import wall_clock_ms
 from anabranch.controller.errors import SegmentStoreUnavailableError
@@ -73,6 +74,7 @@ class ControllerService:
         self.controller: Controller | None = None
         self._server: grpc.aio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._prober: HostProber | None = None
 
     def _segment_helper(self, router: SegmentRouter | None) -> SegmentHelper:
         return SegmentHelper(self.segment_store_host, self.segment_store_port, ssl_context=self.segment_store_ssl,
@@ -144,9 +146,11 @@ class ControllerService:
     def _route_by_map(self, controller: Controller, member: ControllerMember) -> None:
         view = member.view
         assert view is not None
+        prober = self._prober = HostProber(lambda: view.hosts.values())
+        prober.start()
 
-        def segment_store_uri(segment: str) -> tuple[str, int]:
-            return view.endpoint_for(segment) or view.any_host() or ("", 0)
+        async def segment_store_uri(segment: str) -> tuple[str, int]:
+            return await prober.choose(view.endpoint_for(segment), view.hosts.values()) or ("", 0)
 
         controller.segment_store_uri = segment_store_uri
         controller.controller_uris = lambda: view.controllers or [(self.host, self.port)]
@@ -199,6 +203,8 @@ class ControllerService:
         if self.member is not None:
             self.member.on_deposed = lambda: None
             await self.member.stop()
+        if self._prober is not None:
+            await self._prober.stop()
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -225,7 +225,7 @@ class ControllerServicer(GroupRpcs, pb_grpc.ControllerServiceServicer):
     @rpc
     async def getURI(self, request: pb.SegmentId, context: Any) -> pb.NodeUri:
         info = request.streamInfo
-        host, port = self.c.segment_store_uri(qualified_segment_name(info.scope, info.stream, request.segmentId))
+        host, port = await self.c.segment_store_uri(qualified_segment_name(info.scope, info.stream, request.segmentId))
         return pb.NodeUri(endpoint=host, port=port)
 
     # ---- scaling ----

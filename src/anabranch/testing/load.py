@@ -39,6 +39,8 @@ class LoadWriter:
     scope: str
     stream: str
     rate: float = 400.0
+    sent: int = 0
+    sent_at: dict[bytes, float] = field(default_factory=dict)
     acked: dict[bytes, float] = field(default_factory=dict)
     failed: list[BaseException] = field(default_factory=list)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -56,11 +58,13 @@ class LoadWriter:
             while not self._stop.is_set():
                 key = seq % KEYS
                 data = event(key, seq // KEYS)
+                self.sent_at[data] = time.monotonic()
                 future = await writer.write_event(data, routing_key=f"key-{key}")
                 future.add_done_callback(functools.partial(self._done, data))
                 pending.add(future)
                 future.add_done_callback(pending.discard)
                 seq += 1
+                self.sent = seq
                 ahead = seq / self.rate - (time.monotonic() - started)
                 if ahead > 0:
                     await asyncio.sleep(ahead)
@@ -87,12 +91,16 @@ class LoadWriter:
             await asyncio.sleep(0.05)
 
     async def stop(self) -> None:
+        """Stop writing and wait (bounded) until every event sent is acknowledged or failed."""
         self._stop.set()
         if self._task is not None:
             await asyncio.wait_for(self._task, 150)
+        unsettled = self.sent - len(self.acked) - len(self.failed)
+        assert unsettled == 0, f"{unsettled} of {self.sent} events neither acknowledged nor failed"
 
     def first_ack_after(self, moment: float) -> float | None:
-        later = [t for t in self.acked.values() if t > moment]
+        """When the first event written after ``moment`` was acknowledged (None if none was)."""
+        later = [t for data, t in self.acked.items() if self.sent_at[data] > moment]
         return min(later) if later else None
 
 
