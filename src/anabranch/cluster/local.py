@@ -124,10 +124,7 @@ class LocalCluster:
         (self.data_dir / "logs").mkdir(exist_ok=True)
         load_or_create_key(key_file(self.config))
         try:
-            log.info("starting ZooKeeper (%d nodes)", self.config.zookeeper_nodes)
-            self.zookeeper.start(timeout)
-            log.info("starting NATS JetStream (%d nodes)", self.config.nats_nodes)
-            self.nats.start(timeout)
+            self._start_engines(timeout)
             zk, tier1 = self.zookeeper.connect_string, self.tier1
             self.segmentstores = [SegmentStoreNode(i, self.config, zk, tier1)
                                   for i in range(self.config.segmentstores)]
@@ -141,6 +138,27 @@ class LocalCluster:
             self.stop()
             raise
         return self
+
+    def _start_engines(self, timeout: float, attempts: int = 3) -> None:
+        """Start ZooKeeper and NATS on free ports; a port taken by another process between choosing and binding it
+        makes a node exit, so try again on fresh ports."""
+        for attempt in range(1, attempts + 1):
+            try:
+                log.info("starting ZooKeeper (%d nodes)", self.config.zookeeper_nodes)
+                self.zookeeper.start(timeout)
+                log.info("starting NATS JetStream (%d nodes)", self.config.nats_nodes)
+                self.nats.start(timeout)
+                return
+            except (RuntimeError, TimeoutError) as exc:
+                self.nats.stop()
+                self.zookeeper.stop()
+                if attempt == attempts:
+                    raise
+                log.warning("ZooKeeper or NATS did not start (%s); trying again on other ports", exc)
+                self.zookeeper = ZooKeeperEnsemble(self.data_dir / f"zookeeper-{attempt}",
+                                                   nodes=self.config.zookeeper_nodes, host=self.config.host)
+                self.nats = NatsCluster(self.data_dir / f"nats-{attempt}", nodes=self.config.nats_nodes,
+                                        host=self.config.host)
 
     def wait_ready(self, timeout: float = 120.0) -> dict[str, Any]:
         """Wait until ``status()`` says ready; return it (``TimeoutError`` with the last status otherwise)."""

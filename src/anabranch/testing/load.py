@@ -8,11 +8,13 @@ routing keys, so per-key order can be checked from the bytes alone.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import time
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 from anabranch.client.config import ScalingPolicy, StreamConfiguration
 from anabranch.client.reader_group import ReaderGroupConfig
@@ -109,6 +111,50 @@ async def new_stream(manager: StreamManager, segments: int = 4) -> tuple[str, st
     await manager.create_scope(scope)
     await manager.create_stream(scope, "load", StreamConfiguration(scaling=ScalingPolicy.fixed(segments)))
     return scope, "load"
+
+
+@dataclass
+class LoadReader:
+    """One reader of a new reader group on the stream, reading in the background from the start, so a test can
+    check that a reader group goes on through a failure."""
+
+    manager: StreamManager
+    scope: str
+    stream: str
+    got: list[bytes] = field(default_factory=list)
+    _task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        config = ReaderGroupConfig.for_streams(self.scope, self.stream, group_refresh_time=0.1)
+        group = await self.manager.create_reader_group(self.scope, f"live-{uuid.uuid4().hex[:6]}", config)
+        reader = await group.create_reader("live")
+        self._task = asyncio.get_running_loop().create_task(self._run(reader))
+
+    async def _run(self, reader: Any) -> None:
+        try:
+            while True:
+                read = await reader.read_next_event(timeout=0.5)
+                if read.event is not None:
+                    self.got.append(read.event)
+        finally:
+            await reader.close()
+
+    async def wait_for(self, expected: set[bytes], timeout: float = 120.0) -> list[bytes]:
+        """Wait until every ``expected`` event was read (then 2 s more, to catch duplicates); stop; return all."""
+        assert self._task is not None
+        deadline = time.monotonic() + timeout
+        while not expected <= set(self.got):
+            if self._task.done():
+                self._task.result()
+            if time.monotonic() > deadline:
+                missing = expected - set(self.got)
+                raise AssertionError(f"{len(missing)} acknowledged events not read after {timeout} s")
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(2.0)
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        return list(self.got)
 
 
 async def read_everything(manager: StreamManager, scope: str, stream: str, expected: set[bytes],
