@@ -28,6 +28,7 @@ from anabranch.cli.users import apply_credentials, credentials_options, user
 def cli(log_level: str, username: str | None, password: str | None) -> None:
     """Anabranch: durable, elastic streams that speak Pravega's protocols."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kazoo").setLevel(max(logging.WARNING, logging.getLogger().level))
     apply_credentials(username, password)
 
 
