@@ -127,10 +127,10 @@ def _render(report: dict[str, Any]) -> None:
     console = Console()
     console.print(f"cluster [bold]{report['name']}[/bold]: {'ready' if report['ready'] else 'NOT ready'}, "
                   f"{report['containers']} containers")
-    table = Table("segment store", "pid", "alive", "containers")
+    table = Table("segment store", "pid", "alive", "containers", "serving")
     for s in report["segmentstores"]:
         table.add_row(s["endpoint"], str(s["pid"]), "yes" if s["alive"] else "no",
-                      " ".join(str(c) for c in s["containers"]) or "-")
+                      " ".join(str(c) for c in s["containers"]) or "-", " ".join(str(c) for c in s["serving"]) or "-")
     console.print(table)
     table = Table("controller", "pid", "alive", "admin")
     for c in report["controllers"]:

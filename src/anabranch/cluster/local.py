@@ -246,8 +246,12 @@ def _listens(endpoint: str) -> bool:
         return False
 
 
-def _read_zookeeper(connect: str, paths: ClusterPaths) -> tuple[dict[str, HostRecord], ContainerMap] | None:
-    """Live segment stores and the container map, or None when ZooKeeper does not answer."""
+ZkState = tuple[dict[str, HostRecord], ContainerMap, dict[str, set[int]]]
+
+
+def _read_zookeeper(connect: str, paths: ClusterPaths) -> ZkState | None:
+    """Live segment stores, the container map and the containers each segment store serves (recovered), or None
+    when ZooKeeper does not answer."""
     from kazoo.client import KazooClient
     from kazoo.exceptions import NoNodeError
     from kazoo.handlers.threading import KazooTimeoutError
@@ -273,7 +277,13 @@ def _read_zookeeper(connect: str, paths: ClusterPaths) -> tuple[dict[str, HostRe
             container_map = ContainerMap.decode(client.get(paths.container_map)[0])
         except NoNodeError:
             container_map = ContainerMap()
-        return hosts, container_map
+        serving: dict[str, set[int]] = {}
+        for host_id in hosts:
+            try:
+                serving[host_id] = set(json.loads(client.get(paths.running_on(host_id))[0])["running"])
+            except (NoNodeError, ValueError, KeyError):
+                serving[host_id] = set()
+        return hosts, container_map, serving
     finally:
         client.stop()
         client.close()
@@ -282,29 +292,31 @@ def _read_zookeeper(connect: str, paths: ClusterPaths) -> tuple[dict[str, HostRe
 def cluster_status(data_dir: Path) -> dict[str, Any]:
     """What ``anabranch cluster status`` prints: ``ready``, controllers, segment stores with their containers,
     ZooKeeper and Tier-1. Ready = every process alive and listening, and every container assigned to a live
-    segment store."""
+    segment store that has recovered it and serves it (``serving``, from its ``running/<host id>`` node)."""
     path = Path(data_dir) / STATE_FILE
     if not path.exists():
         raise ConfigError(f"no cluster runs from {data_dir} (no {STATE_FILE}); start one with `anabranch cluster up`")
     state = json.loads(path.read_text())
     paths = ClusterPaths.for_cluster(state["name"])
     zk_state = _read_zookeeper(state["zookeeper"]["connect"], paths)
-    hosts, container_map = zk_state if zk_state is not None else ({}, ContainerMap())
+    hosts, container_map, serving = zk_state if zk_state is not None else ({}, ContainerMap(), {})
     controllers = [{"uri": c["uri"], "pid": c["pid"], "admin": c["admin"],
                     "alive": pid_alive(c["pid"]) and _listens(c["uri"].removeprefix("tcp://"))}
                    for c in state["controllers"]]
     segmentstores = [{"id": s["id"], "endpoint": s["endpoint"], "pid": s["pid"],
                       "alive": pid_alive(s["pid"]) and _listens(s["endpoint"]),
                       "registered": s["id"] in hosts,
-                      "containers": sorted(container_map.assignment.get(s["id"], ()))}
+                      "containers": sorted(container_map.assignment.get(s["id"], ())),
+                      "serving": sorted(serving.get(s["id"], ()))}
                      for s in state["segmentstores"]]
-    assigned = {c for s in segmentstores if s["alive"] and s["registered"] for c in s["containers"]}
+    served = {c for s in segmentstores if s["alive"] and s["registered"] for c in s["containers"]
+              if c in s["serving"]}
     zookeeper = {"connect": state["zookeeper"]["connect"], "pids": state["zookeeper"]["pids"],
                  "alive": zk_state is not None}
     tier1 = {"engine": "nats-jetstream", "urls": state["tier1"]["urls"], "pids": state["tier1"]["pids"],
              "alive": all(pid_alive(pid) for pid in state["tier1"]["pids"])}
     ready = (zookeeper["alive"] and tier1["alive"] and all(c["alive"] for c in controllers)
              and all(s["alive"] and s["registered"] for s in segmentstores)
-             and assigned == set(range(state["containers"])))
+             and served == set(range(state["containers"])))
     return {"ready": ready, "name": state["name"], "containers": state["containers"], "pid": state["pid"],
             "controllers": controllers, "segmentstores": segmentstores, "zookeeper": zookeeper, "tier1": tier1}
