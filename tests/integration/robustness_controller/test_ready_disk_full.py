@@ -1,0 +1,99 @@
+"""``/ready`` of a real ``anabranch standalone`` whose data directory fills up: 503 naming the full container
+while the disk is full, 200 again once space is freed and a write went through. Needs ``mount -t tmpfs`` (root);
+skipped otherwise. The other reasons are covered in tests/unit/robustness_controller/test_readiness.py."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from anabranch.client.connection import next_request_id
+from anabranch.protocol.commands import CreateSegment, DataAppended, ErrorMessage, SegmentCreated
+from anabranch.testing.processes import HOST, Standalone, free_port, wait_for_port
+from tests.integration.robustness.robustness_helpers import append, connect
+
+pytestmark = pytest.mark.process
+SEGMENT = "ready/s/0.#epoch.0"
+TIMEOUT = 30.0
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(mount_point)],
+                          capture_output=True, text=True, timeout=30, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip()})")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], capture_output=True, timeout=30, check=False)
+
+
+def fill(path: Path) -> None:
+    chunk = b"\0" * (1024 * 1024)
+    with path.open("wb", buffering=0) as out:
+        for size in (len(chunk), 512):
+            with contextlib.suppress(OSError):
+                while True:
+                    out.write(chunk[:size])
+
+
+def ready(admin: str) -> tuple[int, dict[str, Any]]:
+    try:
+        with urllib.request.urlopen(f"{admin}/ready", timeout=TIMEOUT) as reply:
+            return reply.status, json.loads(reply.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+async def _append(port: int, payload: bytes) -> object:
+    conn = await connect(port)
+    try:
+        return await append(conn, SEGMENT, [payload])
+    finally:
+        await conn.close()
+
+
+def test_ready_follows_a_full_disk(small_disk: Path, tmp_path: Path) -> None:
+    admin_port = free_port()
+    server = Standalone(small_disk / "data", None, None, "--admin-port", str(admin_port))
+    server.log_path = tmp_path / "server.log"
+    admin = f"http://{HOST}:{admin_port}"
+    with server:
+        wait_for_port(HOST, admin_port, TIMEOUT, server.process)
+        assert ready(admin)[0] == 200
+
+        async def create() -> object:
+            conn = await connect(server.segmentstore_port)
+            try:
+                return await conn.request(CreateSegment(next_request_id(), SEGMENT), timeout=TIMEOUT)
+            finally:
+                await conn.close()
+
+        assert isinstance(asyncio.run(create()), SegmentCreated)
+        filler = small_disk / "filler"
+        fill(filler)
+        assert isinstance(asyncio.run(_append(server.segmentstore_port, b"x" * 300_000)), ErrorMessage)
+        status, body = ready(admin)
+        assert status == 503 and body["ready"] is False
+        assert any("disk_full" in reason for reason in body["reasons"]), body
+        filler.unlink()
+        deadline = time.monotonic() + TIMEOUT
+        while not isinstance(asyncio.run(_append(server.segmentstore_port, b"after")), DataAppended):
+            assert time.monotonic() < deadline, "writes did not resume"
+            time.sleep(0.2)
+        while ready(admin)[0] != 200:
+            assert time.monotonic() < deadline, f"/ready stayed {ready(admin)}"
+            time.sleep(0.2)
