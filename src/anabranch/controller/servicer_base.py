@@ -47,6 +47,15 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     return grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}"
 
 
+MAX_DETAILS = 1000
+"""Characters of a status message: gRPC sends it percent-encoded in a trailer, which clients cap (8 KiB by default),
+so a message quoting a long name could make the reply itself fail."""
+
+
+def shorten_details(message: str) -> str:
+    return message if len(message) <= MAX_DETAILS else message[:MAX_DETAILS] + "..."
+
+
 def rpc(handler: Handler) -> Handler:
     @functools.wraps(handler)
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
@@ -59,7 +68,7 @@ def rpc(handler: Handler) -> Handler:
                 log.exception("rpc %s failed", handler.__name__)
             else:
                 log.info("rpc %s: %s %s", handler.__name__, code.name, message)
-        await context.abort(code, message)
+        await context.abort(code, shorten_details(message))
 
     return wrapper  # type: ignore[return-value]
 

@@ -89,3 +89,11 @@ def test_tokens() -> None:
     for token in ("-1", "1e3", "abcd", "٣", "9" * 20):
         with pytest.raises(InvalidArgumentError):
             index_token(token)
+
+
+def test_status_messages_are_bounded() -> None:
+    from anabranch.controller.servicer_base import MAX_DETAILS, shorten_details
+
+    assert shorten_details("short") == "short"
+    long = shorten_details("é" * 5000)
+    assert len(long) == MAX_DETAILS + 3 and long.endswith("...")
