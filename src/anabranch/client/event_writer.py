@@ -238,14 +238,14 @@ class EventStreamWriter(Generic[T]):
 
     def _readd(self, segments: StreamSegments, block: Block, low: float, high: float) -> None:
         targets: set[asyncio.Future[None]] = set()
-        for payload, key in zip(block.parts[1::2], block.keys, strict=True):
+        for payload, key in zip(block.payloads(), block.keys, strict=True):
             position = self._position(key)
             spot = position if position is not None else low + random.random() * (high - low)
             targets.add(self._writer_for(segments, spot).add(payload, key))
-        chain_future(block.future, targets)
+        chain_future(block.handle, targets)
 
     @staticmethod
     def _fail_blocks(blocks: list[Block], exc: BaseException) -> None:
         for block in blocks:
-            if not block.future.done():
-                block.future.set_exception(exc)
+            if not block.handle.done():
+                block.handle.set_exception(exc)

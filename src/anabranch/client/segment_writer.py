@@ -1,19 +1,18 @@
-"""Appends to one segment: batching into append blocks, pipelining, acks, exactly-once reconnects.
+"""Appends to one segment: the I/O around the append protocol's rules (``protocol/client_appends.py``).
 
-``SegmentWriter`` owns one writer id on one segment. Events arrive already framed
-(``[i32 0][i32 len][payload]``) and are grouped into blocks (≤ ``max_block_events`` events,
-≤ ``max_block_bytes`` bytes, closed by size or after ``linger`` seconds); each block has one
-future, never one per event. Up to ``max_inflight_blocks`` blocks are in flight; acks
-(``DataAppended``) arrive in order and complete every block up to the acked event number.
+``SegmentWriter`` owns one writer id on one segment and drives a :class:`ClientAppends`, which holds the
+rules: how events become append blocks (≤ ``max_block_events`` events, ≤ ``max_block_bytes`` bytes), how
+they are numbered, which blocks a ``DataAppended`` completes, what to resend after ``AppendSetup`` and
+what each error reply means. This module adds what needs I/O and time: the linger timer (a block closes
+``linger`` seconds after it opens), one future per block (never one per event), the sender task keeping
+up to ``max_inflight_blocks`` blocks in flight, backpressure, and reconnecting.
 
-Invariants: event numbers are per writer id, consecutive, starting at 1; a block keeps its
-numbers for life, so after a reconnect ``SetupAppend`` tells the last durable number and only
-later blocks are sent again (exactly once). Events larger than one append go through a
-transient segment (CreateTransientSegment, ConditionalBlockEnd chunks, MergeSegments) after
-every earlier block is acked, so order is kept. On ``SegmentIsSealed``/``NoSuchSegment`` the
-writer stops sending and hands all unacked blocks, in order, to ``on_sealed``. Reconnecting follows the
-client's retry policy; when its budget is spent the unacked blocks fail with a retriable error and the writer
-stays usable (the next event reconnects). Only non-retriable errors (e.g. a refused token) stick.
+Events larger than one append go through a transient segment (CreateTransientSegment, ConditionalBlockEnd
+chunks, MergeSegments) after every earlier block is acked, so order is kept. On ``SegmentIsSealed``/
+``NoSuchSegment`` the writer stops sending and hands all unacked blocks, in order, to ``on_sealed``.
+Reconnecting follows the client's retry policy; when its budget is spent the unacked blocks fail with a
+retriable error and the writer stays usable (the next event reconnects). Only non-retriable errors (e.g. a
+refused token) stick.
 """
 
 from __future__ import annotations
@@ -22,9 +21,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-import struct
 import uuid
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,17 +39,12 @@ from anabranch.client.errors import (
 from anabranch.client.tokens import TokenCache
 from anabranch.errors import AnabranchError
 from anabranch.protocol import commands as wire
-from anabranch.protocol.codec import encode_append_block_end
+from anabranch.protocol.client_appends import NO_EVENT, ClientAppends, OutgoingBlock, ReplyOutcome, reply_outcome
 
 log = logging.getLogger(__name__)
-EVENT_HEADER = struct.Struct(">ii")
-_pack_header = EVENT_HEADER.pack
-NO_EVENT = wire.NULL_ATTRIBUTE_VALUE
-
-
-def frame_event(payload: bytes) -> bytes:
-    """The 8-byte Event header for ``payload`` (type 0, length)."""
-    return EVENT_HEADER.pack(0, len(payload))
+Block = OutgoingBlock[asyncio.Future[None]]
+"""An append block whose handle is the future of its events."""
+__all__ = ["NO_EVENT", "Block", "ClientContext", "SegmentWriter"]
 
 
 def _consume(future: asyncio.Future[None]) -> None:
@@ -77,27 +69,6 @@ class ClientContext:
         return await self.tokens.get(scope, stream, refresh=refresh)
 
 
-class Block:
-    """A batch of framed events with one future; ``keys`` keep each event's routing key (for re-routing)."""
-
-    __slots__ = ("count", "first_event", "future", "keys", "large", "last_event", "parts", "size")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.parts: list[bytes] = []
-        self.keys: list[str | None] = []
-        self.size = 0
-        self.count = 0
-        self.first_event = 0
-        self.last_event = 0
-        self.large = False
-        self.future: asyncio.Future[None] = loop.create_future()
-        self.future.add_done_callback(_consume)
-
-    def payloads(self) -> list[bytes]:
-        """The events' payloads (without their headers), in order."""
-        return self.parts[1::2]
-
-
 class SegmentWriter:
     """Writes framed events to one segment; see the module docstring for the protocol it follows."""
 
@@ -112,12 +83,15 @@ class SegmentWriter:
         self.writer_id = uuid.uuid4()
         self._on_sealed = on_sealed
         self._loop = asyncio.get_running_loop()
-        self._open: Block | None = None
-        self._ready: deque[Block] = deque()
-        self._inflight: deque[Block] = deque()
-        self._next_event = 1
-        self._conn: RawConnection | None = None
         self._request_id = next_request_id()
+        self._appends: ClientAppends[asyncio.Future[None]] = ClientAppends(
+            self.writer_id, self._request_id, open_block=self._open_block, block_ready=self._block_ready,
+            max_block_bytes=self.config.max_block_bytes, max_block_events=self.config.max_block_events,
+            max_event_size=MAX_EVENT_SIZE, max_inflight_blocks=self.config.max_inflight_blocks,
+        )
+        self.add: Callable[[bytes, str | None], asyncio.Future[None]] = self._appends.add
+        """Queue one event (framed by the protocol code); returns the future of the block that holds it."""
+        self._conn: RawConnection | None = None
         self._wakeup = asyncio.Event()
         self._space = asyncio.Event()
         self._space.set()
@@ -127,67 +101,26 @@ class SegmentWriter:
         self._closed = False
         self.write_offset = -1
         self.backlogged = False
-        self._max_block_bytes = self.config.max_block_bytes
-        self._max_block_events = self.config.max_block_events
         self._linger = self.config.linger
+        self._backlog_limit = 2 * self.config.max_inflight_blocks
         self._task = asyncio.create_task(self._run(), name=f"segment-writer {segment_name}")
 
-    # ---- adding events (hot path, synchronous) ----
+    # ---- hooks of the append rules (once per block) ----
 
-    def add(self, payload: bytes, key: str | None) -> asyncio.Future[None]:
-        """Queue one event (framed here); returns the future of the block that holds it."""
-        size = len(payload) + 8
-        block = self._open
-        if block is None or block.size + size > self._max_block_bytes or size > MAX_EVENT_SIZE + 8:
-            if self.error is not None:
-                raise self.error
-            if size > MAX_EVENT_SIZE + 8:
-                return self._add_large(payload, key)
-            if block is not None:
-                self._close_open()
-            block = self._open = Block(self._loop)
-            self._linger_handle = self._loop.call_later(self._linger, self._on_linger)
-        block.parts += (_pack_header(0, size - 8), payload)
-        block.keys.append(key)
-        block.size += size
-        block.count += 1
-        if block.count >= self._max_block_events:
-            self._close_open()
-        return block.future
+    def _open_block(self, large: bool) -> asyncio.Future[None]:
+        if self.error is not None:
+            raise self.error
+        future: asyncio.Future[None] = self._loop.create_future()
+        future.add_done_callback(_consume)
+        if not large:
+            self._linger_handle = self._loop.call_later(self._linger, self._appends.close_open)
+        return future
 
-    def _add_large(self, payload: bytes, key: str | None) -> asyncio.Future[None]:
-        if self._open is not None:
-            self._close_open()
-        block = Block(self._loop)
-        block.parts += (_pack_header(0, len(payload)), payload)
-        block.keys.append(key)
-        block.size, block.count, block.large = 8 + len(payload), 1, True
-        self._number(block)
-        self._ready.append(block)
-        self._wakeup.set()
-        return block.future
-
-    def _number(self, block: Block) -> None:
-        block.first_event = self._next_event
-        block.last_event = self._next_event + block.count - 1
-        self._next_event += block.count
-
-    def _on_linger(self) -> None:
-        self._linger_handle = None
-        if self._open is not None:
-            self._close_open()
-
-    def _close_open(self) -> None:
-        block = self._open
-        if block is None:
-            return
-        self._open = None
+    def _block_ready(self) -> None:
         if self._linger_handle is not None:
             self._linger_handle.cancel()
             self._linger_handle = None
-        self._number(block)
-        self._ready.append(block)
-        if len(self._ready) > 2 * self.config.max_inflight_blocks:
+        if self._appends.ready_blocks > self._backlog_limit:
             self._space.clear()
             self.backlogged = True
         self._wakeup.set()
@@ -197,8 +130,8 @@ class SegmentWriter:
 
     def flush_nowait(self) -> list[asyncio.Future[None]]:
         """Close the open block now; returns the futures of every unacked block."""
-        self._close_open()
-        return [b.future for b in (*self._inflight, *self._ready)]
+        self._appends.close_open()
+        return self._appends.unacked_handles()
 
     async def flush(self) -> None:
         futures = self.flush_nowait()
@@ -209,11 +142,7 @@ class SegmentWriter:
 
     def take_unacked(self) -> list[Block]:
         """All events not yet acked, in order (for re-routing after a seal); the writer keeps nothing."""
-        if self._open is not None:
-            self._close_open()
-        blocks = [*self._inflight, *self._ready]
-        self._inflight.clear()
-        self._ready.clear()
+        blocks = self._appends.take_unacked()
         self._release_space()
         return blocks
 
@@ -229,7 +158,7 @@ class SegmentWriter:
                 return
             if self._closed:
                 return
-            if not (self._ready or self._inflight):
+            if not self._appends.pending:
                 continue
             try:
                 if self._conn is None or self._conn.closed:
@@ -258,21 +187,15 @@ class SegmentWriter:
     async def _send_ready(self) -> None:
         conn = self._conn
         assert conn is not None
-        while self._ready and len(self._inflight) < self.config.max_inflight_blocks:
-            block = self._ready[0]
+        appends = self._appends
+        while (block := appends.next_to_send()) is not None:
             if block.large:
-                if self._inflight:
-                    return
-                self._ready.popleft()
-                self._inflight.append(block)
                 await self._write_large(conn, block)
+                if self.sealed:
+                    return
                 continue
-            self._ready.popleft()
-            self._inflight.append(block)
-            conn.writelines(encode_append_block_end(
-                self.writer_id, block.size, block.parts, block.size, block.count, block.last_event, self._request_id,
-            ))
-        if len(self._ready) <= self.config.max_inflight_blocks:
+            conn.writelines(appends.frames(block))
+        if appends.ready_blocks <= self.config.max_inflight_blocks:
             self._release_space()
         await conn.drain()
 
@@ -310,7 +233,8 @@ class SegmentWriter:
                     self._conn = conn
                     conn.add_request_listener(self._request_id, self._on_reply)
                     conn.on_close(functools.partial(self._on_close, conn))
-                    self._resume(reply.last_event_number)
+                    self._complete(self._appends.setup(reply.last_event_number))
+                    self._wakeup.set()
                     return
                 conn.remove_listener(self.writer_id)
                 if isinstance(reply, wire.SegmentIsSealed | wire.NoSuchSegment):
@@ -330,46 +254,38 @@ class SegmentWriter:
                                           f"{backoff.describe()}: {last}")
             log.debug("retrying SetupAppend of %s (attempt %d)", self.segment_name, backoff.attempts + 1)
 
-    def _resume(self, last_event_number: int) -> None:
-        if last_event_number != NO_EVENT:
-            self._ack(last_event_number, -1)
-        while self._inflight:
-            self._ready.appendleft(self._inflight.pop())
-        self._wakeup.set()
-
     def _on_close(self, conn: RawConnection, _reason: BaseException | None = None) -> None:
         if conn is self._conn:
             self._conn = None
-            if self._inflight or self._ready:
+            if self._appends.pending:
                 self._wakeup.set()
 
     # ---- replies ----
 
     def _on_reply(self, reply: wire.Reply) -> None:
-        if isinstance(reply, wire.DataAppended):
-            self._ack(reply.event_number, reply.current_segment_write_offset)
-        elif isinstance(reply, wire.SegmentIsSealed | wire.NoSuchSegment):
+        outcome = reply_outcome(reply)
+        if outcome is ReplyOutcome.ACKNOWLEDGED:
+            assert isinstance(reply, wire.DataAppended)
+            self._complete(self._appends.acknowledge(reply.event_number))
+            if reply.current_segment_write_offset >= 0:
+                self.write_offset = reply.current_segment_write_offset
+            self._wakeup.set()
+        elif outcome is ReplyOutcome.SEALED:
             self._mark_sealed()
-        elif isinstance(reply, wire.WrongHost | wire.InvalidEventNumber):
+        elif outcome is ReplyOutcome.RECONNECT:
             self._drop_connection()
-        elif isinstance(reply, wire.ConditionalCheckFailed):
+        elif outcome is ReplyOutcome.CONDITIONAL_CHECK_FAILED:
             self._fail(ConditionalCheckFailedError(f"conditional append to {self.segment_name} failed"))
-        elif isinstance(reply, wire.AuthTokenCheckFailed):
-            self._drop_connection()
-        elif isinstance(reply, wire.ErrorMessage):
+        elif outcome is ReplyOutcome.FAILED:
             self._fail_pending(error_from_reply(reply, f"appending to {self.segment_name}"))
         else:
             log.debug("writer %s ignores %r", self.writer_id, reply)
 
-    def _ack(self, event_number: int, offset: int) -> None:
-        inflight = self._inflight
-        while inflight and inflight[0].last_event <= event_number:
-            block = inflight.popleft()
-            if not block.future.done():
-                block.future.set_result(None)
-        if offset >= 0:
-            self.write_offset = offset
-        self._wakeup.set()
+    @staticmethod
+    def _complete(blocks: list[Block]) -> None:
+        for block in blocks:
+            if not block.handle.done():
+                block.handle.set_result(None)
 
     def _mark_sealed(self) -> None:
         if not self.sealed:
@@ -392,12 +308,12 @@ class SegmentWriter:
         """Fail the events not yet acked; later events start a new connection (a retriable failure)."""
         self._drop_connection()
         self._wakeup.clear()
-        for block in (*self._inflight, *self._ready, *([self._open] if self._open else [])):
-            if not block.future.done():
-                block.future.set_exception(exc)
-        self._inflight.clear()
-        self._ready.clear()
-        self._open = None
+        if self._linger_handle is not None:
+            self._linger_handle.cancel()
+            self._linger_handle = None
+        for block in self._appends.discard():
+            if not block.handle.done():
+                block.handle.set_exception(exc)
         self._release_space()
 
     def _release_space(self) -> None:
@@ -415,9 +331,7 @@ class SegmentWriter:
         reply = await conn.request(
             wire.CreateTransientSegment(next_request_id(), transient_writer, self.segment_name, token), timeout=timeout)
         if isinstance(reply, wire.SegmentIsSealed | wire.NoSuchSegment):
-            self._inflight.remove(block)
-            self._ready.appendleft(block)
-            self._mark_sealed()
+            self._mark_sealed()  # the block stays unacked, first in line for re-routing
             return
         if not isinstance(reply, wire.SegmentCreated):
             raise error_from_reply(reply, f"creating a transient segment for {self.segment_name}")
@@ -441,15 +355,13 @@ class SegmentWriter:
         merged = await conn.request(wire.MergeSegments(next_request_id(), self.segment_name, transient, token),
                                     timeout=timeout)
         if isinstance(merged, wire.SegmentIsSealed | wire.NoSuchSegment) and merged.segment == self.segment_name:
-            self._inflight.remove(block)
-            self._ready.appendleft(block)
-            self._mark_sealed()
+            self._mark_sealed()  # the block stays unacked, first in line for re-routing
             return
         if not isinstance(merged, wire.SegmentsMerged):
             raise error_from_reply(merged, f"merging a large event into {self.segment_name}")
-        self._inflight.remove(block)
+        self._appends.large_written(block)
         self.write_offset = merged.new_target_write_offset
-        block.future.set_result(None)
+        block.handle.set_result(None)
 
     # ---- lifecycle ----
 
@@ -468,5 +380,6 @@ class SegmentWriter:
         self._fail(ClientClosedError(f"writer for {self.segment_name} was closed"))
 
     def statistics(self) -> dict[str, Any]:
-        return {"segment": self.segment_name, "inflight_blocks": len(self._inflight), "ready_blocks": len(self._ready),
-                "next_event": self._next_event, "sealed": self.sealed}
+        appends = self._appends
+        return {"segment": self.segment_name, "inflight_blocks": appends.inflight_blocks,
+                "ready_blocks": appends.ready_blocks, "next_event": appends.next_event, "sealed": self.sealed}

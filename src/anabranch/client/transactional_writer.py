@@ -139,8 +139,8 @@ class Transaction(Generic[T]):
         self._error = TxnFailedError(f"transaction {self.txn_id} was aborted or timed out "
                                      f"(its segment {writer.segment_name} no longer accepts appends)")
         for block in writer.take_unacked():
-            if not block.future.done():
-                block.future.set_exception(self._error)
+            if not block.handle.done():
+                block.handle.set_exception(self._error)
 
     async def _ping_loop(self) -> None:
         interval = min(self.lease_ms / 3000.0, 30.0)
