@@ -24,7 +24,7 @@ from tests.cluster.tier1.tier1_helpers import Owners
 pytestmark = [pytest.mark.process, pytest.mark.cluster]
 log = logging.getLogger(__name__)
 
-FAILOVER_DEADLINE = 40.0
+FAILOVER_DEADLINE = 75.0
 
 
 @pytest.fixture
