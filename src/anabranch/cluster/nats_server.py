@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import json
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -25,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
+from anabranch.cluster.node_group import NodeGroup
 from anabranch.errors import ConfigError
 from anabranch.testing.processes import free_port
 
@@ -74,7 +74,7 @@ def run_coroutine(factory: Callable[[], Awaitable[_T]]) -> _T:
     return result[0]
 
 
-class NatsCluster:
+class NatsCluster(NodeGroup):
     """``nodes`` JetStream-enabled ``nats-server`` processes on ``host`` forming one cluster (1 node: no routes)."""
 
     def __init__(self, base_dir: Path, nodes: int = 3, host: str = "127.0.0.1", *, name: str = "anabranch",
@@ -84,23 +84,18 @@ class NatsCluster:
         if client_ports is not None and len(client_ports) != nodes:
             raise ConfigError(f"{len(client_ports)} client ports given for {nodes} NATS nodes")
         self.base_dir = Path(base_dir)
-        self.nodes = nodes
+        super().__init__(nodes)
         self.host = host
         self.name = name
         self.binary = binary or nats_server_binary()
         self.client_ports = client_ports or [free_port() for _ in range(nodes)]
         self.route_ports = [free_port() for _ in range(nodes)] if nodes > 1 else []
         self.monitor_ports = [free_port() for _ in range(nodes)]
-        self._processes: list[subprocess.Popen[bytes] | None] = [None] * nodes
 
     @property
     def urls(self) -> list[str]:
         """One ``nats://host:port`` per node."""
         return [f"nats://{self.host}:{port}" for port in self.client_ports]
-
-    @property
-    def pids(self) -> list[int | None]:
-        return [p.pid if p is not None and p.poll() is None else None for p in self._processes]
 
     def server_name(self, index: int) -> str:
         return f"n{index + 1}"
@@ -139,17 +134,6 @@ class NatsCluster:
             self._processes[index] = subprocess.Popen(
                 [self.binary, "-c", str(config)], stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True)
-
-    def start(self, timeout: float = 60.0) -> NatsCluster:
-        """Start every node; return once each is healthy and JetStream creates a replicated stream."""
-        for index in range(self.nodes):
-            self._spawn(index)
-        try:
-            self.wait_ready(timeout)
-        except BaseException:
-            self.stop()
-            raise
-        return self
 
     def wait_ready(self, timeout: float = 60.0, indexes: list[int] | None = None) -> None:
         """Wait until every (or each given) node is healthy, then until a stream of ``min(3, nodes)`` replicas
@@ -227,37 +211,3 @@ class NatsCluster:
             return info.cluster.leader
 
         return self.index_of(run_coroutine(ask))
-
-    def kill(self, index: int) -> None:
-        """SIGKILL one node (a crash)."""
-        self._signal(index, signal.SIGKILL)
-
-    def restart(self, index: int, timeout: float = 60.0) -> None:
-        """Stop the node if it runs, start it again with the same ports and store, wait until it is healthy."""
-        self._signal(index, signal.SIGTERM)
-        self._spawn(index)
-        self.wait_ready(timeout, [index])
-
-    def _signal(self, index: int, sig: signal.Signals, timeout: float = 20.0) -> None:
-        process = self._processes[index]
-        if process is None or process.poll() is not None:
-            self._processes[index] = None
-            return
-        process.send_signal(sig)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout)
-        self._processes[index] = None
-
-    def stop(self) -> None:
-        """SIGTERM every node and wait for each to exit."""
-        for index in range(self.nodes):
-            self._signal(index, signal.SIGTERM)
-
-    def __enter__(self) -> NatsCluster:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

@@ -9,12 +9,12 @@ a mode (leader, follower or standalone).
 from __future__ import annotations
 
 import shutil
-import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
 
+from anabranch.cluster.node_group import NodeGroup
 from anabranch.errors import ConfigError
 from anabranch.testing.processes import free_port
 
@@ -59,7 +59,7 @@ def node_mode(host: str, port: int) -> str | None:
     return None
 
 
-class ZooKeeperEnsemble:
+class ZooKeeperEnsemble(NodeGroup):
     """``nodes`` ZooKeeper servers on ``host`` (1 for a standalone server, 3 for a quorum)."""
 
     def __init__(self, base_dir: Path, nodes: int = 3, host: str = "127.0.0.1", *, heap_mb: int = 256,
@@ -67,20 +67,15 @@ class ZooKeeperEnsemble:
         if nodes < 1:
             raise ConfigError(f"a ZooKeeper ensemble needs at least one node, got {nodes}")
         self.base_dir = Path(base_dir)
-        self.nodes = nodes
+        super().__init__(nodes)
         self.host = host
         self.heap_mb = heap_mb
         self.client_ports = client_ports or [free_port() for _ in range(nodes)]
         self._peer_ports = [(free_port(), free_port()) for _ in range(nodes)] if nodes > 1 else []
-        self._processes: list[subprocess.Popen[bytes] | None] = [None] * nodes
 
     @property
     def connect_string(self) -> str:
         return ",".join(f"{self.host}:{port}" for port in self.client_ports)
-
-    @property
-    def pids(self) -> list[int | None]:
-        return [p.pid if p is not None and p.poll() is None else None for p in self._processes]
 
     def node_dir(self, index: int) -> Path:
         return self.base_dir / f"zk{index + 1}"
@@ -113,12 +108,6 @@ class ZooKeeperEnsemble:
                  "org.apache.zookeeper.server.quorum.QuorumPeerMain", str(config)],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
 
-    def start(self, timeout: float = 60.0) -> ZooKeeperEnsemble:
-        for index in range(self.nodes):
-            self._spawn(index)
-        self.wait_ready(timeout)
-        return self
-
     def wait_ready(self, timeout: float = 60.0, indexes: list[int] | None = None) -> None:
         """Wait until every (or each given) node serves; raise ``TimeoutError`` naming the laggards."""
         deadline = time.monotonic() + timeout
@@ -135,35 +124,3 @@ class ZooKeeperEnsemble:
                 raise TimeoutError(f"ZooKeeper nodes {[i + 1 for i in waiting]} not serving after {timeout} s")
             if waiting:
                 time.sleep(0.05)
-
-    def kill(self, index: int) -> None:
-        """SIGKILL one node (a crash)."""
-        self._signal(index, signal.SIGKILL)
-
-    def restart(self, index: int, timeout: float = 60.0) -> None:
-        self._signal(index, signal.SIGTERM)
-        self._spawn(index)
-        self.wait_ready(timeout, [index])
-
-    def _signal(self, index: int, sig: signal.Signals, timeout: float = 20.0) -> None:
-        process = self._processes[index]
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(sig)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout)
-        self._processes[index] = None
-
-    def stop(self) -> None:
-        for index in range(self.nodes):
-            self._signal(index, signal.SIGTERM)
-
-    def __enter__(self) -> ZooKeeperEnsemble:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
