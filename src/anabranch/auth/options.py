@@ -33,12 +33,13 @@ def auth_options(command: F) -> F:
 
 
 def server_auth(auth: bool, password_file: Path | None, key_file: Path | None, token_ttl: float, *,
-                need_key_file: bool = False, what: str = "this server") -> ServerAuth:
+                need_key_file: bool = False, authenticates: bool = True, what: str = "this server") -> ServerAuth:
     """``ServerAuth`` from the options; bad settings stop the command with a usage error."""
     if need_key_file and key_file is None:
-        raise click.UsageError(f"{what} needs --token-signing-key-file (the same file its segment stores use), "
-                               f"to prove itself to them")
+        raise click.UsageError(f"{what} needs --token-signing-key-file (the same file the controllers and segment "
+                               f"stores of this deployment use)")
     try:
-        return ServerAuth.create(enabled=auth, password_file=password_file, key_file=key_file, token_ttl=token_ttl)
+        return ServerAuth.create(enabled=auth, password_file=password_file, key_file=key_file, token_ttl=token_ttl,
+                                 authenticates=authenticates)
     except AuthConfigError as exc:
         raise click.UsageError(str(exc)) from exc

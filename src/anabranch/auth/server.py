@@ -33,12 +33,13 @@ class ServerAuth:
     @classmethod
     def create(cls, *, enabled: bool = False, password_file: Path | None = None, key: bytes | None = None,
                key_file: Path | None = None, token_ttl: float | None = DEFAULT_TTL,
-               handlers: HandlerRegistry | None = None) -> ServerAuth:
+               handlers: HandlerRegistry | None = None, authenticates: bool = True) -> ServerAuth:
         """Auth settings from options: the key from ``key`` or ``key_file`` (else a random one, good for this
-        process only); with ``enabled``, users from ``password_file`` unless ``handlers`` are given."""
+        process only); with ``enabled``, users from ``password_file`` unless ``handlers`` are given or the
+        server does not ``authenticate`` anyone (a segment store only checks tokens)."""
         if key is None:
             key = load_or_create_key(key_file) if key_file is not None else random_key()
-        if enabled and handlers is None:
+        if enabled and authenticates and handlers is None:
             if password_file is None:
                 raise AuthConfigError("--auth needs --password-file (create users with 'anabranch user add')")
             handlers = HandlerRegistry(PasswordAuthHandler(password_file))
