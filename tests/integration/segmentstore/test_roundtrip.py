@@ -95,7 +95,7 @@ async def test_append_read_seal_truncate_merge_tables(segmentstore: SegmentStore
         assert isinstance(end, SegmentRead) and end.end_of_segment and end.data == b""
         assert isinstance(await conn.request(SealSegment(next_request_id(), SEG, "")), SegmentIsSealed)
 
-        table = "scope/_tables/t"
+        table = "scope/t-table"
         assert isinstance(await conn.request(CreateTableSegment(next_request_id(), table, "")), SegmentCreated)
         updated = await conn.request(UpdateTableEntries(next_request_id(), table, "", (
             TableEntry(TableKey(b"k1", NOT_EXISTS), b"v1"), TableEntry(TableKey(b"k2", NO_VERSION), b"v2"),

@@ -30,7 +30,7 @@ from anabranch.protocol.commands import (
 from anabranch.testing.processes import SegmentStoreProcess
 
 pytestmark = pytest.mark.process
-TABLE = "scope/_tables/compacted"
+TABLE = "scope/compacted-table"
 KEY = b"the-key"
 UPDATES = 20_000
 CONNECTIONS = 4
