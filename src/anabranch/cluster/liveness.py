@@ -21,16 +21,25 @@ log = logging.getLogger(__name__)
 Endpoint = tuple[str, int]
 
 
-async def accepts_connections(endpoint: Endpoint, timeout: float) -> bool:
+async def accepts_connections(endpoint: Endpoint, timeout: float, linger: float = 0.02) -> bool:
+    """True when ``endpoint`` accepts a connection and keeps it open for ``linger`` seconds. A process being killed
+    can still complete a handshake from its listen backlog and then reset the connection, so an accepted connection
+    alone does not prove the server lives."""
     host, port = endpoint
     try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
     except (OSError, TimeoutError):
         return False
+    try:
+        closed = await asyncio.wait_for(reader.read(1), linger) == b""
+    except TimeoutError:
+        closed = False
+    except OSError:
+        closed = True
     writer.close()
     with contextlib.suppress(OSError):
         await writer.wait_closed()
-    return True
+    return not closed
 
 
 class HostProber:
