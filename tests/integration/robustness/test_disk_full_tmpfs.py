@@ -8,13 +8,11 @@ tests/unit/robustness/test_disk_full.py."""
 
 from __future__ import annotations
 
-import contextlib
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from robustness_helpers import acked, append, connect, event, probe_every_container, read_all
+from robustness_helpers import acked, append, connect, event, fill, mounted_tmpfs, probe_every_container, read_all
 
 from anabranch.client import StreamManager
 from anabranch.client.connection import next_request_id
@@ -27,30 +25,11 @@ SEGMENT = "full/s/0.#epoch.0"
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    mount_point = tmp_path / "disk"
-    mount_point.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(mount_point)],
-                          capture_output=True, text=True, timeout=30, check=False)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip()})")
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], capture_output=True, timeout=30, check=False)
+    with mounted_tmpfs(tmp_path / "disk") as mounted:
+        if not mounted:
+            pytest.skip("cannot mount a tmpfs here (needs root)")
+        yield tmp_path / "disk"
 
-
-def fill(path: Path) -> int:
-    """Write ``path`` until the filesystem is full; returns the bytes written."""
-    written = 0
-    chunk = b"\0" * (1024 * 1024)
-    with path.open("wb", buffering=0) as out:
-        with contextlib.suppress(OSError):
-            while True:
-                written += out.write(chunk)
-        with contextlib.suppress(OSError):
-            while True:
-                written += out.write(b"\0" * 512)
-    return written
 
 
 async def test_disk_full_refuses_writes_keeps_reads_and_recovers(small_disk: Path, tmp_path: Path) -> None:

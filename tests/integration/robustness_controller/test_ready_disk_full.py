@@ -5,9 +5,7 @@ skipped otherwise. The other reasons are covered in tests/unit/robustness_contro
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -20,7 +18,7 @@ import pytest
 from anabranch.client.connection import next_request_id
 from anabranch.protocol.commands import CreateSegment, DataAppended, ErrorMessage, SegmentCreated
 from anabranch.testing.processes import HOST, Standalone, free_port, wait_for_port
-from tests.integration.robustness.robustness_helpers import append, connect
+from tests.integration.robustness.robustness_helpers import append, connect, fill, mounted_tmpfs
 
 pytestmark = pytest.mark.process
 SEGMENT = "ready/s/0.#epoch.0"
@@ -29,25 +27,11 @@ TIMEOUT = 30.0
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    mount_point = tmp_path / "disk"
-    mount_point.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(mount_point)],
-                          capture_output=True, text=True, timeout=30, check=False)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip()})")
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], capture_output=True, timeout=30, check=False)
+    with mounted_tmpfs(tmp_path / "disk") as mounted:
+        if not mounted:
+            pytest.skip("cannot mount a tmpfs here (needs root)")
+        yield tmp_path / "disk"
 
-
-def fill(path: Path) -> None:
-    chunk = b"\0" * (1024 * 1024)
-    with path.open("wb", buffering=0) as out:
-        for size in (len(chunk), 512):
-            with contextlib.suppress(OSError):
-                while True:
-                    out.write(chunk[:size])
 
 
 def ready(admin: str) -> tuple[int, dict[str, Any]]:
