@@ -11,6 +11,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
@@ -29,7 +30,6 @@ if CHROMIUM is None or CHROMEDRIVER is None:
 
 from selenium import webdriver  # noqa: E402 - only once the browser is known to exist
 from selenium.webdriver.chrome.service import Service  # noqa: E402
-from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.wait import WebDriverWait  # noqa: E402
 
 WAIT = 30
@@ -65,18 +65,44 @@ def browser() -> Iterator[webdriver.Chrome]:
         shutil.rmtree(profile, ignore_errors=True)
 
 
-def segments_drawn(driver: webdriver.Chrome) -> dict[int, str]:
+SNAPSHOT_JS = """
+const segments = {};
+for (const rect of document.querySelectorAll("svg#keyspace rect.segment")) {
+  segments[rect.dataset.number] = {
+    state: rect.classList.contains("active") ? "active" : "sealed",
+    keys: [parseFloat(rect.dataset.keyStart), parseFloat(rect.dataset.keyEnd)],
+  };
+}
+const text = (id) => (document.getElementById(id) || {}).textContent || "";
+return {
+  segments: segments,
+  epochLines: document.querySelectorAll("svg#keyspace line.epoch").length,
+  cuts: text("cuts"), epochs: text("epochs"), groups: text("groups"),
+  clusterHidden: document.getElementById("cluster").hidden,
+};
+"""
+
+
+def page_snapshot(driver: webdriver.Chrome) -> dict[str, Any]:
+    """What the page shows, read in one script so that a live redraw between reads cannot leave stale elements."""
+    return cast(dict[str, Any], driver.execute_script(SNAPSHOT_JS))
+
+
+def segments_drawn(snapshot: dict[str, Any]) -> dict[int, str]:
     """Segment number → "active" or "sealed", from the SVG's rectangles."""
-    drawn = {}
-    for rect in driver.find_elements(By.CSS_SELECTOR, "svg#keyspace rect.segment"):
-        classes = (rect.get_attribute("class") or "").split()
-        drawn[int(rect.get_attribute("data-number") or -1)] = "active" if "active" in classes else "sealed"
-    return drawn
+    return {int(number): seg["state"] for number, seg in snapshot["segments"].items()}
 
 
-def wait_for(driver: webdriver.Chrome, expected: dict[int, str]) -> None:
-    WebDriverWait(driver, WAIT, poll_frequency=0.2).until(lambda d: segments_drawn(d) == expected,
-                                                          f"the page never drew {expected}")
+def wait_for(driver: webdriver.Chrome, expected: dict[int, str]) -> dict[str, Any]:
+    """Wait until the drawing shows ``expected``; returns the snapshot that did."""
+    seen: list[dict[str, Any]] = []
+
+    def drawn(d: webdriver.Chrome) -> bool:
+        seen[:] = [page_snapshot(d)]
+        return segments_drawn(seen[0]) == expected
+
+    WebDriverWait(driver, WAIT, poll_frequency=0.2).until(drawn, f"the page never drew {expected}")
+    return seen[0]
 
 
 def screenshot(driver: webdriver.Chrome, name: str) -> None:
@@ -119,23 +145,19 @@ def test_console_draws_split_and_merge_live(server: tuple[Standalone, str], brow
     first_load = browser.execute_script("return performance.timeOrigin")
 
     asyncio.run(asyncio.wait_for(_scale(uri, [0], [(0.0, 0.5), (0.5, 1.0)]), 60))
-    wait_for(browser, {0: "sealed", 1: "active", 2: "active"})
-    rect = browser.find_element(By.ID, "seg-1")
-    assert (float(rect.get_attribute("data-key-start") or -1), float(rect.get_attribute("data-key-end") or -1)) == (
-        0.0, 0.5)
-    assert len(browser.find_elements(By.CSS_SELECTOR, "svg#keyspace line.epoch")) == 1
+    split = wait_for(browser, {0: "sealed", 1: "active", 2: "active"})
+    assert split["segments"]["1"]["keys"] == [0.0, 0.5]
+    assert split["epochLines"] == 1
     screenshot(browser, "console-split.png")
 
     ids = asyncio.run(asyncio.wait_for(_segment_ids(uri), 60))
     asyncio.run(asyncio.wait_for(_scale(uri, ids, [(0.0, 1.0)]), 60))
-    wait_for(browser, {0: "sealed", 1: "sealed", 2: "sealed", 3: "active"})
-    assert len(browser.find_elements(By.CSS_SELECTOR, "svg#keyspace line.epoch")) == 2
+    merged = wait_for(browser, {0: "sealed", 1: "sealed", 2: "sealed", 3: "active"})
+    assert merged["epochLines"] == 2
     assert browser.execute_script("return performance.timeOrigin") == first_load, "the page was reloaded"
-    tail = browser.find_element(By.ID, "cuts").text
-    assert "segment 3 @" in tail and "head" in tail
-    epochs = browser.find_element(By.ID, "epochs").text
-    assert "manual scale" in epochs
-    assert browser.find_element(By.ID, "cluster").get_attribute("hidden") is not None
+    assert "segment 3 @" in merged["cuts"] and "head" in merged["cuts"]
+    assert "manual scale" in merged["epochs"]
+    assert merged["clusterHidden"]
     screenshot(browser, "console-merge.png")
 
 
@@ -163,9 +185,8 @@ def test_console_shows_reader_groups(server: tuple[Standalone, str], browser: we
             await asyncio.to_thread(browser.get, f"{admin}/console/web/orders")
             await asyncio.to_thread(
                 WebDriverWait(browser, WAIT, poll_frequency=0.2).until,
-                lambda d: "billing-1" in d.find_element(By.ID, "groups").text, "the reader never showed")
-            row = browser.find_element(By.ID, "groups").text
-            assert "billing" in row
+                lambda d: "billing-1" in page_snapshot(d)["groups"], "the reader never showed")
+            assert "billing" in page_snapshot(browser)["groups"]
             await asyncio.to_thread(screenshot, browser, "console-readers.png")
         finally:
             stop.set()
