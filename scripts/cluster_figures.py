@@ -8,7 +8,8 @@ then:
   container is killed with SIGKILL; the time from the kill to the first acknowledgement after it is one sample (the
   container moved to another host). The victim is restarted and the cluster rebalanced before the next kill.
 - throughput: ``anabranch bench write`` (3 writers, 3 segments, 100-byte events) against the cluster, then against a
-  fresh standalone, in the same run.
+  second cluster with one segment store (same controllers, ZooKeeper and NATS shape), then against a fresh
+  standalone, all in the same run (``--no-single`` skips the one-segment-store cluster).
 Prints one JSON document (and a short table without ``--json``).
 """
 
@@ -74,6 +75,8 @@ def main() -> None:
     parser.add_argument("--kills", type=int, default=5)
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--no-single", dest="single", action="store_false",
+                        help="skip the throughput figure of a cluster with one segment store")
     options = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         cluster = LocalCluster(LocalClusterConfig(Path(tmp) / "cluster", containers=CONTAINERS))
@@ -89,6 +92,14 @@ def main() -> None:
             report["bench_write_cluster"] = bench_write(cluster.controller_uri, options.events)
         finally:
             cluster.stop()
+        if options.single:
+            single = LocalCluster(LocalClusterConfig(Path(tmp) / "single", segmentstores=1, containers=CONTAINERS))
+            single.start()
+            try:
+                single.wait_ready(120)
+                report["bench_write_cluster_1_segmentstore"] = bench_write(single.controller_uri, options.events)
+            finally:
+                single.stop()
     report["bench_write_standalone"] = bench_write(None, options.events)
     if options.json:
         print(json.dumps(report))
