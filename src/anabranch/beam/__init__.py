@@ -1,0 +1,8 @@
+"""Apache Beam connector (``pip install 'anabranch[beam]'``): ``ReadFromAnabranch`` and ``WriteToAnabranch``.
+
+Checkpoint records shared by both live in ``anabranch.beam.checkpoint_store``.
+"""
+
+from anabranch.beam.checkpoint_store import CheckpointRecord, CheckpointStore
+
+__all__ = ["CheckpointRecord", "CheckpointStore"]
