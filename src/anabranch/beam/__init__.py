@@ -4,5 +4,6 @@ Checkpoint records shared by both live in ``anabranch.beam.checkpoint_store``.
 """
 
 from anabranch.beam.checkpoint_store import CheckpointRecord, CheckpointStore
+from anabranch.beam.read import ReadFromAnabranch
 
-__all__ = ["CheckpointRecord", "CheckpointStore"]
+__all__ = ["CheckpointRecord", "CheckpointStore", "ReadFromAnabranch"]

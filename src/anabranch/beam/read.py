@@ -1,0 +1,413 @@
+"""``ReadFromAnabranch``: Anabranch streams as a Beam source (a splittable DoFn over stream-cut restrictions).
+
+Expansion: ``Impulse`` → ``_PlanRead`` (one connection, at run time: resolves the start cut — the pipeline's
+checkpoint record, the given cut, the head or the tail — and, for a bounded read, the end cut) → ``Reshuffle``
+→ ``_ReadFn`` (the splittable DoFn).
+
+- Bounded (``end`` given: a ``StreamCut`` or ``"tail"``, the tail when the pipeline starts): ``_PlanRead`` emits the
+  batch client's segment ranges between the cuts, one restriction each (``SegmentRange``); the runner may split
+  them further, at event boundaries only. Exactly the events between the cuts are read. Ranges are independent:
+  no order across segments (so none across a scale either), per-key order within a segment.
+- Unbounded (no ``end``): one restriction per stream (``TailCut``), read by one DoFn at a time. It tails every
+  segment of the cut, adds a sealed segment's successors once all their predecessors are read (per-key order
+  holds across scaling), and checkpoints itself (``defer_remainder``) every ``checkpoint_interval`` seconds so
+  the runner can resume it. It ends when the stream is sealed and read, or after ``idle_timeout`` seconds
+  without an event (if given).
+
+Element timestamps: ``timestamp_fn(value)`` (seconds, or a Beam ``Timestamp``) when given, else the writers'
+noted time (``note_time``) around the event: the lower bound of the time window at the read position (ms), or
+its upper bound near the head of the stream. The watermark (a manual estimator) is the lower bound of that time
+window: writers promise not to write anything older after noting a time. Without watermarks (no writer notes
+time) it stays at its minimum until the restriction is done.
+
+Connections: each DoFn instance opens one ``StreamManager`` on a private loop thread in ``setup`` (closed in
+``teardown``); nothing with a connection is pickled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.io.watermark_estimators import ManualWatermarkEstimator
+from apache_beam.transforms.core import RestrictionProvider, WatermarkEstimatorProvider
+from apache_beam.transforms.window import TimestampedValue
+from apache_beam.utils.timestamp import MIN_TIMESTAMP, Timestamp
+
+from anabranch.beam.checkpoint_store import CheckpointStore
+from anabranch.beam.restrictions import (
+    EventClaim,
+    SegmentRange,
+    SegmentRangeTracker,
+    TailCut,
+    TailCutTracker,
+    advance_cut,
+)
+from anabranch.client.blocking import LoopThread
+from anabranch.client.config import ClientConfig
+from anabranch.client.segment_reader import EventBlock, SegmentReader
+from anabranch.client.serializers import BytesSerializer, Serializer
+from anabranch.client.stream_manager import StreamManager
+from anabranch.client.stream_positions import tail_positions
+from anabranch.client.watermark_reader import TimeWindow, WatermarkReader
+from anabranch.errors import ConfigError
+from anabranch.model.names import ScopedSegment
+from anabranch.model.stream_cut import StreamCut
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_INTERVAL = 2.0
+"""Seconds an unbounded read runs before checkpointing itself."""
+POLL_TIMEOUT = 0.2
+"""Seconds one poll of the tailed segments waits for new events."""
+
+CutSpec = tuple[tuple[int, int], ...] | str | None
+"""A picklable start/end: segment offsets, ``"head"``/``"tail"``, or None."""
+
+
+def _cut_spec(cut: StreamCut | str | None, what: str) -> CutSpec:
+    if cut is None or isinstance(cut, str):
+        if isinstance(cut, str) and cut not in ("head", "tail"):
+            raise ConfigError(f"{what} must be a StreamCut, 'head', 'tail' or None; got {cut!r}")
+        return cut
+    return tuple(sorted(cut.positions.items()))
+
+
+class _Connected:
+    """A StreamManager on a private loop thread, opened in ``setup`` and closed in ``teardown``."""
+
+    def __init__(self, config: ClientConfig) -> None:
+        self.config = config
+        self.runner: LoopThread | None = None
+        self.manager: StreamManager | None = None
+
+    def open(self) -> None:
+        if self.runner is None:
+            self.runner = LoopThread()
+
+            async def make() -> StreamManager:
+                return StreamManager(self.config)
+
+            self.manager = self.runner.run(make())
+
+    def run(self, coro: Any) -> Any:
+        assert self.runner is not None, "setup() was not called"
+        return self.runner.run(coro)
+
+    def close(self) -> None:
+        if self.runner is not None:
+            if self.manager is not None:
+                self.runner.run(self.manager.close())
+            self.runner.stop()
+            self.runner = self.manager = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"config": self.config}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["config"])  # type: ignore[misc]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    streams: tuple[tuple[str, str], ...]
+    start: CutSpec
+    end: CutSpec
+    checkpoint_name: str | None
+    checkpoint_scope: str | None
+
+
+class _PlanRead(beam.DoFn):  # type: ignore[misc]
+    """Resolves the cuts at run time and emits the initial elements: ``SegmentRange``s or ``TailCut``s."""
+
+    def __init__(self, config: ClientConfig, plan: _Plan) -> None:
+        self.client = _Connected(config)
+        self.plan = plan
+
+    def setup(self) -> None:
+        self.client.open()
+
+    def teardown(self) -> None:
+        self.client.close()
+
+    def process(self, _impulse: bytes) -> Iterator[SegmentRange | TailCut]:
+        yield from self.client.run(self._plan())
+
+    async def _plan(self) -> list[SegmentRange | TailCut]:
+        manager = self.client.manager
+        assert manager is not None
+        plan = self.plan
+        record = None
+        if plan.checkpoint_name is not None:
+            scope = plan.checkpoint_scope or plan.streams[0][0]
+            record = await CheckpointStore(manager, scope).load(plan.checkpoint_name)
+        out: list[SegmentRange | TailCut] = []
+        for scope, stream in plan.streams:
+            resumed = record.cut(scope, stream) if record is not None else None
+            start = resumed or await self._cut(manager, scope, stream, plan.start, "head")
+            if plan.end is None:
+                out.append(TailCut.of(scope, stream, start.positions.items(), last_activity=time.time()))
+                continue
+            end = await self._cut(manager, scope, stream, plan.end, "tail")
+            for r in await manager.batch_client().list_segments(scope, stream, start, end):
+                out.append(SegmentRange(scope, stream, r.segment.segment_id, r.start_offset, r.end_offset))
+        return out
+
+    @staticmethod
+    async def _cut(manager: StreamManager, scope: str, stream: str, spec: CutSpec, default: str) -> StreamCut:
+        spec = default if spec is None else spec
+        if spec == "head":
+            return StreamCut(scope, stream, await manager.controller.get_head_segments(scope, stream))
+        if spec == "tail":
+            return StreamCut(scope, stream, await tail_positions(manager.controller, manager.router, scope, stream))
+        assert not isinstance(spec, str)
+        return StreamCut(scope, stream, dict(spec))
+
+
+class _Restrictions(RestrictionProvider):  # type: ignore[misc]
+    def initial_restriction(self, element: SegmentRange | TailCut) -> SegmentRange | TailCut:
+        return element
+
+    def create_tracker(self, restriction: SegmentRange | TailCut) -> SegmentRangeTracker | TailCutTracker:
+        if isinstance(restriction, SegmentRange):
+            return SegmentRangeTracker(restriction)
+        return TailCutTracker(restriction)
+
+    def restriction_size(self, element: Any, restriction: SegmentRange | TailCut) -> float:
+        return float(restriction.size) if isinstance(restriction, SegmentRange) else 1.0
+
+    def truncate(self, element: Any, restriction: SegmentRange | TailCut) -> SegmentRange | TailCut | None:
+        """On drain an unbounded read stops where it is; a bounded range is read to its end."""
+        if isinstance(restriction, TailCut):
+            return None
+        return restriction
+
+
+class _Watermarks(WatermarkEstimatorProvider):  # type: ignore[misc]
+    def initial_estimator_state(self, element: Any, restriction: Any) -> Timestamp:
+        return MIN_TIMESTAMP
+
+    def create_watermark_estimator(self, estimator_state: Timestamp) -> ManualWatermarkEstimator:
+        return ManualWatermarkEstimator(estimator_state)
+
+
+_RESTRICTION_PARAM = beam.DoFn.RestrictionParam(_Restrictions())
+_WATERMARK_PARAM = beam.DoFn.WatermarkEstimatorParam(_Watermarks())
+
+
+def _ms(value: int) -> Timestamp:
+    return Timestamp(micros=value * 1000)
+
+
+def _event_time(window: TimeWindow) -> Timestamp | None:
+    bound = window.lower_time_bound if window.lower_time_bound is not None else window.upper_time_bound
+    return None if bound is None else _ms(bound)
+
+
+class _Tail:
+    """The async side of an unbounded read: one ``SegmentReader`` per active segment of the cut."""
+
+    def __init__(self, manager: StreamManager, cut: TailCut) -> None:
+        self.manager = manager
+        self.scope = cut.scope
+        self.stream = cut.stream
+        self.readers: dict[int, SegmentReader] = {}
+        self.watermarks = WatermarkReader(cut.scope, cut.stream, manager.controller, manager.router)
+
+    def _reader(self, segment_id: int, offset: int) -> SegmentReader:
+        reader = self.readers.get(segment_id)
+        if reader is None:
+            name = ScopedSegment(self.scope, self.stream, segment_id).qualified_name
+            reader = self.readers[segment_id] = SegmentReader(self.manager.router, name, offset)
+        return reader
+
+    async def poll(self, cut: TailCut, timeout: float) -> list[tuple[int, EventBlock]]:
+        """The next blocks of the cut's active segments (each waits at most ``timeout``)."""
+        active = cut.active
+        ids = sorted(active)
+        blocks = await asyncio.gather(*(self._reader(s, active[s]).read_block(timeout) for s in ids))
+        return list(zip(ids, blocks, strict=True))
+
+    async def complete(self, cut: TailCut, segment_id: int, end: int) -> TailCut:
+        reader = self.readers.pop(segment_id, None)
+        if reader is not None:
+            await reader.close()
+        successors = await self.manager.controller.get_successors(self.scope, self.stream, segment_id)
+        return advance_cut(cut, segment_id, end,
+                           [(s.segment.segment_id, s.predecessors) for s in successors])
+
+    async def window(self, cut: TailCut) -> TimeWindow:
+        await self.watermarks.advance(dict(cut.positions))
+        return self.watermarks.time_window
+
+    async def close(self) -> None:
+        for reader in self.readers.values():
+            await reader.close()
+        self.readers.clear()
+
+
+class _ReadFn(beam.DoFn):  # type: ignore[misc]
+    """Reads ``SegmentRange``s (bounded) and ``TailCut``s (unbounded)."""
+
+    def __init__(self, config: ClientConfig, serializer: Serializer[Any],
+                 timestamp_fn: Callable[[Any], Any] | None, checkpoint_interval: float,
+                 idle_timeout: float | None) -> None:
+        self.client = _Connected(config)
+        self.serializer = serializer
+        self.timestamp_fn = timestamp_fn
+        self.checkpoint_interval = checkpoint_interval
+        self.idle_timeout = idle_timeout
+
+    def setup(self) -> None:
+        self.client.open()
+
+    def teardown(self) -> None:
+        self.client.close()
+
+    @beam.DoFn.unbounded_per_element()  # type: ignore[misc]
+    def process(self, element: SegmentRange | TailCut,
+                tracker: Any = _RESTRICTION_PARAM, estimator: Any = _WATERMARK_PARAM) -> Iterator[Any]:
+        restriction = tracker.current_restriction()
+        if isinstance(restriction, SegmentRange):
+            yield from self._read_range(restriction, tracker, estimator)
+        else:
+            yield from self._tail(restriction, tracker, estimator)
+
+    def _output(self, events: Sequence[bytes], window_time: Timestamp | None) -> Iterator[Any]:
+        deserialize = self.serializer.deserialize
+        for data in events:
+            value = deserialize(data)
+            if self.timestamp_fn is not None:
+                stamp = self.timestamp_fn(value)
+                yield TimestampedValue(value, stamp if isinstance(stamp, Timestamp) else Timestamp.of(stamp))
+            elif window_time is not None:
+                yield TimestampedValue(value, window_time)
+            else:
+                yield value
+
+    @staticmethod
+    def _advance_watermark(estimator: Any, window: TimeWindow) -> None:
+        if window.lower_time_bound is not None:
+            mark = _ms(window.lower_time_bound)
+            if mark > estimator.current_watermark():
+                estimator.set_watermark(mark)
+
+    def _read_range(self, restriction: SegmentRange, tracker: Any, estimator: Any) -> Iterator[Any]:
+        manager = self.client.manager
+        assert manager is not None
+        segment = ScopedSegment(restriction.scope, restriction.stream, restriction.segment_id).qualified_name
+        reader = self.client.run(_make_reader(manager, segment, restriction.start, restriction.stop))
+        marks = WatermarkReader(restriction.scope, restriction.stream, manager.controller, manager.router)
+        try:
+            while True:
+                block: EventBlock = self.client.run(reader.read_block())
+                self.client.run(marks.advance({restriction.segment_id: block.end}))
+                window = marks.time_window
+                self._advance_watermark(estimator, window)
+                boundaries = [*block.offsets[1:], block.end]
+                claimed: list[bytes] = []
+                for i, data in enumerate(block.events):
+                    if not tracker.try_claim(EventClaim(block.offsets[i], boundaries[i], boundaries)):
+                        yield from self._output(claimed, _event_time(window))
+                        return
+                    claimed.append(data)
+                yield from self._output(claimed, _event_time(window))
+                if reader.at_end:
+                    tracker.try_claim(EventClaim(block.end, block.end))
+                    return
+        finally:
+            self.client.run(reader.close())
+
+    def _tail(self, cut: TailCut, tracker: Any, estimator: Any) -> Iterator[Any]:
+        manager = self.client.manager
+        assert manager is not None
+        tail = _Tail(manager, cut)
+        deadline = time.monotonic() + self.checkpoint_interval
+        try:
+            while True:
+                blocks = self.client.run(tail.poll(cut, POLL_TIMEOUT))
+                now = time.time()
+                for segment_id, block in blocks:
+                    if block.events:
+                        following = cut.with_offsets({segment_id: block.end}, at=now)
+                        if not tracker.try_claim(following):
+                            return
+                        cut = following
+                        window = self.client.run(tail.window(cut))
+                        self._advance_watermark(estimator, window)
+                        yield from self._output(block.events, _event_time(window))
+                    if block.at_end_of_segment:
+                        following = self.client.run(tail.complete(cut, segment_id, block.end))
+                        if not tracker.try_claim(following):
+                            return
+                        cut = following
+                if cut.finished:
+                    return
+                if self.idle_timeout is not None and now - cut.last_activity >= self.idle_timeout:
+                    tracker.try_claim(_ended(cut))
+                    return
+                if time.monotonic() >= deadline:
+                    tracker.defer_remainder()
+                    return
+        finally:
+            self.client.run(tail.close())
+
+
+def _ended(cut: TailCut) -> TailCut:
+    return dataclasses.replace(cut, ended=True)
+
+
+async def _make_reader(manager: StreamManager, segment: str, start: int, stop: int) -> SegmentReader:
+    return SegmentReader(manager.router, segment, start, stop)
+
+
+class ReadFromAnabranch(beam.PTransform):  # type: ignore[misc]
+    """Reads events from Anabranch streams.
+
+    ``ReadFromAnabranch("tcp://127.0.0.1:9090", streams=[("scope", "stream")], start=None, end=None)``
+
+    - ``client_config``: a controller URI or a ``ClientConfig``.
+    - ``start``: a ``StreamCut`` (one stream only), ``"head"`` (default) or ``"tail"``; overridden per stream by the
+      cut in the checkpoint record ``checkpoint_name`` (in ``checkpoint_scope``, default: the first stream's
+      scope) when it holds one.
+    - ``end``: a ``StreamCut`` (one stream only) or ``"tail"`` (the tail when the pipeline starts) for a bounded
+      read; None (default) tails the streams (unbounded).
+    - ``serializer``: turns event bytes into values (default: the bytes).
+    - ``timestamp_fn``: element timestamp from a value (seconds or ``Timestamp``); default: writer-noted time.
+    - ``checkpoint_interval``: seconds an unbounded read runs between self-checkpoints.
+    - ``idle_timeout``: an unbounded read ends after this many seconds without events (None: never).
+    """
+
+    def __init__(self, client_config: ClientConfig | str, streams: Iterable[tuple[str, str]], *,
+                 start: StreamCut | str | None = None, end: StreamCut | str | None = None,
+                 serializer: Serializer[Any] | None = None, timestamp_fn: Callable[[Any], Any] | None = None,
+                 checkpoint_name: str | None = None, checkpoint_scope: str | None = None,
+                 checkpoint_interval: float = CHECKPOINT_INTERVAL, idle_timeout: float | None = None) -> None:
+        super().__init__()
+        self.config = ClientConfig(client_config) if isinstance(client_config, str) else client_config
+        stream_list = tuple((s, t) for s, t in streams)
+        if not stream_list:
+            raise ConfigError("ReadFromAnabranch needs at least one (scope, stream)")
+        for cut, what in ((start, "start"), (end, "end")):
+            if isinstance(cut, StreamCut) and (len(stream_list) != 1 or (cut.scope, cut.stream) != stream_list[0]):
+                raise ConfigError(f"a {what} StreamCut applies to one stream: read only {cut.scope}/{cut.stream}")
+        self.plan = _Plan(stream_list, _cut_spec(start, "start"), _cut_spec(end, "end"), checkpoint_name,
+                          checkpoint_scope)
+        self.serializer = serializer or BytesSerializer()
+        self.timestamp_fn = timestamp_fn
+        self.checkpoint_interval = checkpoint_interval
+        self.idle_timeout = idle_timeout
+
+    def expand(self, pbegin: Any) -> Any:
+        return (pbegin
+                | "Impulse" >> beam.Impulse()
+                | "Plan" >> beam.ParDo(_PlanRead(self.config, self.plan))
+                | "Distribute" >> beam.Reshuffle()
+                | "Read" >> beam.ParDo(_ReadFn(self.config, self.serializer, self.timestamp_fn,
+                                               self.checkpoint_interval, self.idle_timeout)))
