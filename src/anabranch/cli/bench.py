@@ -6,6 +6,7 @@ import click
 
 from anabranch.cli.bench_append import bench_append
 from anabranch.cli.bench_client import bench_read, bench_write
+from anabranch.cli.bench_streams import bench_streams
 
 
 @click.group()
@@ -16,3 +17,4 @@ def bench() -> None:
 bench.add_command(bench_append, "append")
 bench.add_command(bench_write, "write")
 bench.add_command(bench_read, "read")
+bench.add_command(bench_streams, "streams")
