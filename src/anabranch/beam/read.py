@@ -30,7 +30,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,12 +51,13 @@ from anabranch.beam.restrictions import (
 )
 from anabranch.client.blocking import LoopThread
 from anabranch.client.config import ClientConfig
+from anabranch.client.errors import ClientError
 from anabranch.client.segment_reader import EventBlock, SegmentReader
 from anabranch.client.serializers import BytesSerializer, Serializer
 from anabranch.client.stream_manager import StreamManager
 from anabranch.client.stream_positions import tail_positions
-from anabranch.client.watermark_reader import TimeWindow, WatermarkReader
-from anabranch.errors import ConfigError
+from anabranch.client.watermark_reader import ADVANCE_TIMEOUT, TimeWindow, WatermarkReader
+from anabranch.errors import ConfigError, ConnectionFailedError, DataCorruptionError
 from anabranch.model.names import ScopedSegment
 from anabranch.model.stream_cut import StreamCut
 
@@ -210,6 +211,28 @@ def _event_time(window: TimeWindow) -> Timestamp | None:
     return None if bound is None else _ms(bound)
 
 
+class _EventTimes:
+    """Writer-noted time at read positions of one stream: ``refresh`` reads new watermarks (I/O, once per block),
+    ``at`` places a position among the watermarks known (no I/O, per event). Positions only move forward."""
+
+    def __init__(self, manager: StreamManager, scope: str, stream: str) -> None:
+        self.marks = WatermarkReader(scope, stream, manager.controller, manager.router)
+
+    async def refresh(self, offsets: Mapping[int, int]) -> None:
+        try:
+            async with asyncio.timeout(ADVANCE_TIMEOUT):
+                await self.marks.advance(offsets)
+        except (ClientError, ConnectionFailedError, DataCorruptionError, OSError, TimeoutError) as exc:
+            log.warning("watermarks of %s/%s not read: %s", self.marks.scope, self.marks.stream, exc)
+
+    def at(self, offsets: Mapping[int, int]) -> TimeWindow:
+        ranges = self.marks.ranges
+        position = {s: (*ranges[s], o) for s, o in offsets.items() if s in ranges}
+        if position:
+            self.marks.tracker.advance(position)
+        return self.marks.tracker.window
+
+
 class _Tail:
     """The async side of an unbounded read: one ``SegmentReader`` per active segment of the cut."""
 
@@ -218,7 +241,6 @@ class _Tail:
         self.scope = cut.scope
         self.stream = cut.stream
         self.readers: dict[int, SegmentReader] = {}
-        self.watermarks = WatermarkReader(cut.scope, cut.stream, manager.controller, manager.router)
 
     def _reader(self, segment_id: int, offset: int) -> SegmentReader:
         reader = self.readers.get(segment_id)
@@ -241,10 +263,6 @@ class _Tail:
         successors = await self.manager.controller.get_successors(self.scope, self.stream, segment_id)
         return advance_cut(cut, segment_id, end,
                            [(s.segment.segment_id, s.predecessors) for s in successors])
-
-    async def window(self, cut: TailCut) -> TimeWindow:
-        await self.watermarks.advance(dict(cut.positions))
-        return self.watermarks.time_window
 
     async def close(self) -> None:
         for reader in self.readers.values():
@@ -279,17 +297,21 @@ class _ReadFn(beam.DoFn):  # type: ignore[misc]
         else:
             yield from self._tail(restriction, tracker, estimator)
 
-    def _output(self, events: Sequence[bytes], window_time: Timestamp | None) -> Iterator[Any]:
+    def _output(self, block: EventBlock, count: int, times: _EventTimes, before: Mapping[int, int],
+                segment_id: int) -> Iterator[Any]:
+        """The first ``count`` events of ``block`` as values with timestamps; ``before``: the other segments'
+        offsets in the read position."""
         deserialize = self.serializer.deserialize
-        for data in events:
+        offsets = dict(before)
+        for data, offset in zip(block.events[:count], block.offsets, strict=False):
             value = deserialize(data)
             if self.timestamp_fn is not None:
                 stamp = self.timestamp_fn(value)
                 yield TimestampedValue(value, stamp if isinstance(stamp, Timestamp) else Timestamp.of(stamp))
-            elif window_time is not None:
-                yield TimestampedValue(value, window_time)
-            else:
-                yield value
+                continue
+            offsets[segment_id] = offset
+            event_time = _event_time(times.at(offsets))
+            yield value if event_time is None else TimestampedValue(value, event_time)
 
     @staticmethod
     def _advance_watermark(estimator: Any, window: TimeWindow) -> None:
@@ -301,23 +323,25 @@ class _ReadFn(beam.DoFn):  # type: ignore[misc]
     def _read_range(self, restriction: SegmentRange, tracker: Any, estimator: Any) -> Iterator[Any]:
         manager = self.client.manager
         assert manager is not None
-        segment = ScopedSegment(restriction.scope, restriction.stream, restriction.segment_id).qualified_name
+        segment_id = restriction.segment_id
+        segment = ScopedSegment(restriction.scope, restriction.stream, segment_id).qualified_name
         reader = self.client.run(_make_reader(manager, segment, restriction.start, restriction.stop))
-        marks = WatermarkReader(restriction.scope, restriction.stream, manager.controller, manager.router)
+        times = _EventTimes(manager, restriction.scope, restriction.stream)
         try:
             while True:
                 block: EventBlock = self.client.run(reader.read_block())
-                self.client.run(marks.advance({restriction.segment_id: block.end}))
-                window = marks.time_window
-                self._advance_watermark(estimator, window)
+                if block.events:
+                    self.client.run(times.refresh({segment_id: block.offsets[0]}))
                 boundaries = [*block.offsets[1:], block.end]
-                claimed: list[bytes] = []
-                for i, data in enumerate(block.events):
-                    if not tracker.try_claim(EventClaim(block.offsets[i], boundaries[i], boundaries)):
-                        yield from self._output(claimed, _event_time(window))
-                        return
-                    claimed.append(data)
-                yield from self._output(claimed, _event_time(window))
+                claimed = 0
+                for offset, end in zip(block.offsets, boundaries, strict=True):
+                    if not tracker.try_claim(EventClaim(offset, end, boundaries)):
+                        break
+                    claimed += 1
+                yield from self._output(block, claimed, times, {}, segment_id)
+                if claimed < len(block.events):
+                    return
+                self._advance_watermark(estimator, times.at({segment_id: block.end}))
                 if reader.at_end:
                     tracker.try_claim(EventClaim(block.end, block.end))
                     return
@@ -328,6 +352,7 @@ class _ReadFn(beam.DoFn):  # type: ignore[misc]
         manager = self.client.manager
         assert manager is not None
         tail = _Tail(manager, cut)
+        times = _EventTimes(manager, cut.scope, cut.stream)
         deadline = time.monotonic() + self.checkpoint_interval
         try:
             while True:
@@ -338,10 +363,11 @@ class _ReadFn(beam.DoFn):  # type: ignore[misc]
                         following = cut.with_offsets({segment_id: block.end}, at=now)
                         if not tracker.try_claim(following):
                             return
+                        before = dict(cut.positions)
+                        self.client.run(times.refresh(before))
+                        yield from self._output(block, len(block.events), times, before, segment_id)
                         cut = following
-                        window = self.client.run(tail.window(cut))
-                        self._advance_watermark(estimator, window)
-                        yield from self._output(block.events, _event_time(window))
+                        self._advance_watermark(estimator, times.at(dict(cut.positions)))
                     if block.at_end_of_segment:
                         following = self.client.run(tail.complete(cut, segment_id, block.end))
                         if not tracker.try_claim(following):
@@ -350,17 +376,13 @@ class _ReadFn(beam.DoFn):  # type: ignore[misc]
                 if cut.finished:
                     return
                 if self.idle_timeout is not None and now - cut.last_activity >= self.idle_timeout:
-                    tracker.try_claim(_ended(cut))
+                    tracker.try_claim(dataclasses.replace(cut, ended=True))
                     return
                 if time.monotonic() >= deadline:
                     tracker.defer_remainder()
                     return
         finally:
             self.client.run(tail.close())
-
-
-def _ended(cut: TailCut) -> TailCut:
-    return dataclasses.replace(cut, ended=True)
 
 
 async def _make_reader(manager: StreamManager, segment: str, start: int, stop: int) -> SegmentReader:
