@@ -212,25 +212,54 @@ def _event_time(window: TimeWindow) -> Timestamp | None:
 
 
 class _EventTimes:
-    """Writer-noted time at read positions of one stream: ``refresh`` reads new watermarks (I/O, once per block),
-    ``at`` places a position among the watermarks known (no I/O, per event). Positions only move forward."""
+    """Writer-noted time of one stream at read positions.
+
+    An event's time is bounded with its own segment only, at its start offset + 1 — that is, against the
+    watermarks whose cut lies at or before the event's start in that segment (their writers noted the time before
+    writing the event: its time is at least their lower bound): one ``WatermarkReader`` per segment, advanced
+    (reading new watermarks: I/O) once per block and per event without I/O. The watermark of the whole read
+    (every segment of the restriction at its position) comes from one more reader.
+    """
 
     def __init__(self, manager: StreamManager, scope: str, stream: str) -> None:
-        self.marks = WatermarkReader(scope, stream, manager.controller, manager.router)
+        self.manager = manager
+        self.scope = scope
+        self.stream = stream
+        self.segments: dict[int, WatermarkReader] = {}
+        self.whole = self._reader()
 
-    async def refresh(self, offsets: Mapping[int, int]) -> None:
+    def _reader(self) -> WatermarkReader:
+        return WatermarkReader(self.scope, self.stream, self.manager.controller, self.manager.router)
+
+    async def _advance(self, reader: WatermarkReader, offsets: Mapping[int, int]) -> None:
         try:
             async with asyncio.timeout(ADVANCE_TIMEOUT):
-                await self.marks.advance(offsets)
+                await reader.advance(offsets)
         except (ClientError, ConnectionFailedError, DataCorruptionError, OSError, TimeoutError) as exc:
-            log.warning("watermarks of %s/%s not read: %s", self.marks.scope, self.marks.stream, exc)
+            log.warning("watermarks of %s/%s not read: %s", self.scope, self.stream, exc)
 
-    def at(self, offsets: Mapping[int, int]) -> TimeWindow:
-        ranges = self.marks.ranges
-        position = {s: (*ranges[s], o) for s, o in offsets.items() if s in ranges}
-        if position:
-            self.marks.tracker.advance(position)
-        return self.marks.tracker.window
+    async def refresh(self, segment_id: int, offset: int) -> None:
+        """Before a block of ``segment_id`` whose first event starts at ``offset``."""
+        reader = self.segments.get(segment_id)
+        if reader is None:
+            reader = self.segments[segment_id] = self._reader()
+        await self._advance(reader, {segment_id: offset + 1})
+
+    def event_time(self, segment_id: int, offset: int) -> Timestamp | None:
+        reader = self.segments[segment_id]
+        key_range = reader.ranges.get(segment_id)
+        if key_range is None:
+            return None
+        reader.tracker.advance({segment_id: (*key_range, offset + 1)})
+        return _event_time(reader.tracker.window)
+
+    def forget(self, segment_id: int) -> None:
+        self.segments.pop(segment_id, None)
+
+    async def window(self, offsets: Mapping[int, int]) -> TimeWindow:
+        """The time window of the whole read at ``offsets``."""
+        await self._advance(self.whole, offsets)
+        return self.whole.time_window
 
 
 class _Tail:
@@ -297,20 +326,18 @@ class _ReadFn(beam.DoFn):  # type: ignore[misc]
         else:
             yield from self._tail(restriction, tracker, estimator)
 
-    def _output(self, block: EventBlock, count: int, times: _EventTimes, before: Mapping[int, int],
-                segment_id: int) -> Iterator[Any]:
-        """The first ``count`` events of ``block`` as values with timestamps; ``before``: the other segments'
-        offsets in the read position."""
+    def _output(self, block: EventBlock, count: int, times: _EventTimes, segment_id: int) -> Iterator[Any]:
+        """The first ``count`` events of ``block`` as values with timestamps."""
         deserialize = self.serializer.deserialize
-        offsets = dict(before)
+        if self.timestamp_fn is None and count:
+            self.client.run(times.refresh(segment_id, block.offsets[0]))
         for data, offset in zip(block.events[:count], block.offsets, strict=False):
             value = deserialize(data)
             if self.timestamp_fn is not None:
                 stamp = self.timestamp_fn(value)
                 yield TimestampedValue(value, stamp if isinstance(stamp, Timestamp) else Timestamp.of(stamp))
                 continue
-            offsets[segment_id] = offset
-            event_time = _event_time(times.at(offsets))
+            event_time = times.event_time(segment_id, offset)
             yield value if event_time is None else TimestampedValue(value, event_time)
 
     @staticmethod
@@ -330,18 +357,16 @@ class _ReadFn(beam.DoFn):  # type: ignore[misc]
         try:
             while True:
                 block: EventBlock = self.client.run(reader.read_block())
-                if block.events:
-                    self.client.run(times.refresh({segment_id: block.offsets[0]}))
                 boundaries = [*block.offsets[1:], block.end]
                 claimed = 0
                 for offset, end in zip(block.offsets, boundaries, strict=True):
                     if not tracker.try_claim(EventClaim(offset, end, boundaries)):
                         break
                     claimed += 1
-                yield from self._output(block, claimed, times, {}, segment_id)
+                yield from self._output(block, claimed, times, segment_id)
                 if claimed < len(block.events):
                     return
-                self._advance_watermark(estimator, times.at({segment_id: block.end}))
+                self._advance_watermark(estimator, self.client.run(times.window({segment_id: block.end})))
                 if reader.at_end:
                     tracker.try_claim(EventClaim(block.end, block.end))
                     return
@@ -363,13 +388,12 @@ class _ReadFn(beam.DoFn):  # type: ignore[misc]
                         following = cut.with_offsets({segment_id: block.end}, at=now)
                         if not tracker.try_claim(following):
                             return
-                        before = dict(cut.positions)
-                        self.client.run(times.refresh(before))
-                        yield from self._output(block, len(block.events), times, before, segment_id)
+                        yield from self._output(block, len(block.events), times, segment_id)
                         cut = following
-                        self._advance_watermark(estimator, times.at(dict(cut.positions)))
+                        self._advance_watermark(estimator, self.client.run(times.window(dict(cut.positions))))
                     if block.at_end_of_segment:
                         following = self.client.run(tail.complete(cut, segment_id, block.end))
+                        times.forget(segment_id)
                         if not tracker.try_claim(following):
                             return
                         cut = following
