@@ -69,15 +69,28 @@ POLL_TIMEOUT = 0.2
 """Seconds one poll of the tailed segments waits for new events."""
 
 CutSpec = tuple[tuple[int, int], ...] | str | None
-"""A picklable start/end: segment offsets, ``"head"``/``"tail"``, or None."""
+"""A picklable start/end of one stream: segment offsets, ``"head"``/``"tail"``, or None."""
+
+CutArgument = StreamCut | Mapping[tuple[str, str], StreamCut] | str | None
+"""A start/end as given: one stream's cut, a cut per stream, ``"head"``/``"tail"``, or None."""
 
 
-def _cut_spec(cut: StreamCut | str | None, what: str) -> CutSpec:
+def _cut_specs(cut: CutArgument, streams: tuple[tuple[str, str], ...],
+               what: str) -> tuple[tuple[tuple[str, str], CutSpec], ...]:
+    """The start or end of each stream read."""
     if cut is None or isinstance(cut, str):
         if isinstance(cut, str) and cut not in ("head", "tail"):
-            raise ConfigError(f"{what} must be a StreamCut, 'head', 'tail' or None; got {cut!r}")
-        return cut
-    return tuple(sorted(cut.positions.items()))
+            raise ConfigError(f"{what} must be a StreamCut, a dict of them, 'head', 'tail' or None; got {cut!r}")
+        return tuple((key, cut) for key in streams)
+    cuts = {(cut.scope, cut.stream): cut} if isinstance(cut, StreamCut) else dict(cut)
+    for key, one in cuts.items():
+        if key not in streams or (one.scope, one.stream) != key:
+            raise ConfigError(f"the {what} cut of {key[0]}/{key[1]} does not belong to a stream read "
+                              f"({', '.join(f'{s}/{t}' for s, t in streams)})")
+    if len(cuts) != len(streams):
+        missing = [f"{s}/{t}" for s, t in streams if (s, t) not in cuts]
+        raise ConfigError(f"no {what} cut for {', '.join(missing)}: give one stream cut per stream read")
+    return tuple((key, tuple(sorted(cuts[key].positions.items()))) for key in streams)
 
 
 class _Connected:
@@ -118,8 +131,12 @@ class _Connected:
 @dataclass(frozen=True)
 class _Plan:
     streams: tuple[tuple[str, str], ...]
-    start: CutSpec
-    end: CutSpec
+    start: tuple[tuple[tuple[str, str], CutSpec], ...]
+    end: tuple[tuple[tuple[str, str], CutSpec], ...]
+
+    @property
+    def bounded(self) -> bool:
+        return any(spec is not None for _, spec in self.end)
     checkpoint_name: str | None
     checkpoint_scope: str | None
 
@@ -149,13 +166,14 @@ class _PlanRead(beam.DoFn):  # type: ignore[misc]
             scope = plan.checkpoint_scope or plan.streams[0][0]
             record = await CheckpointStore(manager, scope).load(plan.checkpoint_name)
         out: list[SegmentRange | TailCut] = []
+        starts, ends = dict(plan.start), dict(plan.end)
         for scope, stream in plan.streams:
             resumed = record.cut(scope, stream) if record is not None else None
-            start = resumed or await self._cut(manager, scope, stream, plan.start, "head")
-            if plan.end is None:
+            start = resumed or await self._cut(manager, scope, stream, starts[(scope, stream)], "head")
+            if not plan.bounded:
                 out.append(TailCut.of(scope, stream, start.positions.items(), last_activity=time.time()))
                 continue
-            end = await self._cut(manager, scope, stream, plan.end, "tail")
+            end = await self._cut(manager, scope, stream, ends[(scope, stream)], "tail")
             for r in await manager.batch_client().list_segments(scope, stream, start, end):
                 out.append(SegmentRange(scope, stream, r.segment.segment_id, r.start_offset, r.end_offset))
         return out
@@ -419,11 +437,11 @@ class ReadFromAnabranch(beam.PTransform):  # type: ignore[misc]
     ``ReadFromAnabranch("tcp://127.0.0.1:9090", streams=[("scope", "stream")], start=None, end=None)``
 
     - ``client_config``: a controller URI or a ``ClientConfig``.
-    - ``start``: a ``StreamCut`` (one stream only), ``"head"`` (default) or ``"tail"``; overridden per stream by the
-      cut in the checkpoint record ``checkpoint_name`` (in ``checkpoint_scope``, default: the first stream's
-      scope) when it holds one.
-    - ``end``: a ``StreamCut`` (one stream only) or ``"tail"`` (the tail when the pipeline starts) for a bounded
-      read; None (default) tails the streams (unbounded).
+    - ``start``: a ``StreamCut`` (reading one stream), a dict ``{(scope, stream): StreamCut}`` (one per stream
+      read), ``"head"`` (default) or ``"tail"``; overridden per stream by the cut in the checkpoint record
+      ``checkpoint_name`` (in ``checkpoint_scope``, default: the first stream's scope) when it holds one.
+    - ``end``: as ``start``, or ``"tail"`` (the tail when the pipeline starts), for a bounded read; None
+      (default) tails the streams (unbounded).
     - ``serializer``: turns event bytes into values (default: the bytes).
     - ``timestamp_fn``: element timestamp from a value (seconds or ``Timestamp``); default: writer-noted time.
     - ``checkpoint_interval``: seconds an unbounded read runs between self-checkpoints.
@@ -431,7 +449,7 @@ class ReadFromAnabranch(beam.PTransform):  # type: ignore[misc]
     """
 
     def __init__(self, client_config: ClientConfig | str, streams: Iterable[tuple[str, str]], *,
-                 start: StreamCut | str | None = None, end: StreamCut | str | None = None,
+                 start: CutArgument = None, end: CutArgument = None,
                  serializer: Serializer[Any] | None = None, timestamp_fn: Callable[[Any], Any] | None = None,
                  checkpoint_name: str | None = None, checkpoint_scope: str | None = None,
                  checkpoint_interval: float = CHECKPOINT_INTERVAL, idle_timeout: float | None = None) -> None:
@@ -440,11 +458,8 @@ class ReadFromAnabranch(beam.PTransform):  # type: ignore[misc]
         stream_list = tuple((s, t) for s, t in streams)
         if not stream_list:
             raise ConfigError("ReadFromAnabranch needs at least one (scope, stream)")
-        for cut, what in ((start, "start"), (end, "end")):
-            if isinstance(cut, StreamCut) and (len(stream_list) != 1 or (cut.scope, cut.stream) != stream_list[0]):
-                raise ConfigError(f"a {what} StreamCut applies to one stream: read only {cut.scope}/{cut.stream}")
-        self.plan = _Plan(stream_list, _cut_spec(start, "start"), _cut_spec(end, "end"), checkpoint_name,
-                          checkpoint_scope)
+        self.plan = _Plan(stream_list, _cut_specs(start, stream_list, "start"), _cut_specs(end, stream_list, "end"),
+                          checkpoint_name, checkpoint_scope)
         self.serializer = serializer or BytesSerializer()
         self.timestamp_fn = timestamp_fn
         self.checkpoint_interval = checkpoint_interval

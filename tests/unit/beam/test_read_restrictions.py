@@ -154,7 +154,12 @@ def test_restrictions_and_transform_pickle() -> None:
 
 
 def test_a_stream_cut_must_name_the_stream_read() -> None:
-    with pytest.raises(ConfigError, match="one stream"):
+    with pytest.raises(ConfigError, match="no end cut for s/u"):
         ReadFromAnabranch("tcp://127.0.0.1:1", [("s", "t"), ("s", "u")], end=StreamCut("s", "t", {0: 4}))
+    with pytest.raises(ConfigError, match="does not belong"):
+        ReadFromAnabranch("tcp://127.0.0.1:1", [("s", "t")], start={("s", "t"): StreamCut("s", "x", {0: 4})})
+    both = ReadFromAnabranch("tcp://127.0.0.1:1", [("s", "t"), ("s", "u")],
+                             end={("s", "u"): StreamCut("s", "u", {1: 9}), ("s", "t"): StreamCut("s", "t", {0: 4})})
+    assert both.plan.bounded and dict(both.plan.end) == {("s", "t"): ((0, 4),), ("s", "u"): ((1, 9),)}
     with pytest.raises(ConfigError, match="'head', 'tail'"):
         ReadFromAnabranch("tcp://127.0.0.1:1", [("s", "t")], start="middle")
