@@ -318,7 +318,8 @@ class _Tail:
 
 
 class _ReadFn(beam.DoFn):  # type: ignore[misc]
-    """Reads ``SegmentRange``s (bounded) and ``TailCut``s (unbounded)."""
+    """Reads ``SegmentRange``s (bounded) and ``TailCut``s (unbounded); ``_ReadRanges`` and ``_ReadTail`` declare
+    which (Beam marks a DoFn's output unbounded or not by its ``process``)."""
 
     def __init__(self, config: ClientConfig, serializer: Serializer[Any],
                  timestamp_fn: Callable[[Any], Any] | None, checkpoint_interval: float,
@@ -334,15 +335,6 @@ class _ReadFn(beam.DoFn):  # type: ignore[misc]
 
     def teardown(self) -> None:
         self.client.close()
-
-    @beam.DoFn.unbounded_per_element()  # type: ignore[misc]
-    def process(self, element: SegmentRange | TailCut,
-                tracker: Any = _RESTRICTION_PARAM, estimator: Any = _WATERMARK_PARAM) -> Iterator[Any]:
-        restriction = tracker.current_restriction()
-        if isinstance(restriction, SegmentRange):
-            yield from self._read_range(restriction, tracker, estimator)
-        else:
-            yield from self._tail(restriction, tracker, estimator)
 
     def _output(self, block: EventBlock, count: int, times: _EventTimes, segment_id: int) -> Iterator[Any]:
         """The first ``count`` events of ``block`` as values with timestamps."""
@@ -427,6 +419,19 @@ class _ReadFn(beam.DoFn):  # type: ignore[misc]
             self.client.run(tail.close())
 
 
+class _ReadRanges(_ReadFn):
+    def process(self, element: SegmentRange, tracker: Any = _RESTRICTION_PARAM,
+                estimator: Any = _WATERMARK_PARAM) -> Iterator[Any]:
+        yield from self._read_range(tracker.current_restriction(), tracker, estimator)
+
+
+class _ReadTail(_ReadFn):
+    @beam.DoFn.unbounded_per_element()  # type: ignore[misc]
+    def process(self, element: TailCut, tracker: Any = _RESTRICTION_PARAM,
+                estimator: Any = _WATERMARK_PARAM) -> Iterator[Any]:
+        yield from self._tail(tracker.current_restriction(), tracker, estimator)
+
+
 async def _make_reader(manager: StreamManager, segment: str, start: int, stop: int) -> SegmentReader:
     return SegmentReader(manager.router, segment, start, stop)
 
@@ -470,5 +475,5 @@ class ReadFromAnabranch(beam.PTransform):  # type: ignore[misc]
                 | "Impulse" >> beam.Impulse()
                 | "Plan" >> beam.ParDo(_PlanRead(self.config, self.plan))
                 | "Distribute" >> beam.Reshuffle()
-                | "Read" >> beam.ParDo(_ReadFn(self.config, self.serializer, self.timestamp_fn,
-                                               self.checkpoint_interval, self.idle_timeout)))
+                | "Read" >> beam.ParDo((_ReadRanges if self.plan.bounded else _ReadTail)(
+                    self.config, self.serializer, self.timestamp_fn, self.checkpoint_interval, self.idle_timeout)))

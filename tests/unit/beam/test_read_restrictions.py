@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import pickle
 
+import apache_beam as beam
 import cloudpickle
 import pytest
 
@@ -163,3 +164,10 @@ def test_a_stream_cut_must_name_the_stream_read() -> None:
     assert both.plan.bounded and dict(both.plan.end) == {("s", "t"): ((0, 4),), ("s", "u"): ((1, 9),)}
     with pytest.raises(ConfigError, match="'head', 'tail'"):
         ReadFromAnabranch("tcp://127.0.0.1:1", [("s", "t")], start="middle")
+
+
+def test_bounded_read_is_a_bounded_pcollection_and_a_tail_an_unbounded_one() -> None:
+    pipeline = beam.Pipeline()
+    bounded = pipeline | "b" >> ReadFromAnabranch("tcp://127.0.0.1:1", [("s", "t")], end="tail")
+    tail = pipeline | "t" >> ReadFromAnabranch("tcp://127.0.0.1:1", [("s", "t")])
+    assert bounded.is_bounded and not tail.is_bounded
