@@ -2,7 +2,7 @@
 
 Expansion: ``Impulse`` → ``_PlanRead`` (one connection, at run time: resolves the start cut — the pipeline's
 checkpoint record, the given cut, the head or the tail — and, for a bounded read, the end cut) → ``Reshuffle``
-→ ``_ReadFn`` (the splittable DoFn).
+→ the splittable DoFn (``_ReadRanges``, ``_ReadOrdered`` or ``_ReadTail``).
 
 - Bounded (``end`` given: a ``StreamCut`` or ``"tail"``, the tail when the pipeline starts): ``_PlanRead`` emits the
   batch client's segment ranges between the cuts, one restriction each (``SegmentRange``); the runner may split
@@ -13,6 +13,8 @@ checkpoint record, the given cut, the head or the tail — and, for a bounded re
   holds across scaling), and checkpoints itself (``defer_remainder``) every ``checkpoint_interval`` seconds so
   the runner can resume it. It ends when the stream is sealed and read, or after ``idle_timeout`` seconds
   without an event (if given).
+- Ordered (``end`` and ``ordered=True``): as unbounded, up to the end cut (segments in it are read to their
+  offset there, their successors not followed): bounded, with per-key order across scaling.
 
 Element timestamps: ``timestamp_fn(value)`` (seconds, or a Beam ``Timestamp``) when given, else the writers'
 noted time (``note_time``) around the event: the lower bound of the time window at the read position (ms), or
@@ -133,12 +135,18 @@ class _Plan:
     streams: tuple[tuple[str, str], ...]
     start: tuple[tuple[tuple[str, str], CutSpec], ...]
     end: tuple[tuple[tuple[str, str], CutSpec], ...]
+    checkpoint_name: str | None
+    checkpoint_scope: str | None
+    ordered: bool = False
 
     @property
     def bounded(self) -> bool:
         return any(spec is not None for _, spec in self.end)
-    checkpoint_name: str | None
-    checkpoint_scope: str | None
+
+    @property
+    def as_ranges(self) -> bool:
+        """Read as independent segment ranges (bounded, not ordered)."""
+        return self.bounded and not self.ordered
 
 
 class _PlanRead(beam.DoFn):  # type: ignore[misc]
@@ -174,6 +182,10 @@ class _PlanRead(beam.DoFn):  # type: ignore[misc]
                 out.append(TailCut.of(scope, stream, start.positions.items(), last_activity=time.time()))
                 continue
             end = await self._cut(manager, scope, stream, ends[(scope, stream)], "tail")
+            if plan.ordered:
+                out.append(TailCut.of(scope, stream, start.positions.items(), last_activity=time.time(),
+                                      stop=tuple(sorted(end.positions.items()))))
+                continue
             for r in await manager.batch_client().list_segments(scope, stream, start, end):
                 out.append(SegmentRange(scope, stream, r.segment.segment_id, r.start_offset, r.end_offset))
         return out
@@ -289,24 +301,28 @@ class _Tail:
         self.stream = cut.stream
         self.readers: dict[int, SegmentReader] = {}
 
-    def _reader(self, segment_id: int, offset: int) -> SegmentReader:
+    def _reader(self, cut: TailCut, segment_id: int, offset: int) -> SegmentReader:
         reader = self.readers.get(segment_id)
         if reader is None:
             name = ScopedSegment(self.scope, self.stream, segment_id).qualified_name
-            reader = self.readers[segment_id] = SegmentReader(self.manager.router, name, offset)
+            reader = self.readers[segment_id] = SegmentReader(self.manager.router, name, offset,
+                                                              cut.stop_offset(segment_id))
         return reader
 
     async def poll(self, cut: TailCut, timeout: float) -> list[tuple[int, EventBlock]]:
         """The next blocks of the cut's active segments (each waits at most ``timeout``)."""
         active = cut.active
         ids = sorted(active)
-        blocks = await asyncio.gather(*(self._reader(s, active[s]).read_block(timeout) for s in ids))
+        blocks = await asyncio.gather(*(self._reader(cut, s, active[s]).read_block(timeout) for s in ids))
         return list(zip(ids, blocks, strict=True))
 
     async def complete(self, cut: TailCut, segment_id: int, end: int) -> TailCut:
+        """The cut after ``segment_id`` was read to its end (sealed) or to its stop offset."""
         reader = self.readers.pop(segment_id, None)
         if reader is not None:
             await reader.close()
+        if cut.stop_offset(segment_id) is not None:
+            return advance_cut(cut, segment_id, end, [])
         successors = await self.manager.controller.get_successors(self.scope, self.stream, segment_id)
         return advance_cut(cut, segment_id, end,
                            [(s.segment.segment_id, s.predecessors) for s in successors])
@@ -425,6 +441,14 @@ class _ReadRanges(_ReadFn):
         yield from self._read_range(tracker.current_restriction(), tracker, estimator)
 
 
+class _ReadOrdered(_ReadFn):
+    """Reads ``TailCut``s with a stop cut: bounded."""
+
+    def process(self, element: TailCut, tracker: Any = _RESTRICTION_PARAM,
+                estimator: Any = _WATERMARK_PARAM) -> Iterator[Any]:
+        yield from self._tail(tracker.current_restriction(), tracker, estimator)
+
+
 class _ReadTail(_ReadFn):
     @beam.DoFn.unbounded_per_element()  # type: ignore[misc]
     def process(self, element: TailCut, tracker: Any = _RESTRICTION_PARAM,
@@ -447,6 +471,9 @@ class ReadFromAnabranch(beam.PTransform):  # type: ignore[misc]
       ``checkpoint_name`` (in ``checkpoint_scope``, default: the first stream's scope) when it holds one.
     - ``end``: as ``start``, or ``"tail"`` (the tail when the pipeline starts), for a bounded read; None
       (default) tails the streams (unbounded).
+    - ``ordered``: with an ``end``, read each stream as the unbounded read does (one DoFn per stream, successors
+      after their predecessors: per-key order across scaling) up to the end cut, instead of as independent
+      segment ranges read in parallel.
     - ``serializer``: turns event bytes into values (default: the bytes).
     - ``timestamp_fn``: element timestamp from a value (seconds or ``Timestamp``); default: writer-noted time.
     - ``checkpoint_interval``: seconds an unbounded read runs between self-checkpoints.
@@ -454,7 +481,7 @@ class ReadFromAnabranch(beam.PTransform):  # type: ignore[misc]
     """
 
     def __init__(self, client_config: ClientConfig | str, streams: Iterable[tuple[str, str]], *,
-                 start: CutArgument = None, end: CutArgument = None,
+                 start: CutArgument = None, end: CutArgument = None, ordered: bool = False,
                  serializer: Serializer[Any] | None = None, timestamp_fn: Callable[[Any], Any] | None = None,
                  checkpoint_name: str | None = None, checkpoint_scope: str | None = None,
                  checkpoint_interval: float = CHECKPOINT_INTERVAL, idle_timeout: float | None = None) -> None:
@@ -464,16 +491,21 @@ class ReadFromAnabranch(beam.PTransform):  # type: ignore[misc]
         if not stream_list:
             raise ConfigError("ReadFromAnabranch needs at least one (scope, stream)")
         self.plan = _Plan(stream_list, _cut_specs(start, stream_list, "start"), _cut_specs(end, stream_list, "end"),
-                          checkpoint_name, checkpoint_scope)
+                          checkpoint_name, checkpoint_scope, ordered)
         self.serializer = serializer or BytesSerializer()
         self.timestamp_fn = timestamp_fn
         self.checkpoint_interval = checkpoint_interval
         self.idle_timeout = idle_timeout
+
+    def _read_fn(self) -> type[_ReadFn]:
+        if self.plan.as_ranges:
+            return _ReadRanges
+        return _ReadOrdered if self.plan.bounded else _ReadTail
 
     def expand(self, pbegin: Any) -> Any:
         return (pbegin
                 | "Impulse" >> beam.Impulse()
                 | "Plan" >> beam.ParDo(_PlanRead(self.config, self.plan))
                 | "Distribute" >> beam.Reshuffle()
-                | "Read" >> beam.ParDo((_ReadRanges if self.plan.bounded else _ReadTail)(
+                | "Read" >> beam.ParDo(self._read_fn()(
                     self.config, self.serializer, self.timestamp_fn, self.checkpoint_interval, self.idle_timeout)))

@@ -6,14 +6,15 @@ and ends, and the event boundaries known ahead (those of the block the event cam
 event boundaries: at the end of the last claimed event (``fraction_of_remainder`` 0, a checkpoint) or at the
 first known boundary at or after the requested fraction (no known boundary there: no split).
 
-Unbounded reads: a ``TailCut`` (one per stream): a stream cut — every segment being read with its offset, and
-``completed`` segments read to their sealed end that stay in the cut until every predecessor of their successor
-is complete too (a successor is read only after all its predecessors) — plus ``ended`` (nothing more to read:
-the primary of a checkpoint, or an end condition met) and ``last_activity`` (wall-clock seconds of the last event,
-for the idle end condition). Its tracker is claimed with whole successive ``TailCut``s (one per block of events or
-per segment completion); ``try_split(0)`` (``defer_remainder``) ends the primary at the claimed cut and resumes
-the residual from there; it never splits otherwise (one reader per stream keeps per-key order across scaling).
-``advance_cut`` is the scaling rule: the cut after a segment completes, given its successors.
+Ordered and unbounded reads: a ``TailCut`` (one per stream): a stream cut — every segment being read with its
+offset, and ``completed`` segments read to their sealed end that stay in the cut until every predecessor of their
+successor is complete too (a successor is read only after all its predecessors) — plus ``ended`` (nothing more to
+read: the primary of a checkpoint, or an end condition met), ``last_activity`` (wall-clock seconds of the last
+event, for the idle end condition) and an optional ``stop`` cut (segments in it are read up to their offset there
+and their successors are not followed). Its tracker is claimed with whole successive ``TailCut``s (one per block
+of events or per segment completion); ``try_split(0)`` (``defer_remainder``) ends the primary at the claimed cut
+and resumes the residual from there; it never splits otherwise (one reader per stream keeps per-key order across
+scaling). ``advance_cut`` is the scaling rule: the cut after a segment completes, given its successors.
 """
 
 from __future__ import annotations
@@ -114,6 +115,8 @@ class TailCut:
     completed: frozenset[int] = frozenset()
     ended: bool = False
     last_activity: float = 0.0
+    stop: tuple[tuple[int, int], ...] | None = None
+    """Read up to this stream cut only (segment id, offset), or without end when None."""
 
     @classmethod
     def of(cls, scope: str, stream: str, positions: Iterable[tuple[int, int]], completed: Iterable[int] = (),
@@ -129,6 +132,13 @@ class TailCut:
     def finished(self) -> bool:
         """Nothing more to read: ended, or every segment is completed (the stream is sealed and read)."""
         return self.ended or all(seg in self.completed for seg, _ in self.positions)
+
+    def stop_offset(self, segment_id: int) -> int | None:
+        """Where the read of ``segment_id`` ends before the segment does (it is in the stop cut), else None."""
+        if self.stop is None:
+            return None
+        offset = dict(self.stop).get(segment_id)
+        return offset if offset is not None and offset >= 0 else None
 
     def stream_cut(self) -> StreamCut:
         return StreamCut(self.scope, self.stream, dict(self.positions))

@@ -1,7 +1,8 @@
 """ReadFromAnabranch against a real ``anabranch standalone`` (watermark job every 0.2 s), on Beam's FnApiRunner.
 
 - A bounded read between two stream cuts taken around a scale reads exactly the events written between them,
-  from several segments (before and after the scale); a checkpoint record's cut overrides the start.
+  from several segments (before and after the scale); a checkpoint record's cut overrides the start; an ordered
+  one reads the same events, in per-key order across the scale.
 - An unbounded read tails a stream while a writer writes and the stream is split then merged: it follows the
   successors (each only after all its predecessors), reads every acknowledged event once in per-key order, and
   ends when the stream is sealed and read.
@@ -122,12 +123,22 @@ def test_bounded_read_between_two_cuts_across_a_scale(server: Standalone, tmp_pa
          | "keep-resumed" >> beam.ParDo(Collect(tmp_path / "resumed")))
         (pipeline | "whole" >> ReadFromAnabranch(server.controller_uri, [(scope, stream)], end="tail")
          | "keep-whole" >> beam.ParDo(Collect(tmp_path / "whole")))
+        (pipeline | "ordered" >> ReadFromAnabranch(server.controller_uri, [(scope, stream)], start=start, end=end,
+                                                   ordered=True)
+         | "keep-ordered" >> beam.ParDo(Collect(tmp_path / "ordered")))
 
     run(build)
     assert Counter(collected(tmp_path / "between")) == Counter(inside)
     assert Counter(collected(tmp_path / "resumed")) == Counter(inside)
     whole = collected(tmp_path / "whole")
     assert len(whole) == 180 and len(set(whole)) == 180
+    ordered = collected(tmp_path / "ordered")
+    assert Counter(ordered) == Counter(inside)
+    per_key: dict[int, list[bytes]] = {}
+    for data in ordered:
+        per_key.setdefault(int(data.rsplit(b"-", 1)[1]) % 9, []).append(data)
+    for events in per_key.values():
+        assert events == [e for e in inside if e in set(events)], "per-key order lost across the scale"
 
 
 def test_unbounded_read_follows_scaling_in_key_order_and_ends_when_sealed(server: Standalone,

@@ -171,3 +171,12 @@ def test_bounded_read_is_a_bounded_pcollection_and_a_tail_an_unbounded_one() -> 
     bounded = pipeline | "b" >> ReadFromAnabranch("tcp://127.0.0.1:1", [("s", "t")], end="tail")
     tail = pipeline | "t" >> ReadFromAnabranch("tcp://127.0.0.1:1", [("s", "t")])
     assert bounded.is_bounded and not tail.is_bounded
+
+
+def test_stop_cut_bounds_segments_in_it_only() -> None:
+    cut = TailCut.of("s", "t", [(0, 0), (1, 5)], stop=((1, 40), (2, 7)))
+    assert (cut.stop_offset(0), cut.stop_offset(1), cut.stop_offset(2)) == (None, 40, 7)
+    assert TailCut.of("s", "t", [(0, 0)]).stop_offset(0) is None
+    ordered = ReadFromAnabranch("tcp://127.0.0.1:1", [("s", "t")], end="tail", ordered=True)
+    assert ordered.plan.bounded and not ordered.plan.as_ranges
+    assert (beam.Pipeline() | ordered).is_bounded
