@@ -6,7 +6,8 @@ failed attempt, ``await backoff.wait()`` sleeps the next delay and returns True,
 sleeping) once the attempt cap is reached or the budget (seconds since ``start()``) is spent. Delays grow
 from ``initial_delay`` by ``multiplier`` up to ``max_delay``; each is drawn uniformly from
 ``[delay * (1 - jitter), delay]`` so clients that lost the same server do not come back in lock step, and
-never sleeps past the budget's end.
+never sleeps past the budget's end. Delays and the budget run on the policy's ``clock`` (the system clock unless
+a test injects a ``ManualClock``).
 
 Typical use::
 
@@ -22,11 +23,10 @@ Typical use::
 
 from __future__ import annotations
 
-import asyncio
 import random
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from anabranch.clock import SYSTEM_CLOCK, Clock
 from anabranch.errors import ConfigError
 
 DEFAULT_BUDGET = 180.0
@@ -43,6 +43,8 @@ class RetryPolicy:
     budget: float = DEFAULT_BUDGET
     max_attempts: int | None = None
     jitter: float = 0.5
+    clock: Clock = field(default=SYSTEM_CLOCK, compare=False, repr=False)
+    """Whose time the delays and the budget are measured in (a ``ManualClock`` in tests)."""
 
     def __post_init__(self) -> None:
         if self.initial_delay < 0 or self.max_delay < self.initial_delay:
@@ -71,12 +73,12 @@ class Backoff:
 
     def __init__(self, policy: RetryPolicy) -> None:
         self.policy = policy
-        self.started = time.monotonic()
+        self.started = policy.clock.monotonic()
         self.attempts = 0
 
     @property
     def elapsed(self) -> float:
-        return time.monotonic() - self.started
+        return self.policy.clock.monotonic() - self.started
 
     @property
     def remaining(self) -> float:
@@ -99,7 +101,7 @@ class Backoff:
         delay = self.next_delay()
         if delay is None:
             return False
-        await asyncio.sleep(delay)
+        await self.policy.clock.sleep(delay)
         return True
 
     def describe(self) -> str:

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from anabranch.clock import SYSTEM_CLOCK, Clock
 from anabranch.errors import ConfigError
 from anabranch.model.stream_config import UNBOUNDED as UNBOUNDED
 from anabranch.model.stream_config import RetentionPolicy as RetentionPolicy
@@ -76,6 +77,9 @@ class ClientConfig:
     linger: float = 0.001
     max_inflight_blocks: int = 4
     txn_lease_ms: int = 90_000
+    clock: Clock = field(default=SYSTEM_CLOCK, compare=False, repr=False)
+    """Whose time every client timer follows: retries and backoff, reader-group refreshes, read timeouts,
+    transaction pings, automatic checkpoints, token renewal (a ``ManualClock`` in tests; see docs/testing.md)."""
 
     def __post_init__(self) -> None:
         scheme = self.scheme
@@ -111,7 +115,7 @@ class ClientConfig:
         """How every retry loop of this client backs off: exponential with jitter, for ``retry_budget`` seconds
         (and at most ``retry_attempts`` attempts when set)."""
         return RetryPolicy(self.retry_initial_delay, self.retry_multiplier, self.retry_max_delay, self.retry_budget,
-                           self.retry_attempts)
+                           self.retry_attempts, clock=self.clock)
 
     @property
     def _parts(self) -> tuple[str, str]:

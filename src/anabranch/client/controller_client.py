@@ -9,9 +9,7 @@ message escapes.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -346,7 +344,7 @@ class ControllerClient:
         request = pb.ScaleRequest(
             streamInfo=stream_info(scope, stream), sealedSegments=list(sealed),
             newKeyRanges=[pb.ScaleRequest.KeyRangeEntry(start=a, end=b) for a, b in new_ranges],
-            scaleTimestamp=int(time.time() * 1000) if timestamp_ms is None else timestamp_ms,
+            scaleTimestamp=int(self.config.clock.time() * 1000) if timestamp_ms is None else timestamp_ms,
         )
         reply = await self._call("scale", request, not_found=self._no_stream(scope, stream))
         if reply.status == pb.ScaleResponse.STARTED:
@@ -368,12 +366,13 @@ class ControllerClient:
     async def scale_and_wait(self, scope: str, stream: str, sealed: Iterable[int],
                              new_ranges: Iterable[tuple[float, float]], timeout: float = 60.0) -> ScaleResult:
         result = await self.scale(scope, stream, sealed, new_ranges)
-        deadline = time.monotonic() + timeout
+        clock = self.config.clock
+        deadline = clock.monotonic() + timeout
         delay = 0.005
         while not await self.check_scale(scope, stream, result.epoch):
-            if time.monotonic() > deadline:
+            if clock.monotonic() > deadline:
                 raise ControllerError(f"scale of {scope}/{stream} did not finish within {timeout} s", retriable=True)
-            await asyncio.sleep(delay)
+            await clock.sleep(delay)
             delay = min(delay * 2, 0.5)
         return result
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -35,6 +34,7 @@ from anabranch.client.segment_reader import EventBlock, SegmentReader
 from anabranch.client.serializers import BytesSerializer
 from anabranch.client.state_synchronizer import StateNotInitializedError
 from anabranch.client.watermark_reader import ReaderWatermarks, TimeWindow
+from anabranch.clock import wait_first
 from anabranch.model.names import ScopedSegment
 
 if TYPE_CHECKING:
@@ -143,8 +143,8 @@ class EventStreamReader(Generic[T]):
         """The next event, a checkpoint marker, or an empty ``EventRead`` after ``timeout`` seconds."""
         if self._closed:
             raise ClientClosedError(f"reader {self.reader_id} is closed")
-        loop = asyncio.get_running_loop()
-        start = loop.time()
+        clock = self.group.clock
+        start = clock.monotonic()
         refresh = self.group.config.group_refresh_time
         if self._current is not None and start - self._last_sync < refresh and self._sync_task is None:
             event = self._next_buffered()
@@ -152,7 +152,7 @@ class EventStreamReader(Generic[T]):
                 return event
         deadline = start + timeout
         while True:
-            now = loop.time()
+            now = clock.monotonic()
             if (self._sync_task is not None or now - self._last_sync >= refresh
                     or (not self._segments and not self._has_buffered())):
                 synced, checkpoint = await self._sync_within(deadline)
@@ -166,10 +166,10 @@ class EventStreamReader(Generic[T]):
             await self._complete_drained()
             if self._finished():
                 return EventRead(None, self.position)
-            remaining = deadline - loop.time()
+            remaining = deadline - clock.monotonic()
             if remaining <= 0:
                 return EventRead(None, self.position)
-            wait = min(remaining, max(0.0, self._last_sync + refresh - loop.time()))
+            wait = min(remaining, max(0.0, self._last_sync + refresh - clock.monotonic()))
             await self._fill(wait if self._segments else min(remaining, IDLE_POLL))
 
     async def read_events(self, max_events: int = 1000, timeout: float = 10.0) -> list[EventRead[T]]:
@@ -225,9 +225,9 @@ class EventStreamReader(Generic[T]):
             if segment not in self._fetches and segment not in self._ended:
                 self._fetches[segment] = asyncio.ensure_future(reader.read_block())
         if not self._fetches:
-            await asyncio.sleep(wait)
+            await self.group.clock.sleep(wait)
             return
-        done, _ = await asyncio.wait(set(self._fetches.values()), timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+        done = await wait_first(self.group.clock, set(self._fetches.values()), wait)
         for segment, task in list(self._fetches.items()):
             if task in done:
                 del self._fetches[segment]
@@ -277,8 +277,8 @@ class EventStreamReader(Generic[T]):
         task = self._sync_task
         if task is None:
             task = self._sync_task = asyncio.ensure_future(self._sync())
-        remaining = max(0.0, deadline - asyncio.get_running_loop().time())
-        done, _ = await asyncio.wait({task}, timeout=remaining)
+        remaining = max(0.0, deadline - self.group.clock.monotonic())
+        done = await wait_first(self.group.clock, {task}, remaining)
         if not done:
             return False, None
         self._sync_task = None
@@ -288,7 +288,7 @@ class EventStreamReader(Generic[T]):
         """Reports positions, answers a pending checkpoint (returns its name), rebalances, starts automatic
         checkpoints (after rebalancing, so that frequent checkpoints cannot starve acquisition)."""
         await self._complete_drained()
-        self._last_sync = asyncio.get_running_loop().time()
+        self._last_sync = self.group.clock.monotonic()
         sync = self.group.synchronizer
         await sync.fetch_updates()
         positions = dict(self._positions)
@@ -357,7 +357,7 @@ class EventStreamReader(Generic[T]):
         interval = self.group.config.automatic_checkpoint_interval
         if not interval:
             return
-        now_ms = int(time.time() * 1000)
+        now_ms = int(self.group.clock.time() * 1000)
         name = f"{AUTO_CHECKPOINT_PREFIX}{now_ms}"
 
         def start(state: ReaderGroupState) -> tuple[ReaderGroupState | None, None]:

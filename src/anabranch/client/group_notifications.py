@@ -9,11 +9,11 @@ ending stream cut, after which the iteration stops.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from anabranch.client.reader_group_state import ReaderGroupState
+from anabranch.clock import SYSTEM_CLOCK, Clock
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +32,8 @@ class EndOfDataNotification:
 Notification = SegmentNotification | EndOfDataNotification
 
 
-async def watch(fetch: Callable[[], Awaitable[ReaderGroupState]], poll_interval: float) -> AsyncIterator[Notification]:
+async def watch(fetch: Callable[[], Awaitable[ReaderGroupState]], poll_interval: float,
+                clock: Clock = SYSTEM_CLOCK) -> AsyncIterator[Notification]:
     last: int | None = None
     while True:
         state = await fetch()
@@ -43,4 +44,4 @@ async def watch(fetch: Callable[[], Awaitable[ReaderGroupState]], poll_interval:
         if count != last:
             last = count
             yield SegmentNotification(count, len(state.readers))
-        await asyncio.sleep(poll_interval)
+        await clock.sleep(poll_interval)

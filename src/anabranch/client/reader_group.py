@@ -12,7 +12,6 @@ means the current segments at their write offsets. Ending cuts bound segments; u
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
@@ -38,6 +37,7 @@ from anabranch.client.segment_reader import SegmentRouter
 from anabranch.client.state_synchronizer import RevisionedTableClient, StateSynchronizer, synchronizer_segment
 from anabranch.client.stream_positions import segment_info, tail_positions
 from anabranch.client.table_client import NOT_EXISTS, TableSegmentClient
+from anabranch.clock import Clock
 from anabranch.model.names import READER_GROUP_STREAM_PREFIX, ScopedSegment, validate_name
 from anabranch.model.stream_cut import StreamCut
 
@@ -77,6 +77,12 @@ class ReaderGroup:
     def table(self) -> TableSegmentClient:
         return self.synchronizer.client.table
 
+    @property
+    def clock(self) -> Clock:
+        """The client's clock (``ClientConfig.clock``, carried by its retry policy): refreshes, read timeouts and
+        checkpoint waits follow it."""
+        return self.router.policy.clock
+
     async def state(self) -> ReaderGroupState:
         await self.synchronizer.fetch_updates()
         return self.synchronizer.state
@@ -112,17 +118,17 @@ class ReaderGroup:
                                                                stored.generation, cut)
 
     async def wait_for_checkpoint(self, name: str, timeout: float) -> Checkpoint:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        clock = self.clock
+        deadline = clock.monotonic() + timeout
         while True:
             done = (await self.state()).checkpoint(name)
             if done is not None:
                 return done
-            if loop.time() > deadline:
+            if clock.monotonic() > deadline:
                 raise OperationTimeoutError(
                     f"checkpoint {name!r} of {self.scope}/{self.name} not reached by every reader in {timeout} s"
                 )
-            await asyncio.sleep(POLL_INTERVAL)
+            await clock.sleep(POLL_INTERVAL)
 
     async def get_stream_cuts(self) -> dict[tuple[str, str], StreamCut]:
         """The group's current position per stream (what the readers have read and reported); segments waiting
@@ -163,7 +169,7 @@ class ReaderGroup:
 
     def notifications(self, poll_interval: float = 0.5) -> AsyncIterator[Notification]:
         """Segment-count changes and end of data, as an async iterator (see ``group_notifications``)."""
-        return watch(self.state, poll_interval)
+        return watch(self.state, poll_interval, self.clock)
 
     async def lag(self, *, count_events: bool = True) -> Lag:
         """Exact events and bytes between the group's positions (as its readers last reported them, at most

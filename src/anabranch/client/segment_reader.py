@@ -27,6 +27,7 @@ from typing import Protocol
 from anabranch.client.connection import next_request_id
 from anabranch.client.errors import ConnectionLostError, error_from_reply
 from anabranch.client.tokens import TOKEN_EXPIRED_CODE, TokenCache
+from anabranch.clock import wait_first
 from anabranch.errors import AnabranchError, ConnectionFailedError, DataCorruptionError
 from anabranch.model.names import ScopedSegment
 from anabranch.protocol.commands import (
@@ -210,8 +211,8 @@ class SegmentReader:
 
     async def read_block(self, timeout: float | None = None) -> EventBlock:
         """The next events; an empty block if none arrived within ``timeout`` (None waits for data or the end)."""
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
+        clock = self.router.policy.clock
+        deadline = None if timeout is None else clock.monotonic() + timeout
         while True:
             if self._ended:
                 return EventBlock(self.segment, [], [], self.offset, True)
@@ -220,8 +221,8 @@ class SegmentReader:
                 continue
             self._start_fetch()
             assert self._inflight is not None
-            remaining = None if deadline is None else max(0.0, deadline - loop.time())
-            done, _ = await asyncio.wait({self._inflight}, timeout=remaining)
+            remaining = None if deadline is None else max(0.0, deadline - clock.monotonic())
+            done = await wait_first(clock, {self._inflight}, remaining)
             if not done:
                 return EventBlock(self.segment, [], [], self.offset)
             task, self._inflight = self._inflight, None

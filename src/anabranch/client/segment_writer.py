@@ -62,7 +62,8 @@ class ClientContext:
     tokens: TokenCache = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.tokens = TokenCache(self.controller.get_delegation_token, enabled=self.config.authorization is not None)
+        self.tokens = TokenCache(self.controller.get_delegation_token, enabled=self.config.authorization is not None,
+                                 clock=self.config.clock.time)
 
     async def token(self, scope: str, stream: str, *, refresh: bool = False) -> str:
         """The delegation token for a stream ("" without credentials; cached, renewed before it expires)."""

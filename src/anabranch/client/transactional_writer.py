@@ -145,7 +145,7 @@ class Transaction(Generic[T]):
     async def _ping_loop(self) -> None:
         interval = min(self.lease_ms / 3000.0, 30.0)
         while True:
-            await asyncio.sleep(interval)
+            await self.context.config.clock.sleep(interval)
             try:
                 status = await self.context.controller.ping_transaction(self.scope, self.stream, self.txn_id,
                                                                         self.lease_ms)
