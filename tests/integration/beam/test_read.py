@@ -8,6 +8,9 @@
   ends when the stream is sealed and read.
 - Writer-noted time (``note_time``) becomes event timestamps: a fixed-window count groups the events by the
   time noted before they were written, in bounded and unbounded reads; an idle timeout ends the unbounded one.
+- Driven directly (as the runner does), the tail DoFn's watermark ends at the last noted time and never passes
+  an element's timestamp; a self-checkpoint's residual resumes exactly where the primary stopped.
+  (The FnApiRunner fires event-time windows only when its input ends, so a pipeline cannot show the watermark.)
 
 Pipelines append their output, in the order the reader emits it, to a file per test (``Collect``).
 """
@@ -26,11 +29,15 @@ from typing import Any
 
 import apache_beam as beam
 import pytest
+from apache_beam.io.watermark_estimators import ManualWatermarkEstimator
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.transforms.window import FixedWindows
+from apache_beam.utils.timestamp import MIN_TIMESTAMP
 
 from anabranch.beam import CheckpointRecord, CheckpointStore, ReadFromAnabranch
-from anabranch.client import ScalingPolicy, StreamConfiguration, StreamManager
+from anabranch.beam.read import _ReadTail
+from anabranch.beam.restrictions import TailCut, TailCutTracker
+from anabranch.client import BytesSerializer, ClientConfig, ScalingPolicy, StreamConfiguration, StreamManager
 from anabranch.client.stream_positions import tail_positions
 from anabranch.client.watermark_reader import WatermarkReader
 from anabranch.testing.load import KEYS, LoadWriter, check_exactly_once_in_key_order, event
@@ -260,3 +267,68 @@ def test_timestamp_fn_sets_event_time(server: Standalone, noted: tuple[str, str]
                    | beam.ParDo(_WindowStart())
                    | beam.ParDo(Collect(tmp_path / "stamped"))))
     assert sorted(collected(tmp_path / "stamped")) == [(k * 100_000, count) for k, count in enumerate(BATCHES)]
+
+
+class TrackerView:
+    """What a splittable DoFn's ``process`` gets from the runner, over a real tracker."""
+
+    def __init__(self, tracker: TailCutTracker) -> None:
+        self.tracker = tracker
+        self.residual: TailCut | None = None
+
+    def current_restriction(self) -> TailCut:
+        return self.tracker.current_restriction()
+
+    def try_claim(self, position: TailCut) -> bool:
+        return bool(self.tracker.try_claim(position))
+
+    def defer_remainder(self, delay: Any = None) -> None:
+        split = self.tracker.try_split(0)
+        assert split is not None
+        self.residual = split[1]
+
+
+def test_watermark_follows_noted_time_and_no_event_is_late(server: Standalone, noted: tuple[str, str]) -> None:
+    """The tail DoFn driven directly: its watermark estimator ends at the last time noted before the tail, never
+    passes an element's timestamp, and the self-checkpoint's residual resumes where the primary ended."""
+    scope, stream = noted
+
+    async def head() -> dict[int, int]:
+        async with StreamManager(server.controller_uri) as manager:
+            return await manager.controller.get_head_segments(scope, stream)
+
+    read = _ReadTail(ClientConfig(server.controller_uri), BytesSerializer(), None, 60.0, 1.0)
+    read.setup()
+    try:
+        view = TrackerView(TailCutTracker(TailCut.of(scope, stream, asyncio.run(head()).items(),
+                                                     last_activity=time.time())))
+        estimator = ManualWatermarkEstimator(MIN_TIMESTAMP)
+        stamps = []
+        for output in read.process(view.current_restriction(), view, estimator):
+            assert output.timestamp >= estimator.current_watermark(), "an event behind the watermark"
+            stamps.append(output.timestamp.micros // 1000)
+        view.tracker.check_done()
+        assert sorted(stamps) == [k * WINDOW_MS + 1000 for k, count in enumerate(BATCHES) for _ in range(count)]
+        assert estimator.current_watermark().micros // 1000 == (len(BATCHES) - 1) * WINDOW_MS + 1000
+
+        # Checkpoint after the first poll: the residual resumes where the primary ended; together they read
+        # every event once.
+        start = TailCut.of(scope, stream, asyncio.run(head()).items(), last_activity=time.time())
+        quick = _ReadTail(ClientConfig(server.controller_uri), BytesSerializer(), None, 0.0, None)
+        quick.setup()
+        try:
+            view = TrackerView(TailCutTracker(start))
+            first = list(quick.process(start, view, ManualWatermarkEstimator(MIN_TIMESTAMP)))
+        finally:
+            quick.teardown()
+        view.tracker.check_done()
+        residual = view.residual
+        assert residual is not None and not residual.ended
+        assert view.tracker.current_restriction().positions == residual.positions
+        rest_view = TrackerView(TailCutTracker(residual))
+        rest = list(read.process(residual, rest_view, ManualWatermarkEstimator(MIN_TIMESTAMP)))
+        rest_view.tracker.check_done()
+        values = [output.value for output in first + rest]
+        assert sorted(values) == sorted(b"%d:%d" % (k, i) for k, count in enumerate(BATCHES) for i in range(count))
+    finally:
+        read.teardown()
