@@ -332,3 +332,14 @@ def test_watermark_follows_noted_time_and_no_event_is_late(server: Standalone, n
         assert sorted(values) == sorted(b"%d:%d" % (k, i) for k, count in enumerate(BATCHES) for i in range(count))
     finally:
         read.teardown()
+
+
+def test_the_documented_read_runs(server: Standalone, noted: tuple[str, str]) -> None:
+    """docs/beam.md's example, pointed at this server and a stream with events, runs to the end."""
+    page = (Path(__file__).resolve().parents[3] / "docs" / "beam.md").read_text()
+    code = page.split("```python\n", 1)[1].split("```", 1)[0]
+    assert '"tcp://127.0.0.1:9090", [("examples", "sensors")]' in code
+    scope, stream = noted
+    code = code.replace('"tcp://127.0.0.1:9090", [("examples", "sensors")]',
+                        f'"{server.controller_uri}", [("{scope}", "{stream}")]')
+    exec(compile(code, "docs/beam.md", "exec"), {})
