@@ -127,7 +127,9 @@ class _Connected:
         return {"config": self.config}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["config"])  # type: ignore[misc]
+        self.config = state["config"]
+        self.runner = None
+        self.manager = None
 
 
 @dataclass(frozen=True)
@@ -214,8 +216,8 @@ class _Restrictions(RestrictionProvider):  # type: ignore[misc]
         return float(restriction.size) if isinstance(restriction, SegmentRange) else 1.0
 
     def truncate(self, element: Any, restriction: SegmentRange | TailCut) -> SegmentRange | TailCut | None:
-        """On drain an unbounded read stops where it is; a bounded range is read to its end."""
-        if isinstance(restriction, TailCut):
+        """On drain an unbounded read stops where it is; bounded ones (ranges, ordered reads) are read to the end."""
+        if isinstance(restriction, TailCut) and restriction.stop is None:
             return None
         return restriction
 

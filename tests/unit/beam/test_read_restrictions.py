@@ -9,7 +9,7 @@ import apache_beam as beam
 import cloudpickle
 import pytest
 
-from anabranch.beam.read import ReadFromAnabranch
+from anabranch.beam.read import ReadFromAnabranch, _ReadTail, _Restrictions
 from anabranch.beam.restrictions import (
     EventClaim,
     SegmentRange,
@@ -18,6 +18,7 @@ from anabranch.beam.restrictions import (
     TailCutTracker,
     advance_cut,
 )
+from anabranch.client import BytesSerializer, ClientConfig
 from anabranch.errors import ConfigError
 from anabranch.model.stream_cut import StreamCut
 
@@ -180,3 +181,24 @@ def test_stop_cut_bounds_segments_in_it_only() -> None:
     ordered = ReadFromAnabranch("tcp://127.0.0.1:1", [("s", "t")], end="tail", ordered=True)
     assert ordered.plan.bounded and not ordered.plan.as_ranges
     assert (beam.Pipeline() | ordered).is_bounded
+
+
+def test_drain_stops_only_unbounded_reads() -> None:
+    provider = _Restrictions()
+    tail = TailCut.of("s", "t", [(0, 3)])
+    ordered = TailCut.of("s", "t", [(0, 3)], stop=((0, 9),))
+    segment_range = SegmentRange("s", "t", 0, 0, 9)
+    assert provider.truncate(tail, tail) is None
+    assert provider.truncate(ordered, ordered) == ordered
+    assert provider.truncate(segment_range, segment_range) == segment_range
+
+
+def test_a_set_up_dofn_pickles_without_its_connection() -> None:
+    read = _ReadTail(ClientConfig("tcp://127.0.0.1:1"), BytesSerializer(), None, 1.0, None)
+    read.setup()
+    try:
+        copy = cloudpickle.loads(cloudpickle.dumps(read))
+    finally:
+        read.teardown()
+    assert copy.client.runner is None and copy.client.manager is None
+    assert copy.client.config.controller_uri == read.client.config.controller_uri
