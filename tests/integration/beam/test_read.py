@@ -5,7 +5,7 @@
   one reads the same events, in per-key order across the scale.
 - An unbounded read tails a stream while a writer writes and the stream is split then merged: it follows the
   successors (each only after all its predecessors), reads every acknowledged event once in per-key order, and
-  ends when the stream is sealed and read.
+  ends when the stream is sealed and read; read as a backlog, a merged segment waits for its slow predecessor.
 - Writer-noted time (``note_time``) becomes event timestamps: a fixed-window count groups the events by the
   time noted before they were written, in bounded and unbounded reads; an idle timeout ends the unbounded one.
 - Driven directly (as the runner does), the tail DoFn's watermark ends at the last noted time and never passes
@@ -38,6 +38,7 @@ from anabranch.beam import CheckpointRecord, CheckpointStore, ReadFromAnabranch
 from anabranch.beam.read import _ReadTail
 from anabranch.beam.restrictions import TailCut, TailCutTracker
 from anabranch.client import BytesSerializer, ClientConfig, ScalingPolicy, StreamConfiguration, StreamManager
+from anabranch.client.hashing import hash_routing_key
 from anabranch.client.stream_positions import tail_positions
 from anabranch.client.watermark_reader import WatermarkReader
 from anabranch.testing.load import KEYS, LoadWriter, check_exactly_once_in_key_order, event
@@ -190,6 +191,53 @@ def test_unbounded_read_follows_scaling_in_key_order_and_ends_when_sealed(server
     assert len(acked) >= 300
     check_exactly_once_in_key_order(got, acked)
     assert {event(k, 0) for k in range(KEYS)} <= set(got)
+
+
+def test_unbounded_read_waits_for_every_predecessor_of_a_merge(server: Standalone, tmp_path: Path) -> None:
+    """One half of a split holds many blocks of events, the other a few events; after the halves merge, the
+    merged segment holds later events of the same keys. Read as a backlog, the small half ends long before the
+    big one: the merged segment must wait for both."""
+    scope, stream = new_scope(), "merge"
+    low = [k for k in (f"key-{i}" for i in range(40)) if hash_routing_key(k) < 0.5][:3]
+    high = [k for k in (f"key-{i}" for i in range(40)) if hash_routing_key(k) >= 0.5][:3]
+    padding = b"." * 200_000
+
+    async def prepare() -> list[bytes]:
+        async with StreamManager(server.controller_uri) as manager:
+            await manager.create_scope(scope)
+            await manager.create_stream(scope, stream, StreamConfiguration(ScalingPolicy.fixed(1)))
+            await manager.scale_stream(scope, stream, [0], [(0.0, 0.5), (0.5, 1.0)])
+            writer = manager.create_writer(scope, stream)
+            written: list[bytes] = []
+            try:
+                for seq in range(15):
+                    for key in high:
+                        written.append(f"{key}:{seq}:".encode())
+                        await writer.write_event(written[-1] + padding, routing_key=key)
+                for key in low:
+                    written.append(f"{key}:0:".encode())
+                    await writer.write_event(written[-1], routing_key=key)
+                await writer.flush()
+                halves = [s.segment_id for s in await manager.get_current_segments(scope, stream)]
+                await manager.scale_stream(scope, stream, halves, [(0.0, 1.0)])
+                for key in high + low:
+                    written.append(f"{key}:99:".encode())
+                    await writer.write_event(written[-1], routing_key=key)
+                await writer.flush()
+            finally:
+                await writer.close()
+            await manager.seal_stream(scope, stream)
+            return written
+
+    written = asyncio.run(prepare())
+    run(lambda p: (p | ReadFromAnabranch(server.controller_uri, [(scope, stream)], idle_timeout=30.0)
+                   | beam.Map(lambda data: data[:data.index(b":", data.index(b":") + 1) + 1])
+                   | beam.ParDo(Collect(tmp_path / "merge"))))
+    got = collected(tmp_path / "merge")
+    assert Counter(got) == Counter(written)
+    for key in high + low:
+        seqs = [int(e.split(b":")[1]) for e in got if e.startswith(f"{key}:".encode())]
+        assert seqs == sorted(seqs), f"{key} out of order across the merge: {seqs}"
 
 
 WINDOW_MS = 10_000
