@@ -17,7 +17,7 @@ import concurrent.futures
 import contextlib
 import inspect
 import threading
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from typing import Any, Generic, TypeVar, cast
 
 from anabranch.client.config import ClientConfig, StreamConfiguration
@@ -151,6 +151,11 @@ async def _as_coroutine(awaitable: Any) -> Any:
     return await awaitable
 
 
+async def _as_coroutine_of(function: Callable[..., Awaitable[T]], *args: Any) -> T:
+    """Calls ``function`` on the loop thread and awaits what it returns (a coroutine or any other awaitable)."""
+    return await function(*args)
+
+
 async def _call(function: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """Calls ``function`` on the loop thread; a returned coroutine is awaited there too."""
     result = function(*args, **kwargs)
@@ -167,7 +172,7 @@ class BlockingEventStreamWriter(Blocking, Generic[T]):
         return cast("EventStreamWriter[T]", self._target)
 
     def write_event(self, event: T, routing_key: str | None = None) -> concurrent.futures.Future[None]:
-        ack = self._runner.run(self._writer.write_event(event, routing_key))
+        ack = self._runner.run(_as_coroutine_of(self._writer.write_event, event, routing_key))
         return asyncio.run_coroutine_threadsafe(_await(ack), self._runner.loop)
 
     def write_events(self, events: Iterable[T], routing_key: str | None = None) -> concurrent.futures.Future[None]:

@@ -17,7 +17,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from typing import Any, Generic, TypeVar
 
 from anabranch.client.errors import ClientClosedError, StreamSealedError
@@ -130,20 +130,48 @@ class EventStreamWriter(Generic[T]):
             serializer = default_serializer(event)
         return serializer.serialize(event)
 
-    async def write_event(self, event: T, routing_key: str | None = None) -> asyncio.Future[None]:
-        """Queue ``event``; the returned future completes when it (and its block) is durable."""
-        writer = self._key_writers.get(routing_key) if routing_key is not None else None
-        if writer is None:
-            writer = await self._route(routing_key)
-        payload = event if type(event) is bytes and self.serializer is None else self._payload(event)
-        future = writer.add(payload, routing_key)  # type: ignore[arg-type]
+    def write_event(self, event: T, routing_key: str | None = None) -> Awaitable[asyncio.Future[None]]:
+        """Queue ``event``; ``await`` the result for the future that completes when the event is durable.
+
+        ``await writer.write_event(e, key)`` waits only when the writer is backlogged (backpressure). For a routing
+        key seen before and a ``bytes`` event without a serializer, no coroutine is made: the result is a future,
+        already done, shared by the events of one block.
+        """
+        writer = self._key_writers.get(routing_key) if routing_key is not None else None  # type: ignore[arg-type]
+        if writer is None or type(event) is not bytes or self.serializer is not None:
+            return self._write_routed(event, routing_key)
+        writer.add(event, routing_key)  # type: ignore[arg-type]  # checked: bytes
+        if writer.backlogged:
+            return self._after_space(writer, writer.queued)
+        return writer.queued
+
+    async def _write_routed(self, event: T, routing_key: str | None) -> asyncio.Future[None]:
+        writer = await self._route(routing_key)
+        future = writer.add(self._payload(event), routing_key)
         if writer.backlogged:
             await writer.wait_for_space()
         return future
 
+    @staticmethod
+    async def _after_space(writer: SegmentWriter, queued: asyncio.Future[asyncio.Future[None]]) -> asyncio.Future[None]:
+        await writer.wait_for_space()
+        return queued.result()
+
     async def write_events(self, events: Iterable[T], routing_key: str | None = None) -> asyncio.Future[None]:
-        """Queue several events with one routing key (or none); one future for all of them."""
-        futures = {await self.write_event(event, routing_key) for event in events}
+        """Queue several events with one routing key (or none: then all go to one segment chosen at random), in
+        order; returns one future for all of them. Routing and backpressure apply once per call, not per event."""
+        writer = (self._key_writers.get(routing_key) if routing_key is not None else None) or \
+            await self._route(routing_key)
+        serializer = self.serializer
+        if serializer is None:
+            payloads: list[bytes] = [e if type(e) is bytes else self._payload(e) for e in events]  # type: ignore[misc]
+        else:
+            payloads = [serializer.serialize(e) for e in events]
+        futures = writer.add_many(payloads, routing_key)
+        if writer.backlogged:
+            await writer.wait_for_space()
+        if len(futures) == 1:
+            return futures[0]
         combined: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         chain_future(combined, futures)
         return combined

@@ -3,9 +3,15 @@
 ``SegmentWriter`` owns one writer id on one segment and drives a :class:`ClientAppends`, which holds the
 rules: how events become append blocks (≤ ``max_block_events`` events, ≤ ``max_block_bytes`` bytes), how
 they are numbered, which blocks a ``DataAppended`` completes, what to resend after ``AppendSetup`` and
-what each error reply means. This module adds what needs I/O and time: the linger timer (a block closes
-``linger`` seconds after it opens), one future per block (never one per event), the sender task keeping
-up to ``max_inflight_blocks`` blocks in flight, backpressure, and reconnecting.
+what each error reply means. This module adds what needs I/O and time: adaptive batching, one future per block
+(never one per event), the sender task keeping up to ``max_inflight_blocks`` blocks in flight, backpressure,
+and reconnecting.
+
+Adaptive batching: a block opened while nothing is in flight is sent as soon as the application yields to the
+event loop, so a lone event does not wait; a block opened while earlier blocks await their acks fills until it is
+full, until the last ack makes the writer idle, or until ``linger`` seconds have passed, whichever comes first.
+Under a flood, blocks therefore grow with the event rate times the ack latency (up to the block limits); at a
+low rate every event goes out at once.
 
 Events larger than one append go through a transient segment (CreateTransientSegment, ConditionalBlockEnd
 chunks, MergeSegments) after every earlier block is acked, so order is kept. On ``SegmentIsSealed``/
@@ -22,7 +28,7 @@ import contextlib
 import functools
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,6 +98,11 @@ class SegmentWriter:
         )
         self.add: Callable[[bytes, str | None], asyncio.Future[None]] = self._appends.add
         """Queue one event (framed by the protocol code); returns the future of the block that holds it."""
+        self.add_many: Callable[[Iterable[bytes], str | None], list[asyncio.Future[None]]] = self._appends.add_many
+        """Queue several events with one routing key; returns the futures of the blocks that hold them."""
+        self.queued: asyncio.Future[asyncio.Future[None]] = self._loop.create_future()
+        """Already done, with the future of the block last opened as its result: what ``await write_event`` gives,
+        without a coroutine per event (one per block)."""
         self._conn: RawConnection | None = None
         self._wakeup = asyncio.Event()
         self._space = asyncio.Event()
@@ -102,6 +113,8 @@ class SegmentWriter:
         self._closed = False
         self.write_offset = -1
         self.backlogged = False
+        self.blocks_sent = 0
+        """Append blocks written to a connection (resends included): events per block = the batching achieved."""
         self._linger = self.config.linger
         self._backlog_limit = 2 * self.config.max_inflight_blocks
         self._task = asyncio.create_task(self._run(), name=f"segment-writer {segment_name}")
@@ -111,10 +124,16 @@ class SegmentWriter:
     def _open_block(self, large: bool) -> asyncio.Future[None]:
         if self.error is not None:
             raise self.error
-        future: asyncio.Future[None] = self._loop.create_future()
+        loop = self._loop
+        future: asyncio.Future[None] = loop.create_future()
         future.add_done_callback(_consume)
+        self.queued = queued = loop.create_future()
+        queued.set_result(future)
         if not large:
-            self._linger_handle = self._loop.call_later(self._linger, self._appends.close_open)
+            if self._appends.idle:
+                loop.call_soon(self._appends.close_open_if_idle)
+            else:
+                self._linger_handle = loop.call_later(self._linger, self._appends.close_open)
         return future
 
     def _block_ready(self) -> None:
@@ -196,6 +215,7 @@ class SegmentWriter:
                     return
                 continue
             conn.writelines(appends.frames(block))
+            self.blocks_sent += 1
         if appends.ready_blocks <= self.config.max_inflight_blocks:
             self._release_space()
         await conn.drain()
@@ -270,6 +290,7 @@ class SegmentWriter:
             self._complete(self._appends.acknowledge(reply.event_number))
             if reply.current_segment_write_offset >= 0:
                 self.write_offset = reply.current_segment_write_offset
+            self._appends.close_open_if_idle()
             self._wakeup.set()
         elif outcome is ReplyOutcome.SEALED:
             self._mark_sealed()
@@ -383,4 +404,5 @@ class SegmentWriter:
     def statistics(self) -> dict[str, Any]:
         appends = self._appends
         return {"segment": self.segment_name, "inflight_blocks": appends.inflight_blocks,
-                "ready_blocks": appends.ready_blocks, "next_event": appends.next_event, "sealed": self.sealed}
+                "ready_blocks": appends.ready_blocks, "next_event": appends.next_event, "sealed": self.sealed,
+                "blocks_sent": self.blocks_sent}

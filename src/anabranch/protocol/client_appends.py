@@ -8,7 +8,14 @@ Blocks. Events arrive as payloads and are framed (``[i32 0][i32 len][payload]``)
 block closes when the next event would push it past ``max_block_bytes`` or it holds ``max_block_events``
 events (or when the driver calls :meth:`ClientAppends.close_open`, e.g. after its linger time). An event larger
 than ``max_event_size`` gets a block of its own marked ``large`` (the driver writes it through a transient
-segment). Work is per block, never per event: an event costs two list appends and a few integer updates.
+segment). Work is per block, never per event: an event costs one header, two list appends and an integer update
+(:meth:`ClientAppends.add`, or :meth:`ClientAppends.add_many` for several events with one key).
+
+Adaptive batching: :attr:`ClientAppends.idle` says nothing is waiting to be sent or acknowledged. The driver sends
+the open block at once when the writer is idle (a lone event does not wait) and otherwise lets it fill while earlier
+blocks are in flight; :meth:`ClientAppends.close_open_if_idle` closes it when the last ack makes the writer idle.
+Blocks then grow with the event rate times the ack latency, up to the block limits (Pravega's client sizes its
+blocks from the same two measurements).
 
 Invariants:
 
@@ -39,7 +46,7 @@ import enum
 import struct
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Generic, TypeVar
 
 from anabranch.errors import ProtocolError
@@ -49,6 +56,19 @@ from anabranch.protocol.codec import encode_append_block_end
 H = TypeVar("H")
 EVENT_HEADER = struct.Struct(">ii")
 _pack_header = EVENT_HEADER.pack
+_HEADERS: dict[int, bytes] = {}
+"""Event headers by payload length, shared (they are immutable): a lookup costs less than packing one."""
+_HEADERS_LIMIT = 4096
+
+
+def event_header(length: int) -> bytes:
+    """The ``[i32 0][i32 length]`` header of a payload of ``length`` bytes (cached)."""
+    header = _HEADERS.get(length)
+    if header is None:
+        if len(_HEADERS) >= _HEADERS_LIMIT:
+            _HEADERS.clear()
+        header = _HEADERS[length] = _pack_header(0, length)
+    return header
 NO_EVENT = wire.NULL_ATTRIBUTE_VALUE
 """``AppendSetup.last_event_number`` when the segment has nothing from this writer id."""
 
@@ -98,7 +118,7 @@ def reply_outcome(reply: wire.Reply) -> ReplyOutcome:
 class OutgoingBlock(Generic[H]):
     """Framed events sent as one append; ``keys`` keep each event's routing key (for re-routing)."""
 
-    __slots__ = ("count", "first_event", "handle", "keys", "large", "last_event", "parts", "size")
+    __slots__ = ("first_event", "handle", "keys", "large", "last_event", "parts", "size")
 
     def __init__(self, handle: H, *, large: bool = False) -> None:
         self.handle = handle
@@ -107,10 +127,14 @@ class OutgoingBlock(Generic[H]):
         """Header, payload, header, payload, ... (the block's bytes, never joined here)."""
         self.keys: list[str | None] = []
         self.size = 0
-        self.count = 0
         self.first_event = 0
         self.last_event = 0
         self.large = large
+
+    @property
+    def count(self) -> int:
+        """The number of events in the block."""
+        return len(self.keys)
 
     def payloads(self) -> list[bytes]:
         """The events' payloads (without their headers), in order."""
@@ -120,8 +144,9 @@ class OutgoingBlock(Generic[H]):
 class ClientAppends(Generic[H]):
     """Append blocks of one writer id on one segment; see the module docstring for the rules."""
 
-    __slots__ = ("_block_ready", "_inflight", "_max_block_bytes", "_max_block_events", "_max_event_size",
-                 "_max_inflight", "_new_handle", "_next_event", "_open", "_ready", "request_id", "writer_id")
+    __slots__ = ("_block_ready", "_fast_limit", "_headers", "_inflight", "_max_block_bytes", "_max_block_events",
+                 "_max_event_size", "_max_inflight", "_new_handle", "_next_event", "_open", "_ready", "request_id",
+                 "writer_id")
 
     def __init__(self, writer_id: uuid.UUID, request_id: int, *, open_block: Callable[[bool], H],
                  block_ready: Callable[[], None], max_block_bytes: int, max_block_events: int,
@@ -134,6 +159,9 @@ class ClientAppends(Generic[H]):
         self._max_block_events = max_block_events
         self._max_event_size = max_event_size
         self._max_inflight = max_inflight_blocks
+        self._headers = _HEADERS
+        self._fast_limit = min(max_block_bytes, max_event_size + 8)
+        """A block this size or smaller takes another event without further checks (``add``'s fast path)."""
         self._open: OutgoingBlock[H] | None = None
         self._ready: deque[OutgoingBlock[H]] = deque()
         self._inflight: deque[OutgoingBlock[H]] = deque()
@@ -145,17 +173,54 @@ class ClientAppends(Generic[H]):
         """Frame one event into the open block; returns the handle of the block that holds it."""
         size = len(payload) + 8
         block = self._open
-        if block is None or block.size + size > self._max_block_bytes or size > self._max_event_size + 8:
-            if size > self._max_event_size + 8:
-                return self._add_large(payload, key)
-            if block is not None:
+        if block is None or block.size + size > self._fast_limit:
+            return self._add_slow(payload, key)
+        header = self._headers.get(size - 8)
+        block.parts += (header if header is not None else event_header(size - 8), payload)
+        keys = block.keys
+        keys.append(key)
+        block.size += size
+        if len(keys) >= self._max_block_events:
+            self.close_open()
+        return block.handle
+
+    def add_many(self, payloads: Iterable[bytes], key: str | None) -> list[H]:
+        """Frame several events with one routing key, in order; returns the distinct handles of their blocks."""
+        handles: list[H] = []
+        block = None
+        for payload in payloads:
+            size = len(payload) + 8
+            block = self._open
+            if block is None or block.size + size > self._fast_limit:
+                handle = self._add_slow(payload, key)
+                if not handles or handles[-1] is not handle:
+                    handles.append(handle)
+                continue
+            if not handles or handles[-1] is not block.handle:
+                handles.append(block.handle)
+            block.parts += (event_header(size - 8), payload)
+            keys = block.keys
+            keys.append(key)
+            block.size += size
+            if len(keys) >= self._max_block_events:
                 self.close_open()
+        return handles
+
+    def _add_slow(self, payload: bytes, key: str | None) -> H:
+        """``add`` when the event is large, or does not fit the open block (or there is none)."""
+        size = len(payload) + 8
+        if size > self._max_event_size + 8:
+            return self._add_large(payload, key)
+        block = self._open
+        if block is not None and block.size + size > self._max_block_bytes:
+            self.close_open()
+            block = None
+        if block is None:
             block = self._open = OutgoingBlock(self._new_handle(False))
-        block.parts += (_pack_header(0, size - 8), payload)
+        block.parts += (event_header(size - 8), payload)
         block.keys.append(key)
         block.size += size
-        block.count += 1
-        if block.count >= self._max_block_events:
+        if len(block.keys) >= self._max_block_events:
             self.close_open()
         return block.handle
 
@@ -164,7 +229,7 @@ class ClientAppends(Generic[H]):
         block = OutgoingBlock(self._new_handle(True), large=True)
         block.parts += (_pack_header(0, len(payload)), payload)
         block.keys.append(key)
-        block.size, block.count = 8 + len(payload), 1
+        block.size = 8 + len(payload)
         self._enqueue(block)
         return block.handle
 
@@ -175,9 +240,16 @@ class ClientAppends(Generic[H]):
             self._open = None
             self._enqueue(block)
 
+    def close_open_if_idle(self) -> bool:
+        """Close the open block if nothing else is ready or in flight (adaptive batching); True if it did."""
+        if self._open is None or self._ready or self._inflight:
+            return False
+        self.close_open()
+        return True
+
     def _enqueue(self, block: OutgoingBlock[H]) -> None:
         block.first_event = self._next_event
-        self._next_event += block.count
+        self._next_event += len(block.keys)
         block.last_event = self._next_event - 1
         self._ready.append(block)
         self._block_ready()
@@ -196,7 +268,7 @@ class ClientAppends(Generic[H]):
 
     def frames(self, block: OutgoingBlock[H]) -> list[bytes | memoryview]:
         """The wire bytes of ``block``: one AppendBlockEnd carrying its events, numbered by its last event."""
-        return encode_append_block_end(self.writer_id, block.size, block.parts, block.size, block.count,
+        return encode_append_block_end(self.writer_id, block.size, block.parts, block.size, len(block.keys),
                                        block.last_event, self.request_id)
 
     def large_written(self, block: OutgoingBlock[H]) -> None:
@@ -263,6 +335,16 @@ class ClientAppends(Generic[H]):
     @property
     def inflight_blocks(self) -> int:
         return len(self._inflight)
+
+    @property
+    def idle(self) -> bool:
+        """Whether no closed block waits to be sent or acknowledged (the open one may hold events)."""
+        return not self._ready and not self._inflight
+
+    @property
+    def open_events(self) -> int:
+        """Events in the open block (not numbered yet)."""
+        return len(self._open.keys) if self._open is not None else 0
 
     @property
     def pending(self) -> bool:

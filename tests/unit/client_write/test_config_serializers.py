@@ -6,7 +6,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from anabranch.client.config import ClientConfig, RetentionPolicy, ScaleType, ScalingPolicy, StreamConfiguration
+from anabranch.client.config import (
+    MAX_BLOCK_EVENTS,
+    ClientConfig,
+    RetentionPolicy,
+    ScaleType,
+    ScalingPolicy,
+    StreamConfiguration,
+)
 from anabranch.client.serializers import BytesSerializer, JsonSerializer, Serializer, StringSerializer
 from anabranch.errors import ConfigError
 
@@ -26,8 +33,11 @@ def test_bad_uris_are_rejected(uri: str) -> None:
 
 
 def test_limits_are_checked() -> None:
+    assert ClientConfig(max_block_events=MAX_BLOCK_EVENTS).max_block_events == MAX_BLOCK_EVENTS
     with pytest.raises(ConfigError):
-        ClientConfig(max_block_events=501)
+        ClientConfig(max_block_events=MAX_BLOCK_EVENTS + 1)
+    with pytest.raises(ConfigError):
+        ClientConfig(max_block_bytes=0)
     with pytest.raises(ConfigError):
         ClientConfig(txn_lease_ms=5)
 

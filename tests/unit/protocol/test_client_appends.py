@@ -16,6 +16,7 @@ from anabranch.protocol.client_appends import (
     ClientAppends,
     OutgoingBlock,
     ReplyOutcome,
+    event_header,
     reply_outcome,
 )
 from anabranch.protocol.codec import encode
@@ -161,6 +162,40 @@ def test_take_unacked_numbers_the_open_block_and_discard_does_not() -> None:
     assert m.appends.next_event == 8  # numbers handed out are never reused; the discarded open block had none
 
 
+def test_add_many_fills_blocks_like_add_and_returns_each_block_once() -> None:
+    one, many = Machine(max_bytes=60, max_events=3), Machine(max_bytes=60, max_events=3)
+    payloads = [bytes([i]) * (1 + i % 9) for i in range(20)]
+    singles = [one.appends.add(p, "k") for p in payloads]
+    assert many.appends.add_many(payloads, "k") == sorted(set(singles))
+    one.appends.close_open()
+    many.appends.close_open()
+    assert [(b.parts, b.keys, b.size, b.first_event) for b in one.send_all()] == \
+        [(b.parts, b.keys, b.size, b.first_event) for b in many.send_all()]
+    large = Machine(max_event=16)
+    assert large.appends.add_many([b"a", b"L" * 17, b"b"], None) == [1, 2, 3] and large.opened == [False, True, False]
+    assert large.appends.add_many([], None) == []
+
+
+def test_idle_writer_closes_its_open_block_and_a_busy_one_does_not() -> None:
+    m = Machine(inflight=2)
+    assert m.appends.idle and not m.appends.close_open_if_idle()  # nothing open
+    m.appends.add(b"a", None)
+    assert m.appends.idle and m.appends.open_events == 1
+    assert m.appends.close_open_if_idle() and not m.appends.idle
+    (first,) = m.send_all()
+    m.appends.add(b"b", None)
+    m.appends.add(b"c", None)
+    assert not m.appends.close_open_if_idle() and m.appends.open_events == 2  # fills while a block is in flight
+    m.appends.acknowledge(first.last_event)
+    assert m.appends.idle and m.appends.close_open_if_idle()  # the last ack: send what accumulated
+    assert [b.count for b in m.send_all()] == [2]
+
+
+def test_event_headers_are_shared_and_right() -> None:
+    assert event_header(5) is event_header(5) and event_header(5) == struct.pack(">ii", 0, 5)
+    assert event_header(1 << 20) == struct.pack(">ii", 0, 1 << 20)
+
+
 def test_open_block_hook_may_refuse_an_event() -> None:
     def refuse(large: bool) -> int:
         raise RuntimeError("writer failed")
@@ -194,6 +229,8 @@ def test_reply_outcomes(reply: wire.Reply, outcome: ReplyOutcome) -> None:
 step = st.one_of(
     st.tuples(st.just("add"), st.integers(0, 40)),  # an event of about this many bytes
     st.tuples(st.just("close"), st.just(0)),  # the linger timer fires
+    st.tuples(st.just("idle"), st.just(0)),  # adaptive batching: the sender runs, or an ack arrives
+    st.tuples(st.just("many"), st.integers(0, 6)),  # write_events: this many events with one key
     st.tuples(st.just("send"), st.just(0)),
     st.tuples(st.just("ack"), st.integers(1, 4)),  # the server stores and acks the next k blocks in flight
 )
@@ -219,8 +256,14 @@ def test_reconnects_resend_exactly_the_unacknowledged_events_in_order(
                 payload = len(written).to_bytes(4, "big") * (n // 4 + 1)
                 written.append(payload)
                 m.appends.add(payload, None)
+            elif op == "many":
+                batch = [len(written).to_bytes(4, "big") + bytes([i]) * i for i in range(n)]
+                written.extend(batch)
+                m.appends.add_many(batch, "k")
             elif op == "close":
                 m.appends.close_open()
+            elif op == "idle":
+                m.appends.close_open_if_idle()
             elif op == "send":
                 blocks = m.send_all()
                 sent.extend(events_of(blocks))
