@@ -107,12 +107,14 @@ class ManualClock:
         with self._lock:
             return min((s.deadline for s in self._parked.values()), default=None)
 
-    async def sleep(self, seconds: float) -> None:
+    async def sleep(self, seconds: float, *, owner: asyncio.Task[Any] | None = None) -> None:
+        """Sleep ``seconds`` of manual time. ``owner``: the task that counts as parked while this sleeps (default:
+        the calling one; a timeout timer run as its own task names the task waiting for it)."""
         if seconds <= 0:
             await asyncio.sleep(0)
             return
         loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
+        task = owner or asyncio.current_task()
         sleeper = _Sleeper(0.0, loop, loop.create_future(), task)
         with self._lock:
             sleeper.deadline = self._monotonic + seconds
@@ -149,7 +151,9 @@ class ManualClock:
 
     async def settle(self, timeout: float = 10.0) -> None:
         """Wait (real time, bounded) until every task the last ``advance`` calls woke sleeps on this clock again
-        or has finished: the jobs those deadlines started have done their work."""
+        or has finished: the jobs those deadlines started have done their work. A task waiting for I/O with a
+        timeout on this clock counts as parked: effects that arrive over the network later (a reader's fetch)
+        are waited for by the test itself."""
         await self._wait(self._settled, timeout, "the tasks woken by advance() to park again")
 
     async def tick(self, seconds: float, timeout: float = 10.0) -> None:
@@ -250,7 +254,7 @@ async def wait_with_timeout(clock: Clock, awaitable: Awaitable[T], timeout: floa
     if isinstance(clock, SystemClock):
         return await asyncio.wait_for(awaitable, timeout)
     work = asyncio.ensure_future(awaitable)
-    timer = asyncio.ensure_future(clock.sleep(timeout))
+    timer = asyncio.ensure_future(_timer(clock, timeout))
     try:
         await asyncio.wait({work, timer}, return_when=asyncio.FIRST_COMPLETED)
     except BaseException:
@@ -270,13 +274,20 @@ async def wait_first(clock: Clock, futures: set[asyncio.Future[T]], timeout: flo
     if timeout is None or isinstance(clock, SystemClock):
         done, _ = await asyncio.wait(futures, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         return done
-    timer = asyncio.ensure_future(clock.sleep(timeout))
+    timer = asyncio.ensure_future(_timer(clock, timeout))
     try:
         waited: set[asyncio.Future[Any]] = {*futures, timer}
         await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
     finally:
         timer.cancel()
     return {future for future in futures if future.done()}
+
+
+def _timer(clock: Clock, timeout: float) -> Awaitable[None]:
+    """A timeout timer to run as its own task; on a manual clock the waiting task counts as parked meanwhile."""
+    if isinstance(clock, ManualClock):
+        return clock.sleep(timeout, owner=asyncio.current_task())
+    return clock.sleep(timeout)
 
 
 async def run_periodically(clock: Clock, period: float, step: Callable[[], Awaitable[object]], what: str) -> None:

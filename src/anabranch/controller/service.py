@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 
-from anabranch.clock import SystemClock
+from anabranch.clock import SYSTEM_CLOCK, Clock
 from anabranch.cluster.controller_cluster import ControllerClusterOptions, ControllerMember
 from anabranch.cluster.liveness import HostProber
 from anabranch.controller.autoscale import AutoScaler
@@ -48,7 +48,8 @@ class ControllerService:
                  wall_ms: Callable[[], int] = wall_clock_ms, lease_check_interval: float = 1.0,
                  startup_timeout: float = 60.0, sweep_interval: float = 30.0, tls: ServerTls | None = None,
                  segment_store_ssl: ssl.SSLContext | None = None, time_scale: float = 1.0,
-                 auth: ServerAuth | None = None, cluster: ControllerClusterOptions | None = None) -> None:
+                 auth: ServerAuth | None = None, cluster: ControllerClusterOptions | None = None,
+                 clock: Clock | None = None) -> None:
         self.segment_store_host = segment_store_host
         self.segment_store_port = segment_store_port
         self.host = host
@@ -64,8 +65,11 @@ class ControllerService:
         self.member = ControllerMember(cluster) if cluster is not None else None
         self._given_ops = ops
         self.ops: SegmentStoreOps = ops or self._segment_helper(None)
-        self.monotonic = monotonic
-        self.wall_ms = wall_ms
+        self.clock: Clock = clock or SYSTEM_CLOCK
+        """Drives every timer: transaction leases, the sweep, auto-scale, retention and watermark jobs (given a clock,
+        ``monotonic`` and ``wall_ms`` follow it too)."""
+        self.monotonic = clock.monotonic if clock is not None else monotonic
+        self.wall_ms = (lambda: int(self.clock.time() * 1000)) if clock is not None else wall_ms
         self.lease_check_interval = lease_check_interval
         self.startup_timeout = startup_timeout
         self.sweep_interval = sweep_interval
@@ -163,7 +167,8 @@ class ControllerService:
             return
         loop = asyncio.get_running_loop()
         self._tasks = [
-            loop.create_task(controller.txns.run_lease_timer(self.lease_check_interval), name="controller-txn-leases"),
+            loop.create_task(controller.txns.run_lease_timer(self.lease_check_interval, self.clock),
+                             name="controller-txn-leases"),
             loop.create_task(self._sweep(controller, at_once=self.member is not None), name="controller-sweeper"),
             *(loop.create_task(job.run(), name=f"controller-{name}") for name, job in self._jobs(controller)),
         ]
@@ -175,7 +180,7 @@ class ControllerService:
 
     def _jobs(self, controller: Controller) -> list[tuple[str, AutoScaler | RetentionJob | WatermarkJob]]:
         """The periodic jobs of an elastic stream store: auto-scaling, retention, watermarks."""
-        clock, scale = SystemClock(), self.time_scale
+        clock, scale = self.clock, self.time_scale
         view = self.member.view if self.member is not None else None
         appender = WireAppender(self.segment_store_host, self.segment_store_port, ssl_context=self.segment_store_ssl,
                                 token=self.auth.system_token if self.auth is not None else lambda: "",
@@ -191,13 +196,13 @@ class ControllerService:
         """Every ``sweep_interval`` seconds (and first at once with ``at_once``: a new leader finishes the workflows
         a dead controller left), finish workflows a failed request left half done."""
         if not at_once:
-            await asyncio.sleep(self.sweep_interval)
+            await self.clock.sleep(self.sweep_interval)
         while True:
             try:
                 await controller.resume_all()
             except Exception:
                 log.exception("controller sweep failed; retrying in %s s", self.sweep_interval)
-            await asyncio.sleep(self.sweep_interval)
+            await self.clock.sleep(self.sweep_interval)
 
     async def stop(self, grace: float = 1.0) -> None:
         if self.member is not None:

@@ -20,6 +20,7 @@ import secrets
 import uuid
 
 from anabranch.admin.metrics import CONTROLLER as CONTROLLER_METRICS
+from anabranch.clock import SYSTEM_CLOCK, Clock
 from anabranch.controller.context import ControllerContext, StreamView
 from anabranch.controller.epochs import SegmentRecord
 from anabranch.controller.errors import (
@@ -254,8 +255,8 @@ class Transactions:
         self.versions[(scope, stream, hex_id)] = version
         return True
 
-    async def run_lease_timer(self, interval: float = 1.0) -> None:
-        """Background task: check lease deadlines every ``interval`` seconds until cancelled."""
+    async def run_lease_timer(self, interval: float = 1.0, clock: Clock = SYSTEM_CLOCK) -> None:
+        """Background task: check lease deadlines every ``interval`` seconds of ``clock`` until cancelled."""
         while True:
-            await asyncio.sleep(interval)
+            await clock.sleep(interval)
             await self.expire_due()

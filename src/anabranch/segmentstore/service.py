@@ -18,7 +18,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from anabranch.clock import SystemClock
+from anabranch.clock import SYSTEM_CLOCK, Clock
 from anabranch.segmentstore.server import WireServer
 from anabranch.segmentstore.stats import (
     AutoScaleConfig,
@@ -60,8 +60,11 @@ class SegmentStoreService:
         cluster: ClusterOptions | None = None,
         tier1_factory: Tier1Factory | None = None,
         auth: ServerAuth | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
+        self.clock: Clock = clock or SYSTEM_CLOCK
+        """Drives the containers' timers (LTS flushes, timestamps) and the auto-scale statistics."""
         self.auth = auth
         """Token checks on every request (None: none at all, for embedding in tests)."""
         self.host = host
@@ -91,7 +94,7 @@ class SegmentStoreService:
             self.store = await self._join_cluster_store()
         else:
             self.store = await open_segment_store(self.data_dir, self.container_count, cache_size=self.cache_size,
-                                                  lts=self.lts)
+                                                  lts=self.lts, clock=self.clock)
         self.tables = TableStore(self.store)
         self.store.add_listener(self._container_changed)
         local = TableScaleReporter(self.tables)
@@ -102,7 +105,7 @@ class SegmentStoreService:
             auth = self.auth
             reporter = ClusterScaleReporter(local, self.store, self.member.owner_endpoint,
                                             token=lambda: auth.system_token() if auth is not None else "")
-        self.stats = SegmentStatsRecorder.from_config(SystemClock(), reporter, self.autoscale,
+        self.stats = SegmentStatsRecorder.from_config(self.clock, reporter, self.autoscale,
                                                       policy_lookup=store_policy_lookup(self.store))
         self._server = WireServer(self.store, self.tables, tail_read_timeout=self.tail_read_timeout,
                                   stats=self.stats,

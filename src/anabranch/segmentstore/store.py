@@ -22,6 +22,7 @@ from pathlib import Path
 import mmh3
 
 from anabranch.admin.metrics import SEGMENT_STORE as SEGMENT_STORE_METRICS
+from anabranch.clock import Clock
 from anabranch.errors import ConfigError
 from anabranch.model.names import parent_segment_name
 from anabranch.segmentstore.container import SegmentContainer
@@ -265,7 +266,8 @@ class SegmentStore:
 
 
 async def open_segment_store(data_dir: Path, container_count: int = 4, *, cache_size: int = 256 * MIB,
-                             durable: bool = True, lts: ChunkStorage | None = None) -> SegmentStore:
+                             durable: bool = True, lts: ChunkStorage | None = None,
+                             clock: Clock | None = None) -> SegmentStore:
     """Build the containers over file logs and filesystem LTS under ``data_dir`` (or in memory when
     ``durable`` is False), recover them, and return the running store. ``lts`` replaces the default chunk
     storage (e.g. an S3 bucket shared by several segment stores)."""
@@ -285,7 +287,8 @@ async def open_segment_store(data_dir: Path, container_count: int = 4, *, cache_
             tier1 = FileDurableDataLog(Path(data_dir) / "tier1" / str(container_id))
         else:
             tier1 = InMemoryDurableDataLog()
-        containers.append(SegmentContainer(container_id, tier1, storage, cache_size=cache_size // container_count))
+        containers.append(SegmentContainer(container_id, tier1, storage, cache_size=cache_size // container_count,
+                                           clock=clock))
     store = SegmentStore(containers)
     await store.start()
     return store
