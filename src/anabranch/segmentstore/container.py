@@ -68,6 +68,7 @@ class SegmentContainer:
         self._log = durable_log
         self._storage = storage
         self._cache_size = cache_size
+        self._writer_config = writer_config
         self.metadata = ContainerMetadata(container_id)
         self.read_index = ReadIndex()
         self.cache = BlockCache()
@@ -106,6 +107,20 @@ class SegmentContainer:
         await self._storage.close()
         self._release_gate()
         self._wake_readers()
+
+    def replacement(self) -> SegmentContainer:
+        """A new, unstarted instance of this container over the same Tier-1 log and LTS with the same settings: what
+        recovers it in this process after a failure (``anabranch.testing.faults``). Reopen ``storage``, then start."""
+        return SegmentContainer(self.container_id, self._log, self._storage, cache_size=self._cache_size,
+                                writer_config=self._writer_config, clock=self._clock, on_failure=self._on_failure)
+
+    @property
+    def durable_log(self) -> DurableDataLog:
+        return self._log
+
+    @property
+    def storage(self) -> SegmentStorage:
+        return self._storage
 
     def _on_log_failure(self) -> None:
         """The container can no longer make anything durable: fail waiting appends and tail reads."""

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from anabranch.client import ClientConfig, StreamManager
-from anabranch.clock import ManualClock
+from anabranch.clock import Clock, ManualClock
 from anabranch.controller.service import ControllerService
 from anabranch.segmentstore.service import SegmentStoreService
 
@@ -18,7 +18,7 @@ HOST = "127.0.0.1"
 
 @dataclass
 class Clocked:
-    clock: ManualClock
+    clock: Clock
     segment_store: SegmentStoreService
     controller: ControllerService
     manager: StreamManager
@@ -32,9 +32,10 @@ class Clocked:
 
 
 @contextlib.asynccontextmanager
-async def clocked_standalone(data_dir: Path) -> AsyncIterator[Clocked]:
-    """A segment store and a controller on free ports, every timer of both and of the client on one manual clock."""
-    clock = ManualClock(start_time=1_800_000_000.0)
+async def clocked_standalone(data_dir: Path, clock: Clock | None = None) -> AsyncIterator[Clocked]:
+    """A segment store and a controller on free ports, every timer of both and of the client on one clock (a new
+    manual one by default)."""
+    clock = clock or ManualClock(start_time=1_800_000_000.0)
     segment_store = SegmentStoreService(data_dir, HOST, 0, container_count=2, clock=clock)
     await segment_store.start()
     controller = ControllerService(HOST, segment_store.port, host=HOST, port=0, clock=clock)
