@@ -3,14 +3,15 @@ loading one stream's current records.
 
 ``StreamView`` is a snapshot of one stream's records with their versions, read fresh from the
 table segments; the locks only serialise workflows inside this process (the versions protect the
-records themselves).
+records themselves). A lock exists only while a workflow holds or waits for it, so idle streams cost no memory.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +53,14 @@ class StreamView:
         return record
 
 
+class _Lock:
+    __slots__ = ("lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0
+
+
 class ControllerContext:
     """What every workflow needs: the segment store, the metadata, clocks and locks."""
 
@@ -61,10 +70,28 @@ class ControllerContext:
         self.store = MetadataStore(ops)
         self.monotonic = monotonic
         self.wall_ms = wall_ms
-        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._locks: dict[tuple[str, str], _Lock] = {}
 
-    def lock(self, scope: str, name: str) -> asyncio.Lock:
-        return self._locks.setdefault((scope, name), asyncio.Lock())
+    @contextlib.asynccontextmanager
+    async def lock(self, scope: str, name: str) -> AsyncIterator[None]:
+        """Run one workflow at a time on ``scope/name`` (``name`` "" for the scope itself)."""
+        key = (scope, name)
+        entry = self._locks.get(key)
+        if entry is None:
+            entry = self._locks[key] = _Lock()
+        entry.users += 1
+        try:
+            async with entry.lock:
+                yield
+        finally:
+            entry.users -= 1
+            if not entry.users and self._locks.get(key) is entry:
+                del self._locks[key]
+
+    @property
+    def held_locks(self) -> int:
+        """How many scope/stream locks exist (held or waited for) right now."""
+        return len(self._locks)
 
     async def view(self, scope: str, stream: str) -> StreamView:
         """The stream's records; ``StreamNotFoundError`` if it has none."""

@@ -10,11 +10,14 @@ Layout (``T(...)`` = ``table_segment_name("_system", ...)``):
 
 Values are CBOR. Every write can be conditional on the version read (``WriteConflictError`` otherwise),
 so concurrent or repeated workflows are safe. Epoch records never change once written, so they
-are cached in memory (the cache is dropped with the stream); everything else is read from the store.
+are cached in memory for the ``EPOCH_CACHE_STREAMS`` most recently used streams (dropped with the stream);
+everything else is read from the store. Nothing else is kept per stream, so an idle stream costs the controller
+no memory.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -27,6 +30,8 @@ from anabranch.model.names import SYSTEM_SCOPE, table_segment_name
 from anabranch.protocol.commands import NO_VERSION, NOT_EXISTS
 
 SCOPE_INDEXES = ("streams", "tags", "readerGroups", "kvTables")
+EPOCH_CACHE_STREAMS = 4096
+"""Streams whose epoch records stay cached (least recently used beyond it are dropped, read again on demand)."""
 
 
 class Table:
@@ -93,7 +98,7 @@ class MetadataStore:
         self.ops = ops
         self.scopes = Table(ops, table_segment_name(SYSTEM_SCOPE, "scopes"))
         self.deleted_streams = Table(ops, table_segment_name(SYSTEM_SCOPE, "deletedStreams"))
-        self._epochs: dict[tuple[str, str, int], EpochRecord] = {}
+        self._epochs: OrderedDict[tuple[str, str], dict[int, EpochRecord]] = OrderedDict()
 
     async def bootstrap(self) -> None:
         await self.scopes.create()
@@ -129,15 +134,33 @@ class MetadataStore:
             return False
 
     async def epoch(self, scope: str, stream: str, epoch: int) -> EpochRecord | None:
-        cached = self._epochs.get((scope, stream, epoch))
+        cached = self._epochs.get((scope, stream))
         if cached is not None:
-            return cached
+            self._epochs.move_to_end((scope, stream))
+            record = cached.get(epoch)
+            if record is not None:
+                return record
         raw = await self.stream_table(scope, stream).get_value(f"epoch/{epoch}")
         if raw is None:
             return None
         record = EpochRecord.decode(raw)
-        self._epochs[(scope, stream, epoch)] = record
+        self.remember_epoch(scope, stream, epoch, record)
         return record
+
+    def remember_epoch(self, scope: str, stream: str, epoch: int, record: EpochRecord) -> None:
+        """Cache an epoch record just written (records never change, so the cache cannot go stale)."""
+        key = (scope, stream)
+        cached = self._epochs.get(key)
+        if cached is None:
+            cached = self._epochs[key] = {}
+        self._epochs.move_to_end(key)
+        cached[epoch] = record
+        while len(self._epochs) > EPOCH_CACHE_STREAMS:
+            self._epochs.popitem(last=False)
+
+    @property
+    def cached_epoch_streams(self) -> int:
+        return len(self._epochs)
 
     async def epochs(self, scope: str, stream: str, first: int, last: int) -> list[EpochRecord]:
         records = []
@@ -148,5 +171,4 @@ class MetadataStore:
         return records
 
     def forget_stream(self, scope: str, stream: str) -> None:
-        for key in [k for k in self._epochs if k[0] == scope and k[1] == stream]:
-            del self._epochs[key]
+        self._epochs.pop((scope, stream), None)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 import cbor2
 
@@ -18,23 +19,26 @@ from anabranch.controller.context import ControllerContext, StreamView
 from anabranch.controller.epochs import all_segments, first_epoch, is_before
 from anabranch.controller.errors import (
     BadOffsetError,
+    IllegalStateError,
     InvalidTruncationError,
     NoSuchSegmentError,
     StreamNotFoundError,
     TableNotEmptyError,
 )
-from anabranch.controller.metadata import SCOPE_INDEXES
+from anabranch.controller.metadata import SCOPE_INDEXES, Table
 from anabranch.controller.records import StreamConfiguration, StreamState
 from anabranch.controller.scaling import Scaling
 from anabranch.controller.truncation import truncation_problem
 from anabranch.controller.validation import MAX_SEGMENTS_PER_EPOCH
 from anabranch.model.keyspace import initial_ranges
-from anabranch.model.names import SYSTEM_SCOPE, is_valid_name, mark_stream_name
+from anabranch.model.names import SYSTEM_SCOPE, is_valid_name, mark_stream_name, qualified_segment_name
 from anabranch.protocol.commands import NO_VERSION
 
 log = logging.getLogger(__name__)
 
 MAX_TAGS = 128
+SWEEP_CONCURRENCY = 64
+"""Streams the startup sweep reads at once (each read is one segment-store round trip)."""
 MAX_TAG_LENGTH = 256
 
 
@@ -56,6 +60,13 @@ def config_problem(config: StreamConfiguration) -> str | None:
     if config.rollover_size_bytes < 0:
         return "rolloverSizeBytes must be >= 0"
     return None
+
+
+async def _all_settled(steps: list[Awaitable[object]]) -> None:
+    """Run ``steps`` at once and wait for every one (so none outlives the stream's lock); raise the first error."""
+    for result in await asyncio.gather(*steps, return_exceptions=True):
+        if isinstance(result, BaseException):
+            raise result
 
 
 def _tag_key(tag: str, stream: str) -> bytes:
@@ -128,37 +139,69 @@ class Streams:
         return await asyncio.shield(self._create_stream(scope, stream, config))
 
     async def _create_stream(self, scope: str, stream: str, config: StreamConfiguration) -> str:
+        """Three rounds: read what exists (scope, the stream's state, its deleted-stream record); create the table,
+        the segments, the index entries and the mark stream at once; write all the stream's records, ACTIVE, in
+        one table update. Until that update the stream does not exist: a crash before it leaves only pieces a new
+        create reuses (creating a segment or table that exists is fine) and an index entry the startup sweep
+        removes. A stream left CREATING by an older version is finished by the next create or the sweep."""
         async with self.ctx.lock(scope, stream):
-            if not await self.store.scope_exists(scope):
-                return "SCOPE_NOT_FOUND"
             table = self.store.stream_table(scope, stream)
-            await table.create()
-            state = await table.get_value("state")
+            scope_found, state, start = await asyncio.gather(
+                self.store.scope_exists(scope), self._state_of(table),
+                self.store.deleted_streams.get_value(f"{scope}/{stream}"))
+            if not scope_found:
+                return "SCOPE_NOT_FOUND"
             if state is not None and state["state"] != StreamState.CREATING:
                 return "STREAM_EXISTS"
-            if state is None:
-                start = await self.store.deleted_streams.get_value(f"{scope}/{stream}") or 0
-                epoch0 = first_epoch(initial_ranges(config.scaling.min_segments), start, self.ctx.wall_ms())
-                await table.put_many([
-                    ("config", config.encode(), -1),
-                    ("state", {"state": StreamState.CREATING.value}, -1),
-                    ("epochs", {"active": 0, "latest": 0, "next": start + len(epoch0.segments)}, -1),
-                    ("epoch/0", epoch0.encode(), -1),
-                ])
-                await self.store.scope_index(scope, "streams").put(stream, {"created": self.ctx.wall_ms()})
-            await self._finish_create(await self.ctx.view(scope, stream))
+            if state is not None:
+                await self._finish_create(await self.ctx.view(scope, stream))
+                return "SUCCESS"
+            epoch0 = first_epoch(initial_ranges(config.scaling.min_segments), start or 0, self.ctx.wall_ms())
+            scaling = config.scaling
+            steps: list[Awaitable[object]] = [
+                table.create(),
+                self.store.scope_index(scope, "streams").put(stream, {"created": self.ctx.wall_ms()}),
+                self._index_tags(scope, stream, (), config.tags),
+                *(self.ctx.ops.create_segment(qualified_segment_name(scope, stream, seg.id), scaling.scale_type,
+                                              scaling.target_rate, config.rollover_size_bytes)
+                  for seg in epoch0.segments)]
+            if not stream.startswith("_"):
+                steps.append(self._create_mark_stream(scope, stream))
+            await _all_settled(steps)
+            await table.put_many([
+                ("config", config.encode(), NO_VERSION),
+                ("state", {"state": StreamState.ACTIVE.value}, NO_VERSION),
+                ("epochs", {"active": 0, "latest": 0, "next": (start or 0) + len(epoch0.segments)}, NO_VERSION),
+                ("epoch/0", epoch0.encode(), NO_VERSION),
+            ])
+            self.store.remember_epoch(scope, stream, 0, epoch0)
         return "SUCCESS"
 
+    @staticmethod
+    async def _state_of(table: Table) -> Any:
+        try:
+            return await table.get_value("state")
+        except NoSuchSegmentError:
+            return None
+
     async def _finish_create(self, view: StreamView) -> None:
+        """Finish a stream left CREATING (by an older version of the create workflow)."""
         scaling = view.config.scaling
-        await asyncio.gather(*(
+        steps: list[Awaitable[object]] = [
             self.ctx.ops.create_segment(view.segment_name(seg.id), scaling.scale_type, scaling.target_rate,
                                         view.config.rollover_size_bytes)
-            for seg in (await self.ctx.epoch(view, 0)).segments))
-        await self._index_tags(view.scope, view.stream, (), view.config.tags)
+            for seg in (await self.ctx.epoch(view, 0)).segments]
+        steps.append(self.store.scope_index(view.scope, "streams").put(view.stream, {"created": self.ctx.wall_ms()}))
+        steps.append(self._index_tags(view.scope, view.stream, (), view.config.tags))
         if not view.stream.startswith("_"):
-            await self.create_stream(view.scope, mark_stream_name(view.stream), StreamConfiguration())
+            steps.append(self._create_mark_stream(view.scope, view.stream))
+        await _all_settled(steps)
         await self.ctx.set_state(view, StreamState.ACTIVE)
+
+    async def _create_mark_stream(self, scope: str, stream: str) -> None:
+        status = await self.create_stream(scope, mark_stream_name(stream), StreamConfiguration())
+        if status not in ("SUCCESS", "STREAM_EXISTS"):
+            raise IllegalStateError(f"creating the mark stream of {scope}/{stream} answered {status}")
 
     async def _index_tags(self, scope: str, stream: str, old: tuple[str, ...], new: tuple[str, ...]) -> None:
         index = self.store.scope_index(scope, "tags")
@@ -351,11 +394,20 @@ class Streams:
                 names = [k.decode() async for k, _v, _ver in self.store.scope_index(scope, "streams").items()]
             except NoSuchSegmentError:
                 continue
-            for stream in names:
-                if not await self.store.stream_exists(scope, stream):
-                    await self.store.scope_index(scope, "streams").remove(stream)
-                    continue
-                try:
-                    await self.resume(scope, stream)
-                except Exception:
-                    log.exception("could not resume workflows of stream %s/%s", scope, stream)
+            gate = asyncio.Semaphore(SWEEP_CONCURRENCY)
+            await asyncio.gather(*(self._sweep(scope, stream, gate) for stream in names))
+
+    async def _sweep(self, scope: str, stream: str, gate: asyncio.Semaphore) -> None:
+        """One stream of the startup sweep: one read, and a resume only if a workflow was left unfinished."""
+        async with gate:
+            try:
+                view = await self.ctx.view(scope, stream)
+            except StreamNotFoundError:
+                await self.store.scope_index(scope, "streams").remove(stream)
+                return
+            if view.transition is None and view.state in (StreamState.ACTIVE, StreamState.SEALED):
+                return
+            try:
+                await self.resume(scope, stream)
+            except Exception:
+                log.exception("could not resume workflows of stream %s/%s", scope, stream)

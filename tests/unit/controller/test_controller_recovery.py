@@ -69,7 +69,7 @@ async def test_crash_mid_scale_is_finished_on_restart(crash_at: tuple[str, int])
     assert memory.segments["sc/st/1.#epoch.0"].sealed and "sc/st/3.#epoch.1" in memory.segments
 
 
-async def test_crash_mid_commit_and_create_are_finished_on_restart() -> None:
+async def test_crash_mid_commit_is_finished_and_mid_create_rolled_back_on_restart() -> None:
     memory = CrashingStore()
     info = S(scope="sc", stream="st")
     (_, _, created) = await run(memory, [("createScope", pb.ScopeInfo(scope="sc")),
@@ -84,9 +84,18 @@ async def test_crash_mid_commit_and_create_are_finished_on_restart() -> None:
     memory.crash_at = ("create_segment", 1)
     (failed,) = await run(memory, [("createStream", fixed("sc", "other", 1))])
     assert failed == grpc.StatusCode.UNAVAILABLE
-    (state, other) = await run(memory, [("checkTransactionState", txn_request(info, txn_id)),
-                                        ("getCurrentSegments", S(scope="sc", stream="other"))])
+    # A create writes the stream's records last, in one update: one cut short never happened (the restart's
+    # sweep drops its index entry), and creating it again succeeds.
+    (state, missing, listed, created, other) = await run(memory, [
+        ("checkTransactionState", txn_request(info, txn_id)),
+        ("checkStreamExists", S(scope="sc", stream="other")),
+        ("listStreamsInScope", pb.StreamsInScopeRequest(scope=pb.ScopeInfo(scope="sc"))),
+        ("createStream", fixed("sc", "other", 1)),
+        ("getCurrentSegments", S(scope="sc", stream="other"))])
     assert state.state == pb.TxnState.COMMITTED  # type: ignore[attr-defined]
+    assert not missing.exists  # type: ignore[attr-defined]
+    assert "other" not in [s.stream for s in listed.streams]  # type: ignore[attr-defined]
+    assert created.status == pb.CreateStreamStatus.SUCCESS  # type: ignore[attr-defined]
     assert len(other.segmentRanges) == 1  # type: ignore[attr-defined]
     assert not [n for n in memory.segments if "#transaction." in n]
 

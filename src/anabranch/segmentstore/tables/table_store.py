@@ -14,6 +14,9 @@ by scanning the table segment (see :mod:`records`). Invariants:
 - bytes that do not form a valid batch (someone appended to the segment directly, bypassing the table store)
   never stop a table: a scan skips them up to the next valid batch (or the end) and reports them once to the
   segment store's quarantine log (``SegmentStore.health()``); the rest of the table serves.
+- only the ``max_cached_tables`` most recently used indexes stay in memory (an idle table costs nothing but its
+  segment); an evicted index is rebuilt by the next request, and a table that is locked (a request under way) or
+  being compacted is never evicted. Per-table locks exist only while someone holds or waits for them.
 It knows nothing about the wire protocol.
 """
 
@@ -21,7 +24,9 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import logging
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -32,6 +37,7 @@ from anabranch.segmentstore.errors import BadOffsetError, SegmentStoreError, Seg
 from anabranch.segmentstore.tables.compaction import CompactionPolicy
 from anabranch.segmentstore.tables.errors import (
     TableArgumentError,
+    TableError,
     TableKeyBadVersionError,
     TableKeyDoesNotExistError,
     TableSegmentNotEmptyError,
@@ -56,6 +62,35 @@ PAGE_BYTES = 2 * 1024 * 1024
 READ_CHUNK = 1024 * 1024
 _TOKEN_PREFIX = b"\x01"
 _MAGIC_BYTES = BATCH_HEADER.pack(MAGIC, 0, 0)[:4]
+DEFAULT_MAX_CACHED_TABLES = 1024
+"""Table indexes kept in memory; beyond it the least recently used idle ones are dropped (rebuilt on demand)."""
+
+
+_Grouped = tuple[Sequence[tuple[bytes, bytes, int]], "asyncio.Future[list[int]]"]
+GROUP_BYTES = 1024 * 1024
+"""Grouped updates written in one append hold at most about this many bytes (one larger update goes alone)."""
+
+
+def _take_group(queue: list[_Grouped]) -> list[_Grouped]:
+    """Remove and return the oldest updates of ``queue`` that fit one append."""
+    size = 0
+    count = 0
+    for entries, _ in queue:
+        size += sum(len(key) + len(value) + 32 for key, value, _ in entries)
+        if count and size > GROUP_BYTES:
+            break
+        count += 1
+    group = queue[:count]
+    del queue[:count]
+    return group
+
+
+class _TableLock:
+    __slots__ = ("lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,12 +113,16 @@ class DeltaRead:
 class TableStore:
     """Key-value tables stored in table segments of ``store``."""
 
-    def __init__(self, store: SegmentStore, compaction: CompactionPolicy | None = None) -> None:
+    def __init__(self, store: SegmentStore, compaction: CompactionPolicy | None = None, *,
+                 max_cached_tables: int = DEFAULT_MAX_CACHED_TABLES) -> None:
         self._store = store
         self.compaction = compaction or CompactionPolicy()
-        self._tables: dict[str, TableIndex] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        self.max_cached_tables = max(1, max_cached_tables)
+        self._tables: OrderedDict[str, TableIndex] = OrderedDict()
+        self._locks: dict[str, _TableLock] = {}
         self._compactions: dict[str, asyncio.Task[None]] = {}
+        self._grouped: dict[str, list[_Grouped]] = {}
+        self._drains: dict[str, asyncio.Task[None]] = {}
         self._invalidations = 0
         """Bumped by ``forget_where``: an index loaded across a bump may be stale and is not cached."""
 
@@ -92,7 +131,7 @@ class TableStore:
     async def create_table(self, name: str) -> None:
         async with self._lock(name):
             await self._store.create_segment(name, is_table=True)
-            self._tables[name] = TableIndex()
+            self._remember(name, TableIndex())
 
     async def delete_table(self, name: str, must_be_empty: bool) -> None:
         async with self._lock(name):
@@ -118,10 +157,98 @@ class TableStore:
     async def update(
         self, name: str, entries: Sequence[tuple[bytes, bytes, int]], table_segment_offset: int
     ) -> list[int]:
-        """Put (key, value, version) entries; returns the new versions in request order."""
+        """Put (key, value, version) entries; returns the new versions in request order.
+
+        Updates of one table that arrive while it is busy are grouped: each is checked on its own (against the
+        index and the updates grouped before it), and all that pass are written in one append, so concurrent
+        updates of a hot table (a scope's stream index) share one Tier-1 write. Each update stays all-or-nothing.
+        An update conditional on the segment's length (``table_segment_offset``) is never grouped."""
         for key, value, _ in entries:
             check_key(key)
             check_value(value)
+        if table_segment_offset != NULL_TABLE_SEGMENT_OFFSET:
+            return await self._update_at(name, entries, table_segment_offset)
+        future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
+        queue = self._grouped.get(name)
+        if queue is None:
+            queue = self._grouped[name] = []
+            self._drains[name] = asyncio.create_task(self._drain(name, queue))
+        queue.append((entries, future))
+        return await future
+
+    async def _drain(self, name: str, queue: list[_Grouped]) -> None:
+        """Write the grouped updates of ``name`` until none is left (one task per busy table)."""
+        group: list[_Grouped] = []
+        try:
+            async with self._lock(name):
+                while queue:
+                    group = _take_group(queue)
+                    try:
+                        await self._write_group(name, group)
+                    except Exception as exc:
+                        for _, future in group:
+                            if not future.done():
+                                future.set_exception(exc)
+                del self._grouped[name]
+        finally:
+            if self._grouped.get(name) is queue:
+                del self._grouped[name]
+            if self._drains.get(name) is asyncio.current_task():
+                del self._drains[name]
+            for _, future in [*group, *queue]:
+                if not future.done():
+                    future.set_exception(SegmentStoreError(name, f"table segment {name} is closing"))
+
+    async def _write_group(self, name: str, group: list[_Grouped]) -> None:
+        for attempt in range(2):
+            table = await self._loaded(name)
+            touched: dict[bytes, bool] = {}
+            passed: list[_Grouped] = []
+            records: list[tuple[RecordKind, bytes, bytes]] = []
+            for entries, future in group:
+                if future.done():
+                    continue
+                try:
+                    self._check_grouped(name, table, touched, entries)
+                except TableError as exc:
+                    future.set_exception(exc)
+                    continue
+                passed.append((entries, future))
+                for key, value, _ in entries:
+                    touched[key] = True
+                    records.append((RecordKind.PUT, key, value))
+            if not records:
+                return
+            try:
+                versions = await self._append(name, table, records)
+            except BadOffsetError:
+                self._stale(name, attempt)
+                continue
+            self._schedule_compaction(name, table)
+            position = 0
+            for entries, future in passed:
+                if not future.done():
+                    future.set_result(versions[position : position + len(entries)])
+                position += len(entries)
+            return
+
+    def _check_grouped(self, name: str, table: TableIndex, touched: dict[bytes, bool],
+                       entries: Sequence[tuple[bytes, bytes, int]]) -> None:
+        """Check an update's versions against the index, as if the updates grouped before it were applied."""
+        for key, _, version in entries:
+            if version == NO_VERSION:
+                continue
+            if key in touched:
+                if version == NOT_EXISTS:
+                    raise TableKeyBadVersionError(f"key {key!r} of table {name} exists (just written)")
+                raise TableKeyBadVersionError(f"key {key!r} of table {name} was just written; version {version} "
+                                              f"is stale")
+            self._check_versions(name, table, [(key, version)])
+
+    async def _update_at(
+        self, name: str, entries: Sequence[tuple[bytes, bytes, int]], table_segment_offset: int
+    ) -> list[int]:
+        """An update conditional on the table segment's length (alone, under the table's lock)."""
         conditional = any(version != NO_VERSION for _, _, version in entries)
         async with self._lock(name):
             for attempt in range(2):
@@ -320,8 +447,9 @@ class TableStore:
             await asyncio.wait(tasks)
 
     async def close(self) -> None:
-        """Stop background compactions (an interrupted compaction loses nothing)."""
-        tasks = list(self._compactions.values())
+        """Stop background compactions (an interrupted compaction loses nothing) and grouped updates not yet
+        written (they fail)."""
+        tasks = [*self._compactions.values(), *self._drains.values()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -378,14 +506,47 @@ class TableStore:
 
     # --- index -------------------------------------------------------------------------------
 
-    def _lock(self, name: str) -> asyncio.Lock:
-        lock = self._locks.get(name)
-        if lock is None:
-            lock = self._locks[name] = asyncio.Lock()
-        return lock
+    @contextlib.asynccontextmanager
+    async def _lock(self, name: str) -> AsyncIterator[None]:
+        """Hold the table's lock; the lock object lives only while someone holds or waits for it."""
+        entry = self._locks.get(name)
+        if entry is None:
+            entry = self._locks[name] = _TableLock()
+        entry.users += 1
+        try:
+            async with entry.lock:
+                yield
+        finally:
+            entry.users -= 1
+            if not entry.users and self._locks.get(name) is entry:
+                del self._locks[name]
+
+    @property
+    def cached_tables(self) -> int:
+        """How many table indexes are in memory now."""
+        return len(self._tables)
+
+    def _cached(self, name: str) -> TableIndex | None:
+        table = self._tables.get(name)
+        if table is not None:
+            self._tables.move_to_end(name)
+        return table
+
+    def _remember(self, name: str, table: TableIndex) -> None:
+        """Cache ``table`` as the most recently used; drop the least recently used idle ones beyond the limit."""
+        self._tables[name] = table
+        self._tables.move_to_end(name)
+        skipped = 0
+        while len(self._tables) > self.max_cached_tables and skipped < len(self._tables):
+            oldest = next(iter(self._tables))
+            if oldest == name or oldest in self._locks or oldest in self._compactions:
+                skipped += 1  # in use: keep it, as recently used
+                self._tables.move_to_end(oldest)
+            else:
+                del self._tables[oldest]
 
     async def _loaded_locked(self, name: str) -> TableIndex:
-        table = self._tables.get(name)
+        table = self._cached(name)
         if table is not None:
             return table
         async with self._lock(name):
@@ -393,7 +554,7 @@ class TableStore:
 
     async def _loaded(self, name: str) -> TableIndex:
         """The table's index, rebuilt from the segment if not cached; call with the table's lock held."""
-        table = self._tables.get(name)
+        table = self._cached(name)
         if table is not None:
             return table
         invalidations = self._invalidations
@@ -403,7 +564,7 @@ class TableStore:
             table.apply(records, batch_offset, batch_end)
         table.length = info.length
         if invalidations == self._invalidations:
-            self._tables[name] = table
+            self._remember(name, table)
         log.debug("loaded table segment %s: %d entries, length %d", name, len(table.index), table.length)
         return table
 
