@@ -21,8 +21,8 @@ import asyncio
 import collections
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from itertools import repeat
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from anabranch.client.batch import BatchClient
 from anabranch.client.errors import ClientClosedError
@@ -48,20 +48,34 @@ IDLE_POLL = 0.1
 """Seconds between group-state polls of a reader that holds no segment."""
 
 
-@dataclass(slots=True)
 class EventRead(Generic[T]):
     """One result of ``read_next_event``: an event, a checkpoint marker, or nothing (timeout / end).
 
-    A plain (not frozen) dataclass because one is built per event and frozen ones cost four times as much
-    to create; treat it as read-only.
+    Treat it as read-only. One is built per event, so it is a plain slotted class and events read from a
+    block build their ``position`` only when it is asked for.
     """
 
-    event: T | None
-    position: Position
-    checkpoint_name: str | None = None
-    segment: ScopedSegment | None = None
-    offset: int = -1
-    """Where the event starts in its segment."""
+    __slots__ = ("_after", "_base", "_position", "checkpoint_name", "event", "offset", "segment")
+    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value
+
+    def __init__(self, event: T | None, position: Position, checkpoint_name: str | None = None,
+                 segment: ScopedSegment | None = None, offset: int = -1) -> None:
+        self.event = event
+        self._position: Position | None = position
+        self._base: Mapping[ScopedSegment, int] = {}
+        self._after = -1
+        self.checkpoint_name = checkpoint_name
+        self.segment = segment
+        self.offset = offset
+        """Where the event starts in its segment."""
+
+    @property
+    def position(self) -> Position:
+        """The reader's position just after this event (every segment it held then)."""
+        position = self._position
+        if position is None:
+            position = self._position = Position(self._base, self.segment, self._after)
+        return position
 
     @property
     def is_checkpoint(self) -> bool:
@@ -74,6 +88,32 @@ class EventRead(Generic[T]):
             return None
         end = self.position.offsets[self.segment]
         return EventPointer(self.segment, self.offset, end - self.offset)
+
+    def _key(self) -> tuple[Any, ...]:
+        return self.event, self.position, self.checkpoint_name, self.segment, self.offset
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, EventRead) and self._key() == other._key()
+
+    def __repr__(self) -> str:
+        return (f"EventRead(event={self.event!r}, position={self.position!r}, checkpoint_name="
+                f"{self.checkpoint_name!r}, segment={self.segment!r}, offset={self.offset!r})")
+
+
+class _BlockEventRead(EventRead[T]):
+    """An event handed out from a block: its ``Position`` is made from the block's shared snapshot on demand."""
+
+    __slots__ = ()
+
+    def __init__(self, event: T, base: dict[ScopedSegment, int], segment: ScopedSegment, offset: int,
+                 after: int) -> None:
+        self.event = event
+        self._position = None
+        self._base = base
+        self._after = after
+        self.checkpoint_name = None
+        self.segment = segment
+        self.offset = offset
 
 
 class EventStreamReader(Generic[T]):
@@ -196,6 +236,8 @@ class EventStreamReader(Generic[T]):
         """Up to ``limit`` buffered events, in order, a block at a time; positions move past each one taken."""
         out: list[EventRead[T]] = []
         deserialize: Callable[[bytes | memoryview], T] = self.serializer.deserialize
+        raw = type(self.serializer) is BytesSerializer  # blocks hold bytes already: nothing to deserialize
+        make = cast("Callable[..., EventRead[T]]", _BlockEventRead)
         while len(out) < limit:
             if self._current is None:
                 if not self._ready:
@@ -212,9 +254,11 @@ class EventStreamReader(Generic[T]):
             base = self._snapshot
             if base is None:
                 base = self._snapshot = dict(self._positions)
-            for i in range(start, stop):
-                after = offsets[i + 1] if i + 1 < count else block.end
-                out.append(EventRead(deserialize(events[i]), Position(base, segment, after), None, segment, offsets[i]))
+            taken: list[Any] = events[start:stop] if raw else list(map(deserialize, events[start:stop]))
+            ends = offsets[start + 1:stop + 1]
+            if stop == count:
+                ends.append(block.end)
+            out += map(make, taken, repeat(base), repeat(segment), offsets[start:stop], ends)
             self._index = stop
             self._positions[segment] = offsets[stop] if stop < count else block.end
         return out

@@ -269,3 +269,19 @@ async def test_groups_without_retention_cannot_acknowledge_cuts() -> None:
     _store, _controller, group = await make_group(1)
     with pytest.raises(ClientError, match="not a subscriber"):
         await group.update_retention_stream_cut([StreamCut(SCOPE, STREAM, {0: 0})])
+
+
+def test_event_reads_from_a_block_equal_plain_ones_and_build_their_position_lazily() -> None:
+    from anabranch.client.event_reader import EventRead, _BlockEventRead
+    from anabranch.client.reader_group_config import Position
+    from anabranch.model.names import ScopedSegment
+
+    one, two = ScopedSegment("sc", "st", 0), ScopedSegment("sc", "st", 1)
+    base = {one: 10, two: 20}
+    lazy: EventRead[bytes] = _BlockEventRead(b"e", base, one, 10, 19)
+    plain = EventRead(b"e", Position({one: 19, two: 20}), None, one, 10)
+    assert lazy == plain and repr(lazy) == repr(plain)
+    assert lazy.position is lazy.position and dict(lazy.position.offsets) == {one: 19, two: 20}
+    assert lazy.pointer == plain.pointer and lazy.pointer is not None and lazy.pointer.length == 9
+    assert not lazy.is_checkpoint and EventRead(None, Position(), "cp").is_checkpoint
+    assert lazy != EventRead(b"other", Position({one: 19, two: 20}), None, one, 10)

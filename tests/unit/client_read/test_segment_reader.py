@@ -26,6 +26,37 @@ def test_split_events_rejects_garbage() -> None:
         split_events(b"\x00\x00\x00\x07\x00\x00\x00\x01x", 0)
 
 
+def _split_one_by_one(data: bytes, base: int) -> tuple[list[bytes], list[int], int]:
+    found, offsets, pos = [], [], 0
+    while len(data) - pos >= 8 and len(data) - pos - 8 >= (length := int.from_bytes(data[pos + 4:pos + 8], "big")):
+        found.append(data[pos + 8:pos + 8 + length])
+        offsets.append(base + pos)
+        pos += 8 + length
+    return found, offsets, pos
+
+
+@pytest.mark.parametrize("payloads", [
+    [b"x" * 10] * 40,  # equal sizes: split in bulk
+    [b"y" * 10] * 40 + [b"z" * 3] + [b"y" * 10] * 5,  # one differs after the first run
+    [b"%02d" % i for i in range(30)] + [b"longer one"],
+    [b""] * 20,
+    [b"a" * 7] * 15,  # fewer events than the bulk path wants
+])
+@pytest.mark.parametrize("tail", [b"", b"\x00\x00", events(b"cut short")[:12]])
+def test_split_events_in_bulk_matches_one_by_one(payloads: list[bytes], tail: bytes) -> None:
+    data = events(*payloads) + tail
+    found, offsets, used = split_events(data, 5000)
+    assert (found, offsets, used) == _split_one_by_one(data, 5000)
+    assert found == payloads and all(type(e) is bytes for e in found)
+
+
+def test_split_events_in_bulk_still_checks_every_header() -> None:
+    data = bytearray(events(*[b"q" * 12] * 40))
+    data[20 * 20] = 1  # the type byte of event 20 (20 bytes per framed event)
+    with pytest.raises(DataCorruptionError, match=r"offset 400 is not an event header \(type 16777216"):
+        split_events(bytes(data), 0)
+
+
 async def read_all(reader: SegmentReader) -> list[bytes]:
     out: list[bytes] = []
     while not reader.at_end:
