@@ -9,11 +9,13 @@ import time
 from pathlib import Path
 
 import pytest
-from testing_kit_rig import Clocked
+from testing_kit_rig import Clocked, clocked_standalone
 
 from anabranch.client import StreamManager
+from anabranch.client.errors import SegmentStoreError
+from anabranch.clock import SYSTEM_CLOCK
 from anabranch.segmentstore.store import container_id_for
-from anabranch.testing.faults import Faults, crash_and_restart
+from anabranch.testing.faults import Faults, crash_and_restart, fill_disk, small_filesystem
 from anabranch.testing.load import (
     LoadWriter,
     check_exactly_once_in_key_order,
@@ -148,6 +150,35 @@ async def test_a_broken_tier1_log_fails_the_container_until_recovered(faulty: Ri
     assert not writer.failed, writer.failed[:1]
     got = await read_everything(rig.manager, scope, stream, set(writer.acked), timeout=60)
     check_exactly_once_in_key_order(got, set(writer.acked))
+
+
+async def test_a_full_disk_holds_writes_until_space_is_freed(tmp_path: Path) -> None:
+    disk = tmp_path / "disk"
+    with small_filesystem(disk) as mounted:
+        if not mounted:
+            pytest.skip("cannot mount a tmpfs here (needs root)")
+        async with clocked_standalone(disk / "data", SYSTEM_CLOCK) as rig:
+            scope, stream = await new_stream(rig.manager, segments=1)
+            writer = LoadWriter(rig.manager, scope, stream, rate=500)
+            writer.start()
+            await writer.wait_acked(50, 30)
+            assert await asyncio.to_thread(fill_disk, disk / "filler") > 0
+            store = rig.segment_store.store
+            assert store is not None
+
+            async def disk_full() -> None:
+                while not any(c.state == "disk_full" for c in store.health().containers):
+                    await asyncio.sleep(0.01)
+
+            await asyncio.wait_for(disk_full(), 30)
+            stuck = len(writer.acked)
+            (disk / "filler").unlink()
+            await writer.wait_acked(stuck + 100, 60)
+            await writer.stop()
+            # documented (docs/client.md): the block the server refused fails with its disk-full error, not retried
+            assert all(isinstance(exc, SegmentStoreError) and "disk full" in str(exc) for exc in writer.failed)
+            got = await read_everything(rig.manager, scope, stream, set(writer.acked), timeout=60)
+            check_exactly_once_in_key_order(got, set(writer.acked))
 
 
 @pytest.mark.process
