@@ -328,6 +328,22 @@ class EventStreamReader(Generic[T]):
         self._sync_task = None
         return True, task.result()
 
+    async def _take_expired_offline(self, now_ms: int) -> None:
+        """With a reader lease, take the readers that stopped syncing offline, so their segments are acquired."""
+        lease = self.group.config.reader_lease
+        if lease is None:
+            return
+        sync = self.group.synchronizer
+        for reader in sync.state.expired_readers(now_ms, int(lease * 1000)):
+            if reader != self.reader_id:
+                log.warning("reader %s of %s/%s did not sync for %s s: taking it offline", reader, self.group.scope,
+                            self.group.name, lease)
+
+                def offline(state: ReaderGroupState, gone: str = reader) -> tuple[ReaderGroupState, None]:
+                    return state.remove_reader(gone), None
+
+                await sync.update_state(offline)
+
     async def _sync(self) -> str | None:
         """Reports positions, answers a pending checkpoint (returns its name), rebalances, starts automatic
         checkpoints (after rebalancing, so that frequent checkpoints cannot starve acquisition)."""
@@ -336,7 +352,9 @@ class EventStreamReader(Generic[T]):
         sync = self.group.synchronizer
         await sync.fetch_updates()
         positions = dict(self._positions)
-        await sync.update_state(lambda s: (s.update_positions(self.reader_id, positions), None))
+        now_ms = int(self.group.clock.time() * 1000)
+        await sync.update_state(lambda s: (s.update_positions(self.reader_id, positions, now_ms=now_ms), None))
+        await self._take_expired_offline(now_ms)
         await self._watermarks.advance(sync.state.positions())
         checkpoint = sync.state.checkpoint_for(self.reader_id)
         if checkpoint is not None:

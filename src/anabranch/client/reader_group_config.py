@@ -31,6 +31,10 @@ class ReaderGroupConfig:
     subscriber of its streams and retention never truncates past the cut acknowledged with
     ``ReaderGroup.update_retention_stream_cut``; ``"automatic"`` — the same, acknowledged at every completed
     checkpoint."""
+    reader_lease: float | None = None
+    """Seconds a reader may go without syncing with the group before another reader takes it offline (its segments
+    go back at the positions it last reported, so events after them are read again); None: never, as in Pravega,
+    where the application calls ``reader_offline`` for a reader that died."""
 
     def __post_init__(self) -> None:
         if self.retention not in _RETENTION_TYPES:
@@ -52,12 +56,14 @@ class ReaderGroupConfig:
             "refresh": self.group_refresh_time,
             "auto_cp": self.automatic_checkpoint_interval,
             "retention": self.retention,
+            "lease": self.reader_lease,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ReaderGroupConfig:
         return cls(tuple(_cut_in(c) for c in data["start"]), tuple(_cut_in(c) for c in data["end"]),
-                   data["tail"], data["refresh"], data["auto_cp"], data.get("retention", RETENTION_NONE))
+                   data["tail"], data["refresh"], data["auto_cp"], data.get("retention", RETENTION_NONE),
+                   data.get("lease"))
 
 
 class Position:

@@ -70,6 +70,8 @@ class ReaderGroupState:
     checkpoints: tuple[Checkpoint, ...] = ()
     distance_to_tail: Mapping[str, int] = field(default_factory=dict)
     cut_futures: frozenset[ScopedSegment] = frozenset()
+    heartbeats: Mapping[str, int] = field(default_factory=dict)
+    """Each reader's last sync (wall-clock ms of its client's clock), for groups with a reader lease."""
 
     # --- construction -------------------------------------------------------------------------
 
@@ -202,6 +204,7 @@ class ReaderGroupState:
             unassigned=_frozen({**self.unassigned, **held}),
             pending_checkpoints=pending,
             distance_to_tail=_frozen(distance),
+            heartbeats=_frozen({r: t for r, t in self.heartbeats.items() if r != reader}),
         )
         return state._settle_checkpoints()
 
@@ -232,8 +235,13 @@ class ReaderGroupState:
             unassigned=_frozen({**self.unassigned, segment: offset}),
         )
 
+    def expired_readers(self, now_ms: int, lease_ms: int) -> list[str]:
+        """Readers whose last sync is more than ``lease_ms`` before ``now_ms`` (readers that never synced with a
+        heartbeat do not expire)."""
+        return sorted(r for r, t in self.heartbeats.items() if r in self.assigned and now_ms - t > lease_ms)
+
     def update_positions(
-        self, reader: str, positions: Positions, distance_to_tail: int | None = None
+        self, reader: str, positions: Positions, distance_to_tail: int | None = None, now_ms: int | None = None
     ) -> ReaderGroupState:
         held = self.segments_of(reader)
         if reader not in self.assigned:
@@ -242,10 +250,12 @@ class ReaderGroupState:
         distance = dict(self.distance_to_tail)
         if distance_to_tail is not None:
             distance[reader] = distance_to_tail
+        heartbeats = self.heartbeats if now_ms is None else _frozen({**self.heartbeats, reader: now_ms})
         return replace(
             self,
             assigned=_frozen({**self.assigned, reader: _frozen(updated)}),
             distance_to_tail=_frozen(distance),
+            heartbeats=heartbeats,
         )
 
     def segment_completed(
@@ -367,6 +377,7 @@ class ReaderGroupState:
             ],
             "distance": dict(self.distance_to_tail),
             "cut_futures": sorted(s.qualified_name for s in self.cut_futures),
+            "heartbeats": dict(self.heartbeats),
         }
 
     @classmethod
@@ -390,6 +401,7 @@ class ReaderGroupState:
             ),
             distance_to_tail=_frozen(data["distance"]),
             cut_futures=segs(data.get("cut_futures", ())),
+            heartbeats=_frozen(data.get("heartbeats", {})),
         )
 
 

@@ -115,6 +115,31 @@ async def test_a_new_reader_takes_over_segments_at_the_next_refresh(clocked: Clo
     await first.close()
 
 
+async def test_a_silent_readers_lease_expires_and_its_segments_move(clocked: Clocked) -> None:
+    manager, clock = clocked.manager, clocked.clock
+    await manager.create_scope(SCOPE)
+    await manager.create_stream(SCOPE, "leased", StreamConfiguration(scaling=ScalingPolicy.fixed(2)))
+    group = await manager.create_reader_group(
+        SCOPE, "leases", ReaderGroupConfig.for_streams(SCOPE, "leased", group_refresh_time=1.0, reader_lease=10.0))
+    survivor = await group.create_reader("survivor", StringSerializer())
+    silent = await group.create_reader("silent", StringSerializer())
+    async with reading(survivor) as received:
+        async with reading(silent):
+            await tick_until(clock, 0.5, lambda: _holds(group, "silent", 1), 10)
+            await tick_until(clock, 0.5, lambda: _holds(group, "survivor", 1), 10)
+        # the silent reader's task is gone (a hung or crashed process): it never syncs again
+        await clock.tick(9)
+        assert len((await group.state()).segments_of("silent")) == 1, "taken offline before its lease ran out"
+        spent = 9 + await tick_until(clock, 1.0, lambda: _holds(group, "survivor", 2), 10, settle=0.1)
+        assert "silent" not in (await group.state()).readers
+        assert 10 <= spent <= 13, spent
+        writer = manager.create_writer(SCOPE, "leased", StringSerializer())
+        for i in range(20):
+            await writer.write_event(f"e{i}", routing_key=f"k{i}")
+        await writer.flush()
+        assert await eventually(lambda: _true(len(received) == 20), 5), "the survivor reads both segments"
+
+
 async def _holds(group: object, reader: str, count: int) -> bool:
     return len((await group.state()).segments_of(reader)) == count  # type: ignore[attr-defined]
 

@@ -303,3 +303,17 @@ def test_reset_to_a_cut_with_future_segments_does_not_wait_for_unknown_predecess
     restored, _ = restored.acquire("x")
     restored = restored.segment_completed("x", b, {merged: [a, b]})
     assert merged in restored.unassigned, "segment 0 of epoch 0 is live, but the cut says 'merged' follows directly"
+
+
+def test_a_reader_that_stops_syncing_expires_after_the_lease() -> None:
+    state = ReaderGroupState.initial({seg(0): 0, seg(1): 0}).add_reader("a").add_reader("b")
+    state, _ = state.acquire("a", 1)
+    state, _ = state.acquire("b", 1)
+    state = state.update_positions("a", {}, now_ms=1_000).update_positions("b", {}, now_ms=5_000)
+    assert state.expired_readers(11_000, 10_000) == []
+    assert state.expired_readers(11_001, 10_000) == ["a"]
+    again = ReaderGroupState.from_dict(state.to_dict())
+    assert again.heartbeats == {"a": 1_000, "b": 5_000}
+    gone = again.remove_reader("a")
+    assert "a" not in gone.heartbeats and gone.expired_readers(11_001, 10_000) == []
+    assert set(gone.unassigned) == set(state.segments_of("a"))
