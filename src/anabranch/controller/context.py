@@ -71,6 +71,10 @@ class ControllerContext:
         self.monotonic = monotonic
         self.wall_ms = wall_ms
         self._locks: dict[tuple[str, str], _Lock] = {}
+        self.marked_streams: set[tuple[str, str]] = set()
+        self.unfinished: set[tuple[str, str]] = set()
+        """Scope/name pairs whose workflow raised under its lock (the periodic sweep resumes these)."""
+        """Streams whose writers noted a time since this controller started (the watermark job visits these)."""
 
     @contextlib.asynccontextmanager
     async def lock(self, scope: str, name: str) -> AsyncIterator[None]:
@@ -83,6 +87,9 @@ class ControllerContext:
         try:
             async with entry.lock:
                 yield
+        except BaseException:
+            self.unfinished.add(key)
+            raise
         finally:
             entry.users -= 1
             if not entry.users and self._locks.get(key) is entry:

@@ -4,6 +4,7 @@ several of them (recursive scope deletion, stream heads, the startup sweep).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -15,7 +16,7 @@ from anabranch.controller.metadata import SCOPE_INDEXES
 from anabranch.controller.readergroups import ReaderGroups
 from anabranch.controller.scaling import Scaling
 from anabranch.controller.segment_helper import SegmentStoreOps
-from anabranch.controller.streams import Streams
+from anabranch.controller.streams import SWEEP_CONCURRENCY, Streams
 from anabranch.controller.transactions import Transactions
 from anabranch.controller.writers import Writers
 from anabranch.model.names import SYSTEM_SCOPE
@@ -67,11 +68,30 @@ class Controller:
                 names = [k.decode() async for k, _v, _ver in self.store.scope_index(scope, "streams").items()]
             except NoSuchSegmentError:
                 continue
-            for stream in names:
-                try:
-                    await self.txns.resume(scope, stream)
-                except Exception:
-                    log.exception("could not resume transactions of %s/%s", scope, stream)
+            gate = asyncio.Semaphore(SWEEP_CONCURRENCY)
+            await asyncio.gather(*(self._resume_txns(scope, stream, gate) for stream in names))
+
+    async def _resume_txns(self, scope: str, stream: str, gate: asyncio.Semaphore) -> None:
+        async with gate:
+            try:
+                await self.txns.resume(scope, stream)
+            except Exception:
+                log.exception("could not resume transactions of %s/%s", scope, stream)
+
+    async def resume_unfinished(self) -> None:
+        """The periodic sweep of a lone controller: resume only what failed here since the last sweep (every
+        failed workflow ran under its scope/stream lock, which recorded it), not every stream."""
+        failed, self.ctx.unfinished = self.ctx.unfinished, set()
+        for scope, name in sorted(failed):
+            if not name:
+                continue
+            try:
+                await self.streams.resume(scope, name)
+                await self.txns.resume(scope, name)
+            except Exception:
+                self.ctx.unfinished.add((scope, name))
+                log.exception("could not resume workflows of %s/%s", scope, name)
+        await self.kvtables.resume_all()
 
     async def head(self, scope: str, stream: str) -> list[tuple[int, int]]:
         """The head of the stream: the last truncation cut, else epoch 0 at offset 0."""

@@ -199,7 +199,10 @@ class ControllerService:
             await self.clock.sleep(self.sweep_interval)
         while True:
             try:
-                await controller.resume_all()
+                if self.member is not None:
+                    await controller.resume_all()  # a cluster: what failed on other controllers is swept too
+                else:
+                    await controller.resume_unfinished()  # alone: only what failed here, not every stream
             except Exception:
                 log.exception("controller sweep failed; retrying in %s s", self.sweep_interval)
             await self.clock.sleep(self.sweep_interval)

@@ -18,8 +18,11 @@ segment of ``_MARK<stream>``; the payload is UTF-8 JSON ``{"lowerTimeBound": ms,
 "streamCut": [[segmentId, keyStart, keyEnd, offset], ...]}`` (segments sorted by keyStart). Appends are
 conditional on the segment's length, so two controllers never interleave watermarks.
 
-I/O part: ``WatermarkJob`` runs every ``period`` seconds over the streams with writer marks. The window and
-the previous watermark live in memory (after a restart the first round treats every writer as active).
+I/O part: ``WatermarkJob`` runs every ``period`` seconds over the streams with writer marks: its first round
+visits every stream (marks written before a restart), later rounds only the streams whose writers noted a time
+since (``ControllerContext.marked_streams``; a stream leaves the set once it has no live mark), so idle streams
+cost nothing. The window and the previous watermark live in memory (after a restart the first round treats every
+writer as active).
 """
 
 from __future__ import annotations
@@ -242,15 +245,21 @@ class WatermarkJob:
         self.period = period
         self.windows: dict[tuple[str, str], WatermarkWindow] = {}
         self.emitted = 0
+        self._seeded = False
 
     async def run(self) -> None:
         await run_periodically(self.clock, self.period, self.run_once, "watermark cycle")
 
     async def run_once(self) -> None:
-        async for scope, stream in self.controller.store.user_streams():
+        marked = self.controller.ctx.marked_streams
+        if not self._seeded:
+            self._seeded = True
+            marked.update([key async for key in self.controller.store.user_streams()])
+        for scope, stream in sorted(marked):
             try:
                 await self.process(scope, stream)
             except (StreamNotFoundError, NoSuchSegmentError) as exc:
+                marked.discard((scope, stream))
                 log.info("watermarking of %s/%s skipped this cycle: %s", scope, stream, exc)
 
     async def process(self, scope: str, stream: str) -> Watermark | None:
@@ -261,6 +270,8 @@ class WatermarkJob:
                  async for key, v, _ver in view.table.items() if key.startswith(prefix) and not v.get("shutdown")]
         if not marks or view.state is StreamState.CREATING:
             self.windows.pop((scope, stream), None)
+            if not marks:
+                ctx.marked_streams.discard((scope, stream))
             return None
         epochs = await ctx.all_epochs(view)
         segments = all_segments(epochs)

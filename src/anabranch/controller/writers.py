@@ -36,6 +36,7 @@ class Writers:
                 if any(position[s] < old[s] for s in position.keys() & old.keys()):
                     return "INVALID_POSITION"
         await view.table.put(WRITER_PREFIX + writer, {"time": timestamp, "position": dict(position)}, version)
+        self.ctx.marked_streams.add((scope, stream))
         return "SUCCESS"
 
     async def remove(self, scope: str, stream: str, writer: str) -> str:
