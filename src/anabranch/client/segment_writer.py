@@ -131,10 +131,26 @@ class SegmentWriter:
         queued.set_result(future)
         if not large:
             if self._appends.idle:
-                loop.call_soon(self._appends.close_open_if_idle)
+                loop.call_soon(self._send_if_idle)
             else:
                 self._linger_handle = loop.call_later(self._linger, self._appends.close_open)
         return future
+
+    def _send_if_idle(self) -> None:
+        """Adaptive batching: send the open block now if nothing is in flight (it opened while idle)."""
+        if self._appends.close_open_if_idle():
+            self._send_direct()
+
+    def _send_direct(self) -> None:
+        """Write ready blocks from a callback, saving the sender task's wake-up (lower ack latency). The task
+        still drains the connection (backpressure), and writes large blocks, resends and everything else."""
+        conn = self._conn
+        if conn is None or conn.closed or self.sealed or self._closed:
+            return
+        appends = self._appends
+        while (block := appends.next_to_send(large=False)) is not None:
+            conn.writelines(appends.frames(block))
+            self.blocks_sent += 1
 
     def _block_ready(self) -> None:
         if self._linger_handle is not None:
@@ -290,7 +306,8 @@ class SegmentWriter:
             self._complete(self._appends.acknowledge(reply.event_number))
             if reply.current_segment_write_offset >= 0:
                 self.write_offset = reply.current_segment_write_offset
-            self._appends.close_open_if_idle()
+            if self._appends.close_open_if_idle():
+                self._send_direct()
             self._wakeup.set()
         elif outcome is ReplyOutcome.SEALED:
             self._mark_sealed()

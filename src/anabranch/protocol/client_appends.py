@@ -256,11 +256,14 @@ class ClientAppends(Generic[H]):
 
     # ---- sending ----
 
-    def next_to_send(self) -> OutgoingBlock[H] | None:
-        """The next ready block, now in flight; None while the in-flight window (or a large block) forbids."""
+    def next_to_send(self, *, large: bool = True) -> OutgoingBlock[H] | None:
+        """The next ready block, now in flight; None while the in-flight window (or a large block) forbids, or
+        when the next block is large and ``large`` is False (a caller that cannot write large blocks)."""
         ready = self._ready
         inflight = self._inflight
         if not ready or len(inflight) >= self._max_inflight or (inflight and (ready[0].large or inflight[0].large)):
+            return None
+        if not large and ready[0].large:
             return None
         block = ready.popleft()
         self._inflight.append(block)

@@ -102,10 +102,12 @@ def test_in_flight_window_and_large_blocks_wait_for_an_empty_window() -> None:
     assert m.appends.add(b"L" * 17, None) == 4 and m.opened[-1] is True
     assert m.send_all() == []  # blocks 2 and 3 are still in flight
     m.appends.acknowledge(3)
+    assert m.appends.next_to_send(large=False) is None  # a sender that cannot write large blocks leaves it
     (large,) = m.send_all()
     assert large.large and large.first_event == large.last_event == 4
     m.appends.add(b"d", None)
     assert m.send_all() == []  # nothing passes a large block in flight
+    assert m.appends.next_to_send(large=False) is None
     m.appends.large_written(large)
     assert [b.last_event for b in m.send_all()] == [5]
 

@@ -1,0 +1,205 @@
+"""Issue 15's figures in one run: the pure-Python baseline and ours, back to back, as ratios against targets.
+
+    python3 scripts/perf_figures.py [--quick] [--only write,write_1k,read,latency,append,streams] [--json]
+
+Runs, one after another on this machine (each benchmark starts its own server and stops it):
+- the baseline: ``peer_pyappend.py --reps 1 --n N --n1k N1K --sync group`` (a minimal asyncio append server with
+  group commit and a client that frames each event in Python): writer 100 B and 1 KiB, reader, ack latency;
+- ``anabranch bench write`` (100 B events, 100 routing keys; its paced run gives the ack latency at 1,000 ev/s),
+  ``bench write --event-size 1024``, ``bench read``, ``bench append`` (server side, raw append blocks) and
+  ``bench streams --count 10000`` (create rate and resident bytes per idle stream).
+Prints a table (ours, baseline, ratio, target, met?) on stderr and ONE JSON line on stdout: ``figures`` (each with
+``ours``, ``baseline``, ``ratio``, ``target``, ``met``), ``all_met``, the machine load before and after, and the
+raw JSON of every benchmark. Throughput ratios compare events per second (equal event sizes on both sides).
+The machine is shared and absolute numbers swing: compare within one run, and repeat when in doubt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+BASELINE = Path(os.environ.get("ANABRANCH_PERF_BASELINE", "/work/shared/bench/peers/peer_pyappend.py"))
+FIGURES = ("write", "write_1k", "read", "latency", "append", "streams")
+TIMEOUT = 900.0
+
+
+@dataclass(frozen=True)
+class Sizes:
+    events: int
+    events_1k: int
+    append_events: int
+    streams: int
+    latency_seconds: float
+
+
+FULL = Sizes(events=1_000_000, events_1k=300_000, append_events=2_000_000, streams=10_000, latency_seconds=3.0)
+QUICK = Sizes(events=200_000, events_1k=60_000, append_events=400_000, streams=1_000, latency_seconds=1.0)
+
+
+def _load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def _json_lines(text: str) -> list[dict[str, Any]]:
+    lines = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            lines.append(json.loads(line))
+    return lines
+
+
+def _run(command: list[str], env: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    print("$ " + " ".join(command), file=sys.stderr, flush=True)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT, env=env, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
+    return _json_lines(done.stdout)
+
+
+def _bench(*args: str) -> dict[str, Any]:
+    lines = _run([sys.executable, "-m", "anabranch", "bench", *args, "--json"])
+    if not lines:
+        raise RuntimeError(f"anabranch bench {' '.join(args)} printed no JSON")
+    return lines[-1]
+
+
+def baseline(sizes: Sizes) -> dict[str, Any]:
+    """The baseline's figures: events/s of the writer (100 B, 1 KiB) and reader (100 B), ack latency in ms."""
+    with tempfile.TemporaryDirectory(prefix="perf-baseline-") as tmp:
+        env = {**os.environ, "PERF_DIR": tmp}
+        lines = _run([sys.executable, str(BASELINE), "--reps", "1", "--n", str(sizes.events),
+                      "--n1k", str(sizes.events_1k), "--sync", "group"], env=env)
+    out: dict[str, Any] = {"raw": lines}
+    for line in lines:
+        op, size = line.get("op"), line.get("size")
+        if op == "write":
+            out["write" if size == 100 else "write_1k"] = line["ev_s"]
+        elif op == "read" and size == 100:
+            out["read"] = line["ev_s"]
+        elif op == "ack_latency":
+            out["ack_p50_ms"] = line["lat_p50_us"] / 1000
+            out["ack_p99_ms"] = line["lat_p99_us"] / 1000
+    return out
+
+
+def ours(sizes: Sizes, only: set[str]) -> dict[str, dict[str, Any]]:
+    results: dict[str, dict[str, Any]] = {}
+    if only & {"write", "latency"}:
+        results["write"] = _bench("write", "--events", str(sizes.events), "--latency-seconds",
+                                  str(sizes.latency_seconds))
+    if "write_1k" in only:
+        results["write_1k"] = _bench("write", "--event-size", "1024", "--events", str(sizes.events_1k),
+                                     "--latency-seconds", "0.2")
+    if "read" in only:
+        results["read"] = _bench("read", "--events", str(sizes.events))
+    if "append" in only:
+        results["append"] = _bench("append", "--events", str(sizes.append_events), "--latency-seconds", "0.5")
+    if "streams" in only:
+        results["streams"] = _bench("streams", "--count", str(sizes.streams), "--sequential",
+                                    str(min(1000, sizes.streams)))
+    return results
+
+
+def _ratio(figure: str, what: str, mine: float, base: float | None, target: float) -> dict[str, Any]:
+    ratio = round(mine / base, 3) if base else None
+    return {"figure": figure, "what": what, "ours": mine, "baseline": base, "ratio": ratio,
+            "target": f"ratio >= {target}", "met": ratio is not None and ratio >= target}
+
+
+def _bound(figure: str, what: str, mine: float, base: float | None, bound: float, *, at_most: bool) -> dict[str, Any]:
+    met = mine <= bound if at_most else mine >= bound
+    return {"figure": figure, "what": what, "ours": mine, "baseline": base, "ratio": None,
+            "target": f"{'<=' if at_most else '>='} {bound}", "met": met}
+
+
+def figures(base: dict[str, Any], mine: dict[str, dict[str, Any]], only: set[str]) -> list[dict[str, Any]]:
+    rows = []
+    if "write" in only and "write" in mine:
+        rows.append(_ratio("write_100B", "one writer, 100 B events, 100 keys (ev/s)",
+                           mine["write"]["events_per_s"], base.get("write"), 0.3))
+    if "write_1k" in mine:
+        rows.append(_ratio("write_1KiB", "one writer, 1 KiB events (ev/s)", mine["write_1k"]["events_per_s"],
+                           base.get("write_1k"), 0.5))
+    if "read" in mine:
+        rows.append(_ratio("read_100B", "one reader, 100 B events (ev/s)", mine["read"]["events_per_s"],
+                           base.get("read"), 0.5))
+    if "append" in mine:
+        rows.append(_ratio("append_100B", "raw append blocks, server side (ev/s)", mine["append"]["events_per_s"],
+                           base.get("write"), 0.5))
+    if "latency" in only and "write" in mine:
+        rows.append(_bound("ack_p50_ms", "ack latency at 1,000 ev/s, p50 (ms)", mine["write"]["ack_p50_ms"],
+                           base.get("ack_p50_ms"), 1.0, at_most=True))
+        rows.append(_bound("ack_p99_ms", "ack latency at 1,000 ev/s, p99 (ms)", mine["write"]["ack_p99_ms"],
+                           base.get("ack_p99_ms"), 4.0, at_most=True))
+    if "streams" in mine:
+        streams = mine["streams"]
+        rows.append(_bound("stream_creates_per_s", "stream creates/s (sequential, standalone)",
+                           streams.get("sequential_creates_per_s", 0.0), None, 1000.0, at_most=False))
+        rows.append(_bound("bytes_per_idle_stream", "resident bytes per idle stream",
+                           streams.get("rss_per_stream_bytes", 0), None, 2048.0, at_most=True))
+    return rows
+
+
+def _show(rows: list[dict[str, Any]], load: dict[str, list[float]]) -> None:
+    table = Table(title=f"issue 15 figures (load before {load['before']}, after {load['after']})")
+    for column in ("figure", "ours", "baseline", "ratio", "target", "met?"):
+        table.add_column(column, justify="left" if column in ("figure", "target") else "right")
+
+    def fmt(value: Any) -> str:
+        if value is None:
+            return "-"
+        if isinstance(value, float) and value >= 1000:
+            return f"{value:,.0f}"
+        if isinstance(value, int):
+            return f"{value:,}"
+        return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+    for row in rows:
+        table.add_row(row["what"], fmt(row["ours"]), fmt(row["baseline"]), fmt(row["ratio"]), row["target"],
+                      "[green]yes[/]" if row["met"] else "[red]no[/]")
+    Console(stderr=True).print(table)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="Smaller runs (about a fifth of the events).")
+    parser.add_argument("--only", default=",".join(FIGURES),
+                        help=f"Comma-separated subset of {', '.join(FIGURES)}.")
+    parser.add_argument("--no-baseline", action="store_true", help="Skip the baseline (no ratios).")
+    parser.add_argument("--json", action="store_true", help="No table on stderr, only the JSON line.")
+    args = parser.parse_args()
+    only = {name.strip() for name in args.only.split(",") if name.strip()}
+    unknown = only - set(FIGURES)
+    if unknown:
+        parser.error(f"unknown figures {sorted(unknown)}; choose from {', '.join(FIGURES)}")
+    sizes = QUICK if args.quick else FULL
+    load_before = _load()
+    started = time.time()
+    base = {} if args.no_baseline else baseline(sizes)
+    mine = ours(sizes, only)
+    load = {"before": load_before, "after": _load()}
+    rows = figures(base, mine, only)
+    if not args.json:
+        _show(rows, load)
+    print(json.dumps({"figures": rows, "all_met": all(r["met"] for r in rows), "load": load,
+                      "seconds": round(time.time() - started, 1), "sizes": sizes.__dict__,
+                      "baseline": base, "ours": mine}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
