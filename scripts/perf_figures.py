@@ -5,9 +5,10 @@
 Runs, one after another on this machine (each benchmark starts its own server and stops it):
 - the baseline: ``peer_pyappend.py --reps 1 --n N --n1k N1K --sync group`` (a minimal asyncio append server with
   group commit and a client that frames each event in Python): writer 100 B and 1 KiB, reader, ack latency;
-- ``anabranch bench write`` (100 B events, 100 routing keys; its paced run gives the ack latency at 1,000 ev/s),
-  ``bench write --event-size 1024``, ``bench read``, ``bench append`` (server side, raw append blocks) and
-  ``bench streams --count 10000`` (create rate and resident bytes per idle stream).
+- ``anabranch bench write`` (100 B events, 100 routing keys), ``bench write --event-size 1024``, ``bench read``,
+  the ack latency at 1,000 ev/s (``bench write --events 1000``: its paced run on a fresh server, not right after
+  a flood), ``bench append`` (server side, raw append blocks) and ``bench streams --count 10000`` (create rate
+  and resident bytes per idle stream).
 Prints a table (ours, baseline, ratio, target, met?) on stderr and ONE JSON line on stdout: ``figures`` (each with
 ``ours``, ``baseline``, ``ratio``, ``target``, ``met``), ``all_met``, the machine load before and after, and the
 raw JSON of every benchmark. Throughput ratios compare events per second (equal event sizes on both sides).
@@ -97,9 +98,11 @@ def baseline(sizes: Sizes) -> dict[str, Any]:
 
 def ours(sizes: Sizes, only: set[str]) -> dict[str, dict[str, Any]]:
     results: dict[str, dict[str, Any]] = {}
-    if only & {"write", "latency"}:
-        results["write"] = _bench("write", "--events", str(sizes.events), "--latency-seconds",
-                                  str(sizes.latency_seconds))
+    if "write" in only:
+        results["write"] = _bench("write", "--events", str(sizes.events), "--latency-seconds", "0.2")
+    if "latency" in only:  # on a server that has not just taken a flood (whose tiering to LTS still runs)
+        results["latency"] = _bench("write", "--events", "1000", "--rate", "1000", "--latency-seconds",
+                                    str(sizes.latency_seconds))
     if "write_1k" in only:
         results["write_1k"] = _bench("write", "--event-size", "1024", "--events", str(sizes.events_1k),
                                      "--latency-seconds", "0.2")
@@ -127,7 +130,7 @@ def _bound(figure: str, what: str, mine: float, base: float | None, bound: float
 
 def figures(base: dict[str, Any], mine: dict[str, dict[str, Any]], only: set[str]) -> list[dict[str, Any]]:
     rows = []
-    if "write" in only and "write" in mine:
+    if "write" in mine:
         rows.append(_ratio("write_100B", "one writer, 100 B events, 100 keys (ev/s)",
                            mine["write"]["events_per_s"], base.get("write"), 0.3))
     if "write_1k" in mine:
@@ -139,10 +142,10 @@ def figures(base: dict[str, Any], mine: dict[str, dict[str, Any]], only: set[str
     if "append" in mine:
         rows.append(_ratio("append_100B", "raw append blocks, server side (ev/s)", mine["append"]["events_per_s"],
                            base.get("write"), 0.5))
-    if "latency" in only and "write" in mine:
-        rows.append(_bound("ack_p50_ms", "ack latency at 1,000 ev/s, p50 (ms)", mine["write"]["ack_p50_ms"],
+    if "latency" in mine:
+        rows.append(_bound("ack_p50_ms", "ack latency at 1,000 ev/s, p50 (ms)", mine["latency"]["ack_p50_ms"],
                            base.get("ack_p50_ms"), 1.0, at_most=True))
-        rows.append(_bound("ack_p99_ms", "ack latency at 1,000 ev/s, p99 (ms)", mine["write"]["ack_p99_ms"],
+        rows.append(_bound("ack_p99_ms", "ack latency at 1,000 ev/s, p99 (ms)", mine["latency"]["ack_p99_ms"],
                            base.get("ack_p99_ms"), 4.0, at_most=True))
     if "streams" in mine:
         streams = mine["streams"]
