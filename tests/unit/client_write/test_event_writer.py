@@ -185,3 +185,45 @@ async def test_a_server_error_reply_reaches_the_caller_and_the_writer_goes_on(
         fake_store.append_error = None
         await asyncio.wait_for(await writer.write_event(b"later"), 5)
     assert fake_store.events(segments[0].qualified_name) == [b"first", b"later"]
+
+
+async def test_writes_after_close_fail_on_the_fast_path_too(fake_store: FakeSegmentStore,
+                                                            fake_controller: FakeController) -> None:
+    from anabranch.client.errors import ClientClosedError
+
+    fake_controller.create_stream("sc", "st", 1)
+    context = make_context(fake_controller)
+    writer: EventStreamWriter[bytes] = EventStreamWriter(context, "sc", "st")
+    await asyncio.wait_for(await writer.write_event(b"a", "known"), 10)
+    await writer.close()
+    with pytest.raises(ClientClosedError):
+        await writer.write_event(b"b", "known")  # the key's segment writer is cached: the fast path
+    with pytest.raises(ClientClosedError):
+        await writer.write_event(b"c", "new key")
+    with pytest.raises(ClientClosedError):
+        await writer.write_events([b"d", b"e"], "known")
+    assert fake_store.events(segment_name("sc", "st", 0)) == [b"a"]
+    await context.pool.close()
+
+
+async def test_backpressure_makes_write_event_wait_then_gives_the_blocks_future(
+        fake_store: FakeSegmentStore, fake_controller: FakeController) -> None:
+    fake_controller.create_stream("sc", "st", 1)
+    context = make_context(fake_controller, max_block_events=1, max_inflight_blocks=1)
+    writer: EventStreamWriter[bytes] = EventStreamWriter(context, "sc", "st")
+    await asyncio.wait_for(await writer.write_event(b"first", "k"), 10)
+    fake_store.hold_acks = True
+    results = [writer.write_event(f"e{i}".encode(), "k") for i in range(2)]  # one-event blocks, none sent yet
+    assert all(isinstance(r, asyncio.Future) and r.done() for r in results)  # room left: no coroutine
+    backlogged = writer.write_event(b"over", "k")
+    assert asyncio.iscoroutine(backlogged)  # more than 2 x max_inflight_blocks ready: wait for room
+    waiting = asyncio.ensure_future(backlogged)
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    fake_store.hold_acks = False
+    fake_store.drop_connections()  # the resend after reconnecting is acked
+    ack = await asyncio.wait_for(waiting, 10)
+    await asyncio.wait_for(ack, 10)
+    assert fake_store.events(segment_name("sc", "st", 0)) == [b"first", b"e0", b"e1", b"over"]
+    await writer.close()
+    await context.pool.close()
