@@ -1,9 +1,10 @@
 """The controller's side of auto-scaling (spec §5.2): turn the segment store's ``ScaleRequest``s into scales.
 
-Pure part (no I/O): ``split_ranges`` (UP: ``n = min(max(2, splits), max(2, scaleFactor))`` equal parts, the
-last ending exactly at the old end), ``merge_candidates`` (DOWN: the segment and its cold adjacent
-neighbours, at most 3, never below ``minNumSegments``), ``ColdMarks`` (segment → cold until; silent = for
-good) and ``plan_request`` combining them into a ``ScalePlan``.
+Pure part (no I/O): ``split_ranges`` (UP: ``n = min(max(2, splits), max(2, scaleFactor))`` parts, each as
+wide as its share of the splits the rate needs, the last ending exactly at the old end), ``merge_candidates``
+(DOWN: the segment and its cold adjacent neighbours, at most 3, never below ``minNumSegments``),
+``ColdMarks`` (segment → cold until; silent = for good) and ``plan_request`` combining them into a
+``ScalePlan``.
 
 I/O part: ``AutoScaler`` polls the request table the segment store writes (``AUTOSCALE_TABLE``), ignores
 requests older than ``validity`` seconds and streams with a FIXED policy, runs the plan through the
@@ -28,7 +29,7 @@ from anabranch.controller.records import ScalingConfig, StreamState
 from anabranch.controller.segment_helper import iterate_entries
 from anabranch.errors import DataCorruptionError
 from anabranch.model.keyspace import Range, split_range
-from anabranch.segmentstore.stats.requests import AUTOSCALE_TABLE, ScaleDirection, ScaleRequest
+from anabranch.segmentstore.stats.requests import AUTOSCALE_TABLE, ScaleDirection, ScaleRequest, split_shares
 
 if TYPE_CHECKING:
     from anabranch.controller.facade import Controller
@@ -45,9 +46,19 @@ class ScalePlan:
 
 
 def split_ranges(segment: SegmentRecord, num_splits: int, scale_factor: int) -> list[Range] | None:
-    """The UP split of ``segment``; None if its range is too narrow to split into distinct parts."""
+    """The UP split of ``segment``; None if its range is too narrow to split into distinct parts.
+
+    ``parts = min(max(2, splits), max(2, scaleFactor))`` (Pravega); when the scale factor caps the parts below
+    the splits the rate needs, each part is as wide as its share of those splits (``split_shares``), so later
+    splits of the parts end at the needed count instead of overshooting it."""
     parts = min(max(2, num_splits), max(2, scale_factor))
-    ranges = split_range(segment.key_start, segment.key_end, parts)
+    shares = split_shares(num_splits, parts)
+    if len(set(shares)) == 1:
+        ranges = split_range(segment.key_start, segment.key_end, parts)
+    else:
+        total, width = sum(shares), segment.key_end - segment.key_start
+        bounds = [segment.key_start + width * sum(shares[:i]) / total for i in range(parts)] + [segment.key_end]
+        ranges = [(bounds[i], bounds[i + 1]) for i in range(parts)]
     if any(start >= end for start, end in ranges):
         return None
     return ranges

@@ -24,10 +24,11 @@ from anabranch.controller.epochs import EpochRecord, SegmentRecord, first_epoch,
 from anabranch.controller.facade import Controller
 from anabranch.controller.records import ScalingConfig, StreamConfiguration
 from anabranch.controller.segment_helper_memory import InMemorySegmentStore
-from anabranch.model.keyspace import initial_ranges
+from anabranch.model.keyspace import initial_ranges, split_range
 from anabranch.model.names import segment_id
 from anabranch.protocol.commands import NO_VERSION
 from anabranch.segmentstore.stats import AUTOSCALE_TABLE, ScaleDirection, ScaleRequest
+from anabranch.segmentstore.stats.requests import split_shares
 
 MIN10 = 600_000
 
@@ -40,6 +41,18 @@ def test_split_into_bounded_equal_parts_ending_at_the_old_end() -> None:
     assert all(ranges[i][1] == ranges[i + 1][0] for i in range(3))
     assert len(split_ranges(s, 1, 0) or []) == 2
     assert len(split_ranges(s, 9, 1) or []) == 2
+
+
+def test_a_capped_split_makes_parts_as_wide_as_their_share_of_the_need() -> None:
+    s = first_epoch(initial_ranges(1), 0, 0).sorted_segments()[0]
+    assert split_ranges(s, 10, 10) == split_range(0.0, 1.0, 10)
+    ranges = split_ranges(s, 5, 2)
+    assert ranges is not None and math.isclose(ranges[0][1], 0.6) and ranges[1] == (ranges[0][1], 1.0)
+    ranges = split_ranges(s, 10, 4)
+    assert ranges is not None
+    widths = [end - start for start, end in ranges]
+    assert [round(w * 10) for w in widths] == [3, 3, 2, 2] and ranges[-1][1] == 1.0
+    assert split_shares(10, 4) == [3, 3, 2, 2] and split_shares(1, 2) == [1, 1] and split_shares(4, 2) == [2, 2]
 
 
 def test_merge_takes_cold_neighbours_only() -> None:
@@ -75,7 +88,8 @@ def test_fixed_policy_and_unknown_segments_are_ignored() -> None:
     gone = ScaleRequest("s", "t", segment_id(9, 3), ScaleDirection.UP, 3, False, 0)
     assert plan_request(gone, active, ScalingConfig(2, 10, 2, 1), ColdMarks(), 0, MIN10) is None
     plan = plan_request(up, active, ScalingConfig(2, 10, 2, 1), ColdMarks(), 0, MIN10)
-    assert plan == ScalePlan((active[0].id,), ((0.0, 0.25), (0.25, 0.5)))
+    # 3 splits needed, 2 allowed at once: the parts are 2/3 and 1/3 of the range (the first splits again later)
+    assert plan == ScalePlan((active[0].id,), ((0.0, 0.5 * 2 / 3), (0.5 * 2 / 3, 0.5)))
 
 
 requests_strategy = st.lists(
@@ -141,7 +155,7 @@ async def test_poller_splits_then_merges_back(controller: Controller) -> None:
     scaler = AutoScaler(controller, clock)
     assert await scaler.poll_once() == 0
     (only,) = await active(controller, "st")
-    await put_request(controller, ScaleRequest("sc", "st", only.id, ScaleDirection.UP, 5, False, now))
+    await put_request(controller, ScaleRequest("sc", "st", only.id, ScaleDirection.UP, 6, False, now))
     assert await scaler.poll_once() == 1
     parts = await active(controller, "st")
     assert [(p.key_start, p.key_end) for p in parts] == [(0.0, 1 / 3), (1 / 3, 2 / 3), (2 / 3, 1.0)]

@@ -117,14 +117,17 @@ def test_decide_follows_pravega_rules() -> None:
     assert decide(c, 10, 599, 100, 100, 100, 100) is None
     assert decide(c, 10, 700, 51, 0, 0, 0) == (ScaleDirection.UP, 5)
     assert decide(c, 10, 700, 0, 21, 0, 0) == (ScaleDirection.UP, 2)
-    assert decide(c, 10, 700, 0, 0, 10.5, 0) == (ScaleDirection.UP, 2)
+    assert decide(c, 10, 700, 0, 0, 10.5, 0) is None  # the split margin (1.2): a hysteresis Pravega lacks
+    assert decide(c, 10, 700, 0, 0, 12.5, 0) == (ScaleDirection.UP, 2)
+    assert decide(AutoScaleConfig(split_margin=1.0), 10, 700, 0, 0, 10.5, 0) == (ScaleDirection.UP, 2)
     assert decide(c, 10, 700, 0, 0, 0, 0) is None
     assert decide(c, 10, 1300, 9, 9, 9, 4.9) == (ScaleDirection.DOWN, 0)
     assert decide(c, 10, 1300, 9, 9, 9, 5.0) is None
     fast = AutoScaleConfig(cooldown=0)
     assert decide(fast, 10, 299, 49, 19, 10.5, 0) is None
     assert decide(fast, 10, 301, 49, 19, 10.5, 0) is None
-    assert decide(fast, 10, 301, 49, 21, 10.5, 0) == (ScaleDirection.UP, 4)
+    assert decide(fast, 10, 301, 49, 21, 10.5, 0) == (ScaleDirection.UP, 5)  # ceil: the segments the rate needs
+    assert decide(fast, 10, 301, 40.5, 21, 10.5, 0) == (ScaleDirection.UP, 4)  # within the split tolerance
     assert decide(fast, 10, 121, 51, 21, 10.5, 0) == (ScaleDirection.UP, 5)
 
 

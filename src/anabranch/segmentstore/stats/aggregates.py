@@ -3,7 +3,8 @@
 A ``SegmentAggregate`` counts what arrived since the last tick (bytes for scale type 1, events for scale
 type 2) and, on each tick, folds the instant rate into exponentially decaying averages over four windows
 (default 2, 5, 10 and 20 minutes) with ``alpha = 1 - exp(-tick / window)`` (Pravega: ``1 - exp(-5 s / w)``);
-a rate still at 0 starts at the first instant rate, as in Pravega. Ticks without traffic decay the rates
+a rate still at 0 starts at the first instant rate, as in Pravega, unless the segment was seeded with its share
+of the rates of the segments it replaced (``seed``). Ticks without traffic decay the rates
 toward 0. Rates are in KiB/s (scale type 1) or events/s (scale type 2). ``record`` is O(1) and
 allocation-free: it sits on the append path and is called once per append block. A merged transaction that
 lived longer than a tick is amortised as Pravega does: it counts ``tick / lifetime`` of its traffic.
@@ -32,10 +33,15 @@ class AutoScaleConfig:
     mute: float = 600.0
     report_interval: float = 120.0
     idle_expiry: float = 1200.0
+    split_margin: float = 1.2
+    """Hysteresis of the 10-minute rule: UP once r10 exceeds the target by this factor (Pravega: 1.0), so a
+    segment the last split left at its target does not split again on noise."""
 
     def __post_init__(self) -> None:
         if self.tick <= 0 or any(w <= 0 for w in self.windows) or len(self.windows) != 4:
             raise ConfigError(f"auto-scale tick and the four windows must be positive, got {self}")
+        if self.split_margin < 1.0:
+            raise ConfigError(f"auto-scale split margin must be >= 1.0, got {self.split_margin}")
         if min(self.cooldown, self.mute, self.report_interval, self.idle_expiry) < 0:
             raise ConfigError(f"auto-scale cool-down, mute, report interval and expiry must be >= 0, got {self}")
 
@@ -46,7 +52,7 @@ class AutoScaleConfig:
         return cls(base.tick / factor, (base.windows[0] / factor, base.windows[1] / factor,
                                         base.windows[2] / factor, base.windows[3] / factor),
                    base.cooldown / factor, base.mute / factor, base.report_interval / factor,
-                   base.idle_expiry / factor)
+                   base.idle_expiry / factor, base.split_margin)
 
 
 class SegmentAggregate:
@@ -70,6 +76,12 @@ class SegmentAggregate:
     def set_policy(self, scale_type: int, target_rate: int) -> None:
         self.by_bytes = scale_type == SCALE_BY_KIB
         self.target_rate = target_rate
+
+    def seed(self, rates: list[float], share: float) -> None:
+        """Start from ``share`` of a sealed predecessor's rates (added: a merge has several predecessors), so a
+        new segment neither waits for its own history nor takes one burst as its rate."""
+        for i, rate in enumerate(rates):
+            self.rates[i] += rate * share
 
     def record(self, nbytes: float, events: float) -> None:
         self.pending += nbytes if self.by_bytes else events

@@ -3,8 +3,9 @@
 ``decide`` is the pure rule (spec §5.1), with Pravega's thresholds scaled to the configured windows
 (w2, w5, w10, w20 stand for the 2/5/10/20-minute windows):
 - nothing until the aggregate is older than the cool-down;
-- UP if r2 > 5 * target (age > w2), r5 > 2 * target (age > w5) or r10 > target (age > w10), asking for
-  ``max(2, floor(max(r2, r5, r10) / target))`` splits;
+- UP if r2 > 5 * target (age > w2), r5 > 2 * target (age > w5) or r10 > target * split_margin (age > w10;
+  Pravega has no margin: a hysteresis), asking for ``max(2, ceil(max(r2, r5, r10) / target - SPLIT_TOLERANCE))``
+  splits: the segments the rate needs (Pravega's floor under-asks, so its splits cascade past the need);
 - DOWN if r2, r5 and r10 are below target, r20 below target/2, and age > w20.
 ``AutoScaleProcessor`` adds the state (mute, idle expiry): see its docstring.
 """
@@ -18,6 +19,10 @@ from anabranch.model.names import ScopedSegment
 from anabranch.segmentstore.stats.aggregates import AutoScaleConfig
 from anabranch.segmentstore.stats.requests import ScaleDirection, ScaleRequest
 
+SPLIT_TOLERANCE = 0.1
+"""A rate up to this fraction of one target above a multiple of it does not ask for one more segment: the
+segments a scale creates see the events their writers held back during the scale, a small lasting bump."""
+
 
 def decide(config: AutoScaleConfig, target: float, age: float, r2: float, r5: float, r10: float,
            r20: float) -> tuple[ScaleDirection, int] | None:
@@ -25,8 +30,9 @@ def decide(config: AutoScaleConfig, target: float, age: float, r2: float, r5: fl
     if target <= 0 or age <= config.cooldown:
         return None
     w2, w5, w10, w20 = config.windows
-    if (r2 > 5 * target and age > w2) or (r5 > 2 * target and age > w5) or (r10 > target and age > w10):
-        return ScaleDirection.UP, max(2, math.floor(max(r2, r5, r10) / target))
+    if ((r2 > 5 * target and age > w2) or (r5 > 2 * target and age > w5)
+            or (r10 > target * config.split_margin and age > w10)):
+        return ScaleDirection.UP, max(2, math.ceil(max(r2, r5, r10) / target - SPLIT_TOLERANCE))
     if r2 < target and r5 < target and r10 < target and r20 < target / 2 and age > w20:
         return ScaleDirection.DOWN, 0
     return None

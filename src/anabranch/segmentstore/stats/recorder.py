@@ -9,7 +9,9 @@ type 1 or 2 and a positive target) are tracked; appends to a transaction segment
 counted aside and added, spread over the transaction's life (since its first append), when it is merged
 (``record_transaction_merge``). After a restart the recorder learns a segment's policy on its first append
 through ``policy_lookup`` (resolved on the next tick) and treats it as created then (so an idle segment still
-expires into a silent DOWN). Reporter failures are logged and do not stop the ticks.
+expires into a silent DOWN). The segments a scale creates start from their key-range share of the rates of the
+segments it seals (``_seed_successors``), so they neither inherit the parent's whole rate nor take the burst of
+held-back events in their first tick for their rate. Reporter failures are logged and do not stop the ticks.
 """
 
 from __future__ import annotations
@@ -20,10 +22,17 @@ from collections.abc import Awaitable, Callable
 from anabranch.admin.metrics import SEGMENT_STORE as SEGMENT_STORE_METRICS
 from anabranch.clock import Clock, run_periodically
 from anabranch.errors import InvalidNameError
-from anabranch.model.names import TRANSACTION_DELIMITER, TRANSIENT_DELIMITER, ScopedSegment, parent_segment_name
+from anabranch.model.names import (
+    TRANSACTION_DELIMITER,
+    TRANSIENT_DELIMITER,
+    ScopedSegment,
+    parent_segment_name,
+    segment_epoch,
+    segment_number,
+)
 from anabranch.segmentstore.stats.aggregates import SCALE_BY_EVENTS, SCALE_BY_KIB, AutoScaleConfig, SegmentAggregate
 from anabranch.segmentstore.stats.processor import AutoScaleProcessor
-from anabranch.segmentstore.stats.requests import ScaleRequest
+from anabranch.segmentstore.stats.requests import ScaleRequest, split_shares
 
 log = logging.getLogger(__name__)
 
@@ -48,15 +57,19 @@ class SegmentStatsRecorder:
     def __init__(self, clock: Clock, reporter: ScaleReporter, *, cooldown: float = 600.0, mute: float = 600.0,
                  report_interval: float = 120.0, idle_expiry: float = 1200.0, tick: float = 5.0,
                  windows: tuple[float, float, float, float] = (120.0, 300.0, 600.0, 1200.0),
-                 policy_lookup: PolicyLookup | None = None) -> None:
+                 policy_lookup: PolicyLookup | None = None, split_margin: float = 1.2) -> None:
         self.clock = clock
-        self.config = AutoScaleConfig(tick, windows, cooldown, mute, report_interval, idle_expiry)
+        self.config = AutoScaleConfig(tick, windows, cooldown, mute, report_interval, idle_expiry, split_margin)
         self._reporter = reporter
         self._lookup = policy_lookup
         self._processor = AutoScaleProcessor(self.config)
         self._aggregates: dict[str, SegmentAggregate] = {}
         self._untracked: set[str] = set()
         self._unknown: set[str] = set()
+        self._newest: dict[tuple[str, str], tuple[int, list[str]]] = {}
+        """(scope, stream) → (epoch, tracked segments created in it): the successors of the next sealed segment."""
+        self._splits: dict[str, int] = {}
+        """segment → the splits its last UP request asked for (the shares of its successors' rates)."""
         self._transactions: dict[str, list[float]] = {}
         """transaction segment → [bytes, events, monotonic time of its first append]"""
         self.reported = 0
@@ -66,7 +79,7 @@ class SegmentStatsRecorder:
                     policy_lookup: PolicyLookup | None = None) -> SegmentStatsRecorder:
         return cls(clock, reporter, cooldown=config.cooldown, mute=config.mute,
                    report_interval=config.report_interval, idle_expiry=config.idle_expiry, tick=config.tick,
-                   windows=config.windows, policy_lookup=policy_lookup)
+                   windows=config.windows, policy_lookup=policy_lookup, split_margin=config.split_margin)
 
     # --- hooks (hot path: O(1), no I/O) -----------------------------------------------------
 
@@ -74,6 +87,14 @@ class SegmentStatsRecorder:
         self.record_policy(segment, scale_type, target_rate)
         if segment in self._aggregates:
             self._processor.notify_created(segment, self.clock.monotonic())
+            parsed = ScopedSegment.parse(segment)
+            epoch = segment_epoch(parsed.segment_id)
+            key = (parsed.scope, parsed.stream)
+            newest = self._newest.get(key)
+            if newest is None or newest[0] < epoch:
+                self._newest[key] = (epoch, [segment])
+            elif newest[0] == epoch:
+                newest[1].append(segment)
 
     def record_policy(self, segment: str, scale_type: int, target_rate: int) -> None:
         """A segment was created or its policy changed."""
@@ -125,7 +146,28 @@ class SegmentStatsRecorder:
 
     def record_seal(self, segment: str) -> None:
         if segment not in self._transactions:
+            self._seed_successors(segment)
             self._forget(segment)
+
+    def _seed_successors(self, segment: str) -> None:
+        """A scale creates the new segments, then seals the old ones: the segments created in the stream's newest
+        epoch (later than the sealed one's) start from their key-range share of its rates. A split's parts are
+        as wide as their ``split_shares`` of the splits it asked for (equal when it asked for none)."""
+        aggregate = self._aggregates.get(segment)
+        if aggregate is None:
+            return
+        parsed = ScopedSegment.parse(segment)
+        newest = self._newest.get((parsed.scope, parsed.stream))
+        if newest is None or newest[0] <= segment_epoch(parsed.segment_id):
+            return
+        successors = sorted((s for s in newest[1] if s in self._aggregates),
+                            key=lambda name: segment_number(ScopedSegment.parse(name).segment_id))
+        if not successors:
+            return
+        shares = split_shares(self._splits.pop(segment, len(successors)), len(successors))
+        total = sum(shares)
+        for successor, share in zip(successors, shares, strict=True):
+            self._aggregates[successor].seed(aggregate.rates, share / total)
 
     def record_delete(self, segment: str) -> None:
         if self._transactions.pop(segment, None) is None:
@@ -133,6 +175,7 @@ class SegmentStatsRecorder:
 
     def _forget(self, segment: str) -> None:
         self._aggregates.pop(segment, None)
+        self._splits.pop(segment, None)
         self._unknown.discard(segment)
         self._untracked.add(segment)
         self._processor.forget(segment)
@@ -169,6 +212,8 @@ class SegmentStatsRecorder:
                                                  aggregate.rates, now, wall_ms)
                 if request is not None:
                     requests.append(request)
+                    if request.num_splits:
+                        self._splits[segment] = request.num_splits
         requests.extend(self._processor.expire(now, wall_ms))
         for request in requests:
             try:

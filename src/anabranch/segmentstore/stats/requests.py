@@ -20,6 +20,17 @@ from anabranch.model.names import SYSTEM_SCOPE, qualified_segment_name, table_se
 AUTOSCALE_TABLE = table_segment_name(SYSTEM_SCOPE, "autoscale_requests")
 
 
+def split_shares(num_splits: int, parts: int) -> list[int]:
+    """How many of the ``num_splits`` segments a split asked for each of its ``parts`` stands for, in key order
+    (sums to ``max(num_splits, parts)``). A split capped by the scale factor makes unequal parts, each as wide as
+    its share, so that the parts split again later land on as many segments as the rate needed, not more (an
+    equal cascade of 2 from a need of 10 ends at 16). Shared by the controller (the ranges) and the segment
+    store (the rates the new segments start from)."""
+    total = max(num_splits, parts)
+    base, extra = divmod(total, parts)
+    return [base + 1 if i < extra else base for i in range(parts)]
+
+
 class ScaleDirection(enum.IntEnum):
     UP = 0
     DOWN = 1
