@@ -4,19 +4,17 @@ several of them (recursive scope deletion, stream heads, the startup sweep).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
 
 from anabranch.controller.context import ControllerContext, wall_clock_ms
-from anabranch.controller.errors import NoSuchSegmentError
 from anabranch.controller.kvtables import KeyValueTables
 from anabranch.controller.metadata import SCOPE_INDEXES
 from anabranch.controller.readergroups import ReaderGroups
 from anabranch.controller.scaling import Scaling
 from anabranch.controller.segment_helper import SegmentStoreOps
-from anabranch.controller.streams import SWEEP_CONCURRENCY, Streams
+from anabranch.controller.streams import Streams
 from anabranch.controller.transactions import Transactions
 from anabranch.controller.writers import Writers
 from anabranch.model.names import SYSTEM_SCOPE
@@ -60,23 +58,9 @@ class Controller:
         await self.resume_all()
 
     async def resume_all(self) -> None:
-        await self.streams.resume_all()
+        """Every stream once (one read each; streams with transaction records also resume those), then KVTs."""
+        await self.streams.resume_all(with_txns=self.txns.resume)
         await self.kvtables.resume_all()
-        async for scope_key, _value, _version in self.store.scopes.items():
-            scope = scope_key.decode()
-            try:
-                names = [k.decode() async for k, _v, _ver in self.store.scope_index(scope, "streams").items()]
-            except NoSuchSegmentError:
-                continue
-            gate = asyncio.Semaphore(SWEEP_CONCURRENCY)
-            await asyncio.gather(*(self._resume_txns(scope, stream, gate) for stream in names))
-
-    async def _resume_txns(self, scope: str, stream: str, gate: asyncio.Semaphore) -> None:
-        async with gate:
-            try:
-                await self.txns.resume(scope, stream)
-            except Exception:
-                log.exception("could not resume transactions of %s/%s", scope, stream)
 
     async def resume_unfinished(self) -> None:
         """The periodic sweep of a lone controller: resume only what failed here since the last sweep (every

@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 MAX_TAGS = 128
 SWEEP_CONCURRENCY = 64
 """Streams the startup sweep reads at once (each read is one segment-store round trip)."""
+SWEEP_PAGE = 256
+TXN_KEY_PREFIX = b"txn/"
 MAX_TAG_LENGTH = 256
 
 
@@ -384,8 +386,9 @@ class Streams:
             return view
         return await self.ctx.view(view.scope, view.stream)
 
-    async def resume_all(self) -> None:
-        """The startup sweep: every stream of every scope, plus index entries whose stream vanished."""
+    async def resume_all(self, with_txns: Callable[[str, str], Awaitable[None]] | None = None) -> None:
+        """The startup sweep: every stream of every scope, plus index entries whose stream vanished; ``with_txns``
+        is called (after the stream's own resume) for each stream that has transaction records."""
         async for scope_key, _value, _version in self.store.scopes.items():
             scope = scope_key.decode()
             if scope == SYSTEM_SCOPE:
@@ -395,19 +398,29 @@ class Streams:
             except NoSuchSegmentError:
                 continue
             gate = asyncio.Semaphore(SWEEP_CONCURRENCY)
-            await asyncio.gather(*(self._sweep(scope, stream, gate) for stream in names))
+            await asyncio.gather(*(self._sweep(scope, stream, gate, with_txns) for stream in names))
 
-    async def _sweep(self, scope: str, stream: str, gate: asyncio.Semaphore) -> None:
-        """One stream of the startup sweep: one read, and a resume only if a workflow was left unfinished."""
+    async def _sweep(self, scope: str, stream: str, gate: asyncio.Semaphore,
+                     with_txns: Callable[[str, str], Awaitable[None]] | None) -> None:
+        """One stream of the startup sweep: one read of its records (a page of its table), then a resume only if a
+        workflow was left unfinished or it has transactions."""
         async with gate:
+            table = self.store.stream_table(scope, stream)
             try:
-                view = await self.ctx.view(scope, stream)
-            except StreamNotFoundError:
+                page, _ = await table.page(b"", SWEEP_PAGE)
+                keys = {key: value for key, value in page}
+                if len(page) >= SWEEP_PAGE:  # a big table (many epochs, writers or transactions): read it all
+                    keys = {key: value async for key, value, _version in table.items()}
+            except NoSuchSegmentError:
+                keys = {}
+            if not {b"config", b"state", b"epochs"} <= keys.keys():
                 await self.store.scope_index(scope, "streams").remove(stream)
                 return
-            if view.transition is None and view.state in (StreamState.ACTIVE, StreamState.SEALED):
-                return
+            settled = keys[b"state"].get("state") in (StreamState.ACTIVE, StreamState.SEALED)
             try:
-                await self.resume(scope, stream)
+                if b"transition" in keys or not settled:
+                    await self.resume(scope, stream)
+                if with_txns is not None and any(key.startswith(TXN_KEY_PREFIX) for key in keys):
+                    await with_txns(scope, stream)
             except Exception:
                 log.exception("could not resume workflows of stream %s/%s", scope, stream)
