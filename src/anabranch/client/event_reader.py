@@ -352,9 +352,11 @@ class EventStreamReader(Generic[T]):
         sync = self.group.synchronizer
         await sync.fetch_updates()
         positions = dict(self._positions)
-        now_ms = int(self.group.clock.time() * 1000)
+        leased = self.group.config.reader_lease is not None  # heartbeats only then: each one is a state write
+        now_ms = int(self.group.clock.time() * 1000) if leased else None
         await sync.update_state(lambda s: (s.update_positions(self.reader_id, positions, now_ms=now_ms), None))
-        await self._take_expired_offline(now_ms)
+        if now_ms is not None:
+            await self._take_expired_offline(now_ms)
         await self._watermarks.advance(sync.state.positions())
         checkpoint = sync.state.checkpoint_for(self.reader_id)
         if checkpoint is not None:

@@ -120,6 +120,7 @@ class WireProxy:
         """How many pairs of replies were delivered swapped."""
         self._stalled = False
         self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> int:
         loop = asyncio.get_running_loop()
@@ -133,6 +134,9 @@ class WireProxy:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def drop(self, since: int = 0) -> int:
         """Reset the connections accepted after the first ``since`` (all by default); returns how many."""
@@ -168,7 +172,9 @@ class WireProxy:
         self.accepted += 1
         self.connections.append(connection)
         transport.pause_reading()
-        connection.forwarder = asyncio.get_running_loop().create_task(self._connect(connection, downstream))
+        connection.forwarder = task = asyncio.get_running_loop().create_task(self._connect(connection, downstream))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
         return connection
 
     async def _connect(self, connection: ProxiedConnection, downstream: _Downstream) -> None:
