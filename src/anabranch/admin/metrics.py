@@ -68,6 +68,8 @@ class SegmentStoreMetrics:
         self.max_streams = max_streams
         self._streams: set[str] = set()
         self._lock = threading.Lock()
+        self._append_children: dict[int, tuple[Histogram, Histogram]] = {}
+        """container → its labelled append histograms (looked up once per block otherwise)."""
         self.append_latency = Histogram(
             "anabranch_segmentstore_append_latency_seconds",
             "Time from an append block reaching the segment store to its durable acknowledgement.",
@@ -108,9 +110,13 @@ class SegmentStoreMetrics:
         return OTHER_STREAM
 
     def appended(self, container: int, segment: str, size: int, seconds: float) -> None:
-        label = str(container)
-        self.append_latency.labels(label).observe(seconds)
-        self.append_size.labels(label).observe(size)
+        children = self._append_children.get(container)
+        if children is None:
+            label = str(container)
+            children = self._append_children[container] = (self.append_latency.labels(label),
+                                                            self.append_size.labels(label))
+        children[0].observe(seconds)
+        children[1].observe(size)
         self.stream_append_bytes.labels(self._stream_label(segment)).inc(size)
 
     def scale_reported(self, direction: str) -> None:

@@ -2,9 +2,10 @@
 
 Starts a segment store in a child process (unless ``--segmentstore`` names one), creates a segment, and has each
 writer (own TCP connection) send pre-framed AppendBlockEnd blocks of 500 events, Rust style, with a window of
-blocks in flight; then a paced run at 1000 single events/s measures ack latency; then the disk's own limit
-(sequential writes, fsync every MiB, ~2 s). Prints ONE JSON line. The client side speaks the wire protocol
-directly through the codec (no client library) so that it measures the server, not the client.
+blocks in flight (default: 2 MiB in flight, as the baseline has); then a paced run at 1000 single events/s
+measures ack latency; then the disk's own limit (sequential writes, fsync every MiB, ~2 s). Prints ONE JSON
+line. The client side speaks the wire protocol directly through the codec (no client library) so that it
+measures the server, not the client.
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ BLOCK_EVENTS = 500
 EVENT_HEADER = 8
 MAX_BLOCK_BYTES = 8 * MIB + EVENT_HEADER
 """A block holds at most 500 events and at most this many bytes, as the Rust client's blocks do."""
+INFLIGHT_BYTES = 8 * 256 * 1024
+"""Default bytes in flight per writer: the baseline's (``peer_pyappend.py``: 8 unacked blocks of 256 KiB). Acks
+wait for an fsync of a few ms, so the window, not the server, bounds a run with fewer bytes in flight."""
 
 
 class _BenchConnection(asyncio.Protocol):
@@ -218,7 +222,7 @@ def _percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-async def _bench(host: str, port: int, event_size: int, events: int, writers: int, window: int,
+async def _bench(host: str, port: int, event_size: int, events: int, writers: int, window: int | None,
                  latency_seconds: float, progress: Progress | None) -> dict[str, Any]:
     segment = f"bench/append-{uuid.uuid4().hex[:8]}/0.#epoch.0"
     admin = await _BenchConnection.open(host, port)
@@ -227,6 +231,7 @@ async def _bench(host: str, port: int, event_size: int, events: int, writers: in
         raise click.ClickException(f"CreateSegment failed: {reply}")
     block_events = max(1, min(BLOCK_EVENTS, MAX_BLOCK_BYTES // (event_size + EVENT_HEADER)))
     block = _events_block(event_size, block_events)
+    window = window or max(8, -(-INFLIGHT_BYTES // len(block)))
     blocks_per_writer = max(1, events // (block_events * writers))
     total_events = blocks_per_writer * block_events * writers
     task = progress.add_task("appending", total=total_events) if progress else None
@@ -272,8 +277,8 @@ async def _bench(host: str, port: int, event_size: int, events: int, writers: in
 @click.option("--event-size", type=click.IntRange(1, 8 * MIB), default=100, show_default=True)
 @click.option("--events", type=click.IntRange(1), default=2_000_000, show_default=True)
 @click.option("--writers", type=click.IntRange(1, 256), default=1, show_default=True)
-@click.option("--window", type=click.IntRange(1, 1024), default=8, show_default=True,
-              help="Append blocks in flight per writer.")
+@click.option("--window", type=click.IntRange(1, 1024), default=None,
+              help="Append blocks in flight per writer (default: as many as make 2 MiB, the baseline's window).")
 @click.option("--latency-seconds", type=click.FloatRange(0.1), default=2.0, show_default=True,
               help="Duration of the paced 1000 events/s latency run.")
 @click.option("--json", "as_json", is_flag=True, help="Print only the JSON line (no progress bar).")
@@ -284,7 +289,7 @@ async def _bench(host: str, port: int, event_size: int, events: int, writers: in
               help="Read-cache size (MiB) of the child segment store; its peak resident size is reported.")
 @click.option("--profile", "profile_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write a cProfile of the child segment store to this file.")
-def bench_append(event_size: int, events: int, writers: int, window: int, latency_seconds: float, as_json: bool,
+def bench_append(event_size: int, events: int, writers: int, window: int | None, latency_seconds: float, as_json: bool,
                  endpoint: str | None, data_dir: Path | None, cache_size_mb: int, profile_path: Path | None) -> None:
     """Append throughput and ack latency of a segment store (prints one JSON line)."""
     with tempfile.TemporaryDirectory(prefix="anabranch-bench-") as tmp:

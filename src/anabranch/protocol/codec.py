@@ -328,14 +328,27 @@ def _decode_read_segment(payload: memoryview) -> ReadSegment:
     return ReadSegment(segment, offset, suggested, token, request_id)
 
 
+def encode_segment_read(segment: str, offset: int, at_tail: bool, end_of_segment: bool,
+                        data_parts: Sequence[bytes | bytearray | memoryview], data_len: int,
+                        request_id: int) -> list[bytes | bytearray | memoryview]:
+    """A SegmentRead frame as buffers for ``writelines``; the data parts (views into the read index) are not
+    copied."""
+    out: list[bytes | bytearray | memoryview] = [b""]
+    write_utf(segment, out)  # type: ignore[arg-type]
+    out.append(_READ_HEAD.pack(offset, at_tail, end_of_segment, data_len))
+    head = len(out[1]) + len(out[2]) + len(out[3])
+    out.extend(data_parts)
+    out.append(_I64.pack(request_id))
+    length = head + data_len + 8
+    if length + HEADER.size > MAX_FRAME:
+        raise ProtocolError(f"SegmentRead of {data_len} data bytes exceeds the {MAX_FRAME}-byte frame limit")
+    out[0] = HEADER.pack(SegmentRead.TYPE, length)
+    return out
+
+
 def _encode_segment_read(cmd: SegmentRead) -> bytes:
-    out: list[bytes] = [b""]
-    write_utf(cmd.segment, out)
-    out.append(_READ_HEAD.pack(cmd.offset, cmd.at_tail, cmd.end_of_segment, len(cmd.data)))
-    out.append(cmd.data)
-    out.append(_I64.pack(cmd.request_id))
-    out[0] = HEADER.pack(SegmentRead.TYPE, sum(map(len, out)))
-    return b"".join(out)
+    return b"".join(encode_segment_read(cmd.segment, cmd.offset, cmd.at_tail, cmd.end_of_segment, (cmd.data,),
+                                        len(cmd.data), cmd.request_id))
 
 
 def _decode_segment_read(payload: memoryview) -> SegmentRead:

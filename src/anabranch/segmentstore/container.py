@@ -211,25 +211,26 @@ class SegmentContainer:
                 raise BadOffsetError(name, meta.staged_length,
                                      f"conditional append to {name!r} expected offset {expected_offset}, "
                                      f"but the length is {meta.staged_length}")
-            payload = data if isinstance(data, bytes) else bytes(data)
+            payload = _kept(data)
             offset = meta.staged_length
             tracked_writer = writer_id if event_number is not None else None
             future = self._processor.submit(Append(meta.segment_id, offset, payload, tracked_writer,
                                                    event_number or 0))
-            meta.staged_length += len(payload)
+            size = len(payload)
+            meta.staged_length += size
             if tracked_writer is not None and event_number is not None:
                 meta.staged_attributes[tracked_writer] = event_number
-            self._inflight_bytes += len(payload)
+            self._inflight_bytes += size
         finally:
             self._release_gate()
         self._writer.maybe_wake()
         try:
             await future
         finally:
-            self._inflight_bytes -= len(payload)
+            self._inflight_bytes -= size
             self._release_gate()
         self._events += event_count
-        return AppendResult(offset + len(payload), previous)
+        return AppendResult(offset + size, previous)
 
     async def seal(self, name: str) -> int:
         meta = self._staged(name)
@@ -363,10 +364,10 @@ class SegmentContainer:
             if offset < meta.length:
                 return await self._read_available(meta, offset, max_length)
             if meta.sealed:
-                return ReadResult(b"", True, True)
+                return ReadResult((), True, True)
             remaining = None if deadline is None else deadline - loop.time()
             if remaining is None or remaining <= 0:
-                return ReadResult(b"", True, False)
+                return ReadResult((), True, False)
             waiter: asyncio.Future[None] = loop.create_future()
             waiters = self.read_index.segment(meta.segment_id).waiters
             waiters.append(waiter)
@@ -375,22 +376,17 @@ class SegmentContainer:
             except TimeoutError:
                 if waiter in waiters:
                     waiters.remove(waiter)
-                return ReadResult(b"", True, False)
+                return ReadResult((), True, False)
 
     async def _read_available(self, meta: SegmentMetadata, offset: int, max_length: int) -> ReadResult:
         end = min(meta.length, offset + max(max_length, 1))
         pieces = self.read_index.gather(meta.segment_id, offset, end)
-        data: Buffer
-        if len(pieces) == 1:
-            data = pieces[0]
-        elif pieces:
-            data = b"".join(pieces)
-        else:
-            data = await self._lts.read(meta, offset, end, self.read_index)
+        if not pieces:
+            pieces = [await self._lts.read(meta, offset, end, self.read_index)]
             self._trim_memory()
-        size = data.nbytes if isinstance(data, memoryview) else len(data)
-        reached = offset + size == meta.length
-        return ReadResult(data, reached, reached and meta.sealed)
+        result = ReadResult(tuple(pieces), False, False)
+        reached = offset + result.size == meta.length
+        return ReadResult(result.pieces, reached, reached and meta.sealed)
 
     # --- memory ------------------------------------------------------------------------------------
 
@@ -463,3 +459,16 @@ class SegmentContainer:
             "events": self._events,
             **self._writer.statistics(),
         }
+
+
+def _kept(data: Buffer) -> Buffer:
+    """The append data to log and keep in the read index: a view into the received bytes when it is at least
+    an eighth of them (no copy on the hot path; a received buffer holds a few blocks), else a copy, so a small
+    append cannot pin a large receive buffer in memory the read index does not account for."""
+    if isinstance(data, bytes):
+        return data
+    view = memoryview(data)
+    base = view.obj
+    if view.contiguous and view.itemsize == 1 and isinstance(base, bytes) and len(base) <= 8 * view.nbytes:
+        return view
+    return view.tobytes()

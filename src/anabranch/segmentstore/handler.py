@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from anabranch.auth.wire_auth import TOKEN_EXPIRED
 from anabranch.errors import ProtocolError
 from anabranch.model.names import transient_segment_name
-from anabranch.protocol.codec import encode
+from anabranch.protocol.codec import encode, encode_segment_read
 from anabranch.protocol.commands import (
     OLDEST_COMPATIBLE_VERSION,
     WIRE_VERSION,
@@ -80,6 +80,7 @@ from anabranch.segmentstore.handler_errors import error_reply
 from anabranch.segmentstore.handler_merges import MergeHistory, merge, merge_batch
 from anabranch.segmentstore.handler_tables import TableRequest, handle_table_request
 from anabranch.segmentstore.reply_budget import ReplyBudget
+from anabranch.segmentstore.results import ReadResult
 
 if TYPE_CHECKING:
     from anabranch.auth.wire_auth import WireAuthorizer
@@ -119,7 +120,7 @@ TABLE_PAGE_BYTES = 2 * 1024 * 1024
 class Output(Protocol):
     """Where a handler writes: the transport of its connection (or a test double)."""
 
-    def write(self, frame: bytes) -> None: ...
+    def write(self, frame: bytes | bytearray | memoryview) -> None: ...
 
     def close(self) -> None: ...
 
@@ -376,12 +377,25 @@ class ConnectionHandler:
                         return self._segment_read(request, probe.at_tail, probe.end_of_segment, b"")
                 async with self.budget.reserve(length):
                     result = await self._store.read(request.segment, request.offset, length)
-                    self.reply(self._segment_read(request, result.at_tail, result.end_of_segment, result.data))
+                    self._reply_read(request, result)
                     return None
             except ContainerClosedError:
                 return self._segment_read(request, True, False, b"")
 
         await self._guard(request.request_id, request.segment, work(), offset=request.offset)
+
+    def _reply_read(self, request: ReadSegment, result: ReadResult) -> None:
+        """Send the read bytes as they are in the read index (views): the frame is only joined by the transport."""
+        if self.closed:
+            return
+        try:
+            parts = encode_segment_read(request.segment, request.offset, result.at_tail, result.end_of_segment,
+                                        result.pieces, result.size, request.request_id)
+        except ProtocolError:  # a name or length past the wire limits: the checked path shortens or refuses it
+            self.reply(self._segment_read(request, result.at_tail, result.end_of_segment, result.data))
+            return
+        for part in parts:
+            self._output.write(part)
 
     @staticmethod
     def _segment_read(request: ReadSegment, at_tail: bool, end: bool, data: Buffer) -> SegmentRead:

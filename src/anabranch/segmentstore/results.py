@@ -1,4 +1,4 @@
-"""Result values returned by the segment store API (frozen, no behaviour)."""
+"""Result values returned by the segment store API (frozen, no behaviour beyond joining read pieces)."""
 
 from __future__ import annotations
 
@@ -17,9 +17,22 @@ class AppendResult:
 
 @dataclass(frozen=True, slots=True)
 class ReadResult:
-    data: Buffer
+    """Bytes read: ``pieces`` are the contiguous buffers in order, views into the read index when the bytes are
+    in memory (a reply sends them as they are, without copying); ``data`` joins them."""
+
+    pieces: tuple[Buffer, ...]
     at_tail: bool
     end_of_segment: bool
+
+    @property
+    def data(self) -> Buffer:
+        if len(self.pieces) == 1:
+            return self.pieces[0]
+        return b"".join(self.pieces)
+
+    @property
+    def size(self) -> int:
+        return sum(p.nbytes if isinstance(p, memoryview) else len(p) for p in self.pieces)
 
 
 @dataclass(frozen=True, slots=True)

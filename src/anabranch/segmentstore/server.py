@@ -53,10 +53,10 @@ class _TransportOutput:
     def __init__(self, transport: asyncio.Transport) -> None:
         self._transport = transport
         self._loop = asyncio.get_running_loop()
-        self._pending: list[bytes] = []
+        self._pending: list[bytes | bytearray | memoryview] = []
         self._pending_bytes = 0
 
-    def write(self, frame: bytes) -> None:
+    def write(self, frame: bytes | bytearray | memoryview) -> None:
         if not self._pending:
             self._loop.call_soon(self._flush)
         self._pending.append(frame)

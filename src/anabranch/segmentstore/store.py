@@ -164,7 +164,7 @@ class SegmentStore:
         container = self.container(name)
         started = time.perf_counter()
         result = await container.read(name, offset, max_length, wait_timeout=wait_timeout)
-        SEGMENT_STORE_METRICS.read(container.container_id, name, len(result.data), time.perf_counter() - started)
+        SEGMENT_STORE_METRICS.read(container.container_id, name, result.size, time.perf_counter() - started)
         return result
 
     async def get_info(self, name: str) -> SegmentInfo:
