@@ -1,14 +1,14 @@
 """Issue 15's figures in one run: the pure-Python baseline and ours, back to back, as ratios against targets.
 
-    python3 scripts/perf_figures.py [--quick] [--only write,write_1k,read,latency,append,streams] [--json]
+    python3 scripts/perf_figures.py [--quick] [--only write,write_1k,read,latency,append,streams,autoscale] [--json]
 
 Runs, one after another on this machine (each benchmark starts its own server and stops it):
 - the baseline: ``peer_pyappend.py --reps 1 --n N --n1k N1K --sync group`` (a minimal asyncio append server with
   group commit and a client that frames each event in Python): writer 100 B and 1 KiB, reader, ack latency;
 - ``anabranch bench write`` (100 B events, 100 routing keys), ``bench write --event-size 1024``, ``bench read``,
   the ack latency at 1,000 ev/s (``bench write --events 1000``: its paced run on a fresh server, not right after
-  a flood), ``bench append`` (server side, raw append blocks) and ``bench streams --count 10000`` (create rate
-  and resident bytes per idle stream).
+  a flood), ``bench append`` (server side, raw append blocks), ``bench streams --count 10000`` (create rate
+  and resident bytes per idle stream) and ``autoscale_precision.py`` (worst peak / needed segments).
 Prints a table (ours, baseline, ratio, target, met?) on stderr and ONE JSON line on stdout: ``figures`` (each with
 ``ours``, ``baseline``, ``ratio``, ``target``, ``met``), ``all_met``, the machine load before and after, and the
 raw JSON of every benchmark. Throughput ratios compare events per second (equal event sizes on both sides).
@@ -32,7 +32,7 @@ from rich.console import Console
 from rich.table import Table
 
 BASELINE = Path(os.environ.get("ANABRANCH_PERF_BASELINE", "/work/shared/bench/peers/peer_pyappend.py"))
-FIGURES = ("write", "write_1k", "read", "latency", "append", "streams")
+FIGURES = ("write", "write_1k", "read", "latency", "append", "streams", "autoscale")
 TIMEOUT = 900.0
 
 
@@ -110,6 +110,9 @@ def ours(sizes: Sizes, only: set[str]) -> dict[str, dict[str, Any]]:
         results["read"] = _bench("read", "--events", str(sizes.events))
     if "append" in only:
         results["append"] = _bench("append", "--events", str(sizes.append_events), "--latency-seconds", "0.5")
+    if "autoscale" in only:
+        lines = _run([sys.executable, str(Path(__file__).with_name("autoscale_precision.py")), "--json"])
+        results["autoscale"] = lines[-1]
     if "streams" in only:
         results["streams"] = _bench("streams", "--count", str(sizes.streams), "--sequential",
                                     str(min(1000, sizes.streams)))
@@ -147,6 +150,9 @@ def figures(base: dict[str, Any], mine: dict[str, dict[str, Any]], only: set[str
                            base.get("ack_p50_ms"), 1.0, at_most=True))
         rows.append(_bound("ack_p99_ms", "ack latency at 1,000 ev/s, p99 (ms)", mine["latency"]["ack_p99_ms"],
                            base.get("ack_p99_ms"), 4.0, at_most=True))
+    if "autoscale" in mine:
+        rows.append(_bound("autoscale_peak_over_needed", "auto-scale peak / needed segments (worst load, simulated)",
+                           mine["autoscale"]["worst_peak_over_needed"], None, 1.5, at_most=True))
     if "streams" in mine:
         streams = mine["streams"]
         rows.append(_bound("stream_creates_per_s", "stream creates/s (sequential, standalone)",
