@@ -27,7 +27,7 @@ import errno
 import logging
 import struct
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -248,6 +248,7 @@ class Faults:
         self.controller = controller
         self.proxy = WireProxy(segment_store.host, segment_store.port)
         self._broken: dict[int, object] = {}
+        self._advertised: Callable[[str], Awaitable[tuple[str, int]]] | None = None
 
     async def start(self) -> Faults:
         """Start the proxy and make the controller advertise it, so new client connections go through it."""
@@ -264,8 +265,9 @@ class Faults:
         return self
 
     async def close(self) -> None:
-        if self.controller.controller is not None and hasattr(self, "_advertised"):
+        if self.controller.controller is not None and self._advertised is not None:
             self.controller.controller.segment_store_uri = self._advertised
+            self._advertised = None
         await self.proxy.close()
 
     async def __aenter__(self) -> Faults:
