@@ -8,6 +8,7 @@
   ends when the stream is sealed and read; read as a backlog, a merged segment waits for its slow predecessor.
 - Writer-noted time (``note_time``) becomes event timestamps: a fixed-window count groups the events by the
   time noted before they were written, in bounded and unbounded reads; an idle timeout ends the unbounded one.
+- Checkpoint records round-trip and update only from the version read.
 - Driven directly (as the runner does), the tail DoFn's watermark ends at the last noted time and never passes
   an element's timestamp; a self-checkpoint's residual resumes exactly where the primary stopped.
   (The FnApiRunner fires event-time windows only when its input ends, so a pipeline cannot show the watermark.)
@@ -35,12 +36,14 @@ from apache_beam.transforms.window import FixedWindows
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 
 from anabranch.beam import CheckpointRecord, CheckpointStore, ReadFromAnabranch
+from anabranch.beam.checkpoint_store import CheckpointConflictError
 from anabranch.beam.read import _ReadTail
 from anabranch.beam.restrictions import TailCut, TailCutTracker
 from anabranch.client import BytesSerializer, ClientConfig, ScalingPolicy, StreamConfiguration, StreamManager
 from anabranch.client.hashing import hash_routing_key
 from anabranch.client.stream_positions import tail_positions
 from anabranch.client.watermark_reader import WatermarkReader
+from anabranch.model.stream_cut import StreamCut
 from anabranch.testing.load import KEYS, LoadWriter, check_exactly_once_in_key_order, event
 from anabranch.testing.processes import Standalone
 
@@ -391,3 +394,31 @@ def test_the_documented_read_runs(server: Standalone, noted: tuple[str, str]) ->
     code = code.replace('"tcp://127.0.0.1:9090", [("examples", "sensors")]',
                         f'"{server.controller_uri}", [("{scope}", "{stream}")]')
     exec(compile(code, "docs/beam.md", "exec"), {})
+
+
+def test_checkpoint_record_round_trip_and_conditional_update(server: Standalone) -> None:
+    scope = new_scope()
+
+    async def check() -> None:
+        async with StreamManager(server.controller_uri) as manager:
+            await manager.create_scope(scope)
+            store = CheckpointStore(manager, scope)
+            assert await store.load("pipe") is None
+            txn = uuid.uuid4()
+            saved = await store.save(CheckpointRecord("pipe", {(scope, "in"): StreamCut(scope, "in", {0: 12, 1: 40})},
+                                                      {(scope, "out"): (txn,)}, {"writer": "w1"}))
+            loaded = await store.load("pipe")
+            assert loaded == saved and loaded is not None and loaded.version is not None
+            assert loaded.cut(scope, "in") == StreamCut(scope, "in", {0: 12, 1: 40})
+            with pytest.raises(CheckpointConflictError):
+                await store.save(CheckpointRecord("pipe"))
+            moved = await store.save(loaded.with_cuts({(scope, "in"): StreamCut(scope, "in", {2: 0})})
+                                     .with_pending({(scope, "out"): ()}))
+            with pytest.raises(CheckpointConflictError):
+                await store.save(loaded)
+            assert await store.load("pipe") == moved and moved.extra == {"writer": "w1"}
+            assert await store.load("other") is None
+            await store.delete("pipe")
+            assert await store.load("pipe") is None
+
+    asyncio.run(check())
