@@ -28,8 +28,8 @@ from anabranch.cli.serving import (
     tls_options,
     wait_for_stop_signal,
 )
-from anabranch.controller.service import ControllerService
 from anabranch.datadir import DataDirLock
+from anabranch.embedded import start_standalone
 from anabranch.segmentstore.service import SegmentStoreService
 from anabranch.segmentstore.stats import AutoScaleConfig
 
@@ -37,17 +37,9 @@ from anabranch.segmentstore.stats import AutoScaleConfig
 async def _run(store: SegmentStoreService, controller_port: int, admin_port: int, time_scale: float,
                lock: DataDirLock) -> None:
     data_dir, host, tls = store.data_dir, store.host, store.tls
-    await store.start()
+    controller = await start_standalone(store, controller_port=controller_port, time_scale=time_scale)
     secured = " (TLS)" if tls is not None else ""
     click.echo(f"segment store listening on {store.host}:{store.port}{secured} (data in {data_dir})")
-    controller = ControllerService(host, store.port, host=host, port=controller_port, tls=tls,
-                                   segment_store_ssl=tls.internal_client_context() if tls is not None else None,
-                                   time_scale=time_scale, auth=store.auth)
-    try:
-        await controller.start()
-    except BaseException:
-        await store.stop()
-        raise
     click.echo(f"controller listening on {controller.host}:{controller.port}{secured}")
     lock.describe(f"anabranch standalone: segment store {store.host}:{store.port}, "
                   f"controller {controller.host}:{controller.port}")

@@ -61,8 +61,11 @@ class SegmentStoreService:
         tier1_factory: Tier1Factory | None = None,
         auth: ServerAuth | None = None,
         clock: Clock | None = None,
+        durable: bool = True,
     ) -> None:
         self.data_dir = Path(data_dir)
+        self.durable = durable
+        """False: Tier-1 and LTS in memory (embedded test servers); nothing is written under ``data_dir``."""
         self.clock: Clock = clock or SYSTEM_CLOCK
         """Drives the containers' timers (LTS flushes, timestamps) and the auto-scale statistics."""
         self.auth = auth
@@ -89,12 +92,13 @@ class SegmentStoreService:
         self.member: SegmentStoreMember | None = None
 
     async def start(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.durable:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
         if self.cluster is not None:
             self.store = await self._join_cluster_store()
         else:
             self.store = await open_segment_store(self.data_dir, self.container_count, cache_size=self.cache_size,
-                                                  lts=self.lts, clock=self.clock)
+                                                  lts=self.lts, clock=self.clock, durable=self.durable)
         self.tables = TableStore(self.store)
         self.store.add_listener(self._container_changed)
         local = TableScaleReporter(self.tables)

@@ -12,13 +12,13 @@ import contextlib
 import functools
 import time
 import uuid
-from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
 from anabranch.client.config import ScalingPolicy, StreamConfiguration
 from anabranch.client.reader_group import ReaderGroupConfig
 from anabranch.client.stream_manager import StreamManager
+from anabranch.testing.assertions import assert_exactly_once, assert_per_key_order
 
 KEYS = 12
 
@@ -186,12 +186,6 @@ async def read_everything(manager: StreamManager, scope: str, stream: str, expec
 
 
 def check_exactly_once_in_key_order(got: list[bytes], acked: set[bytes]) -> None:
-    duplicates = len(got) - len(set(got))
-    assert duplicates == 0, f"{duplicates} events read twice"
-    per_key: dict[int, list[int]] = defaultdict(list)
-    for data in got:
-        key, seq = parse(data)
-        per_key[key].append(seq)
-    for key, seqs in per_key.items():
-        assert seqs == sorted(seqs), f"key {key} out of order: {seqs[:20]}..."
-    assert acked <= set(got)
+    """Every acked event read exactly once (``got`` may hold events whose ack was lost), each key's in order."""
+    assert_exactly_once(sorted(acked, key=parse), got)
+    assert_per_key_order(got, key=lambda data: parse(data)[0], sequence=lambda data: parse(data)[1])
