@@ -5,5 +5,6 @@ Checkpoint records shared by both live in ``anabranch.beam.checkpoint_store``.
 
 from anabranch.beam.checkpoint_store import CheckpointRecord, CheckpointStore
 from anabranch.beam.read import ReadFromAnabranch
+from anabranch.beam.write import WriteToAnabranch
 
-__all__ = ["CheckpointRecord", "CheckpointStore", "ReadFromAnabranch"]
+__all__ = ["CheckpointRecord", "CheckpointStore", "ReadFromAnabranch", "WriteToAnabranch"]
