@@ -15,6 +15,7 @@ played by running the pipeline again until it succeeds.
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -169,3 +170,17 @@ def test_checkpointed_write_stages_until_the_run_completes(server: Standalone, t
             return await CheckpointStore(manager, scope).load(name)
     record = asyncio.run(final())
     assert record.cut(scope, stream).positions == {0: 7} and not record.pending_txns and not staged(record)
+
+
+def test_the_documented_write_runs(server: Standalone) -> None:
+    """docs/beam.md's write example, pointed at this server and a new stream, writes its two events."""
+    page = (Path(__file__).resolve().parents[3] / "docs" / "beam.md").read_text()
+    code = page.split("## Writing", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    documented = '"tcp://127.0.0.1:9090", "examples", "results"'
+    assert documented in code
+    scope, stream = new_stream(server.controller_uri)
+    exec(compile(code.replace(documented, f'"{server.controller_uri}", "{scope}", "{stream}"'), "docs/beam.md",
+                 "exec"), {})
+    events = asyncio.run(read_stream(server.controller_uri, scope, stream))
+    assert sorted((json.loads(e) for e in events), key=str) == [{"sensor": "s1", "value": 3.5},
+                                                                 {"sensor": "s2", "value": 1.0}]
