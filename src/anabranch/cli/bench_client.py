@@ -5,7 +5,10 @@ creates a scope and a stream (``--segments``), then:
 - write: ``--writers`` EventStreamWriters write ``--events`` events of ``--event-size`` bytes with
   ``--routing-keys`` keys (round robin; 0 = no key) as fast as they can, flush, and the figures are
   taken; then a paced run (``--rate`` events/s for ``--latency-seconds``) measures the ack latency
-  and the end-to-end latency (write → a tail reader on the segment sees it).
+  and the end-to-end latency (write → a tail reader on the segment sees it). ``--latency-mode closed`` (the
+  default) keeps one event in flight, sending the next at its time or at the previous ack, whichever is later
+  (the baseline's method); ``open`` sends on schedule whatever the acks, so a stall counts for every event
+  queued behind it.
 - read: the events are written first, then ``--writers`` readers of one reader group read them all.
 Prints ONE JSON line (as ``bench append`` does). A progress bar on stderr follows the events written or read
 when stderr is a terminal (not with ``--json``). Against a running server, everything the benchmark created
@@ -78,8 +81,8 @@ def _record(into: list[float], sent: float, _future: object) -> None:
     into.append((time.perf_counter() - sent) * 1000)
 
 
-async def _latency(manager: StreamManager, rate: int, seconds: float, event_size: int,
-                   run: BenchRun) -> dict[str, float]:
+async def _latency(manager: StreamManager, rate: int, seconds: float, event_size: int, closed_loop: bool,
+                   run: BenchRun) -> dict[str, float | str]:
     scope, stream = await _setup(manager, 1, run)
     segment = f"{scope}/{stream}/0.#epoch.0"
     writer: EventStreamWriter[bytes] = manager.create_writer(scope, stream)
@@ -107,8 +110,10 @@ async def _latency(manager: StreamManager, rate: int, seconds: float, event_size
     reader = asyncio.create_task(tail_reader())
     interval = 1.0 / rate
     start = time.perf_counter()
-    pending = []
+    pending: list[asyncio.Future[None]] = []
     for i in range(total):
+        if closed_loop and pending:
+            await pending[-1]  # one event in flight at a time, as the baseline measures
         target = start + i * interval
         delay = target - time.perf_counter()
         if delay > 0:
@@ -126,11 +131,12 @@ async def _latency(manager: StreamManager, rate: int, seconds: float, event_size
         "e2e_p50_ms": round(_percentile(e2e, 0.5), 3),
         "e2e_p99_ms": round(_percentile(e2e, 0.99), 3),
         "latency_rate_events_per_s": rate,
+        "latency_mode": "closed" if closed_loop else "open",
     }
 
 
 async def _bench_write(uri: str, event_size: int, events: int, writers: int, keys: int, segments: int, rate: int,
-                       latency_seconds: float, run: BenchRun) -> dict[str, Any]:
+                       latency_seconds: float, closed_loop: bool, run: BenchRun) -> dict[str, Any]:
     async with StreamManager(ClientConfig(uri)) as manager, run.cleanup(manager):
         scope, stream = await _setup(manager, segments, run)
         with run.progress("writing", events):
@@ -139,7 +145,7 @@ async def _bench_write(uri: str, event_size: int, events: int, writers: int, key
             "events_per_s": round(written / elapsed),
             "mb_per_s": round(written * (event_size + 8) / elapsed / MIB, 2),
         }
-        figures.update(await _latency(manager, rate, latency_seconds, event_size, run))
+        figures.update(await _latency(manager, rate, latency_seconds, event_size, closed_loop, run))
         figures.update({"events": written, "event_size": event_size, "writers": writers, "routing_keys": keys,
                         "segments": segments})
         return figures
@@ -219,11 +225,15 @@ def _common(function: Any) -> Any:
 @click.option("--rate", type=click.IntRange(1), default=1000, show_default=True,
               help="Events/s of the paced latency run.")
 @click.option("--latency-seconds", type=click.FloatRange(0.1), default=2.0, show_default=True)
+@click.option("--latency-mode", type=click.Choice(["closed", "open"]), default="closed", show_default=True,
+              help="closed: the paced run waits for each ack before the next event (one in flight, as the "
+                   "baseline measures); open: events go out on schedule whatever the acks (queueing counts).")
 def bench_write(event_size: int, events: int, writers: int, routing_keys: int, segments: int, as_json: bool,
-                controller: str | None, rate: int, latency_seconds: float) -> None:
+                controller: str | None, rate: int, latency_seconds: float, latency_mode: str) -> None:
     """Event writer throughput, then ack and end-to-end latency at a fixed rate (one JSON line)."""
     figures = _with_server(controller, as_json, lambda uri, run: _bench_write(
-        uri, event_size, events, writers, routing_keys, segments, rate, latency_seconds, run))
+        uri, event_size, events, writers, routing_keys, segments, rate, latency_seconds, latency_mode == "closed",
+        run))
     click.echo(json.dumps(figures))
 
 

@@ -80,8 +80,8 @@ class ClientConfig:
     max_block_events: int = DEFAULT_BLOCK_EVENTS
     max_block_bytes: int = DEFAULT_BLOCK_BYTES
     linger: float = 0.001
-    """Longest an event waits in a block that is not full while earlier blocks await their acks (adaptive
-    batching: when nothing is in flight, a block goes out as soon as the application yields)."""
+    """Longest an event waits in a block that is not full while ``max_inflight_blocks`` blocks await their acks
+    (adaptive batching: while the window has room, a block goes out as soon as the application yields)."""
     max_inflight_blocks: int = 4
     txn_lease_ms: int = 90_000
     clock: Clock = field(default=SYSTEM_CLOCK, compare=False, repr=False)

@@ -7,11 +7,11 @@ what each error reply means. This module adds what needs I/O and time: adaptive 
 (never one per event), the sender task keeping up to ``max_inflight_blocks`` blocks in flight, backpressure,
 and reconnecting.
 
-Adaptive batching: a block opened while nothing is in flight is sent as soon as the application yields to the
-event loop, so a lone event does not wait; a block opened while earlier blocks await their acks fills until it is
-full, until the last ack makes the writer idle, or until ``linger`` seconds have passed, whichever comes first.
-Under a flood, blocks therefore grow with the event rate times the ack latency (up to the block limits); at a
-low rate every event goes out at once.
+Adaptive batching: a block opened while the in-flight window has room is sent as soon as the application yields
+to the event loop, so a lone event does not wait; a block opened while ``max_inflight_blocks`` blocks await their
+acks fills until it is full, until an ack makes room, or until ``linger`` seconds have passed, whichever comes
+first. Under a flood, blocks therefore grow with the event rate times the ack latency (up to the block limits); at
+a low rate every event goes out at once.
 
 Events larger than one append go through a transient segment (CreateTransientSegment, ConditionalBlockEnd
 chunks, MergeSegments) after every earlier block is acked, so order is kept. On ``SegmentIsSealed``/
@@ -130,15 +130,15 @@ class SegmentWriter:
         self.queued = queued = loop.create_future()
         queued.set_result(future)
         if not large:
-            if self._appends.idle:
-                loop.call_soon(self._send_if_idle)
+            if self._appends.has_room:
+                loop.call_soon(self._send_if_room)
             else:
                 self._linger_handle = loop.call_later(self._linger, self._appends.close_open)
         return future
 
-    def _send_if_idle(self) -> None:
-        """Adaptive batching: send the open block now if nothing is in flight (it opened while idle)."""
-        if self._appends.close_open_if_idle():
+    def _send_if_room(self) -> None:
+        """Adaptive batching: send the open block now if the in-flight window has room for it."""
+        if self._appends.close_open_if_room():
             self._send_direct()
 
     def _send_direct(self) -> None:
@@ -306,7 +306,7 @@ class SegmentWriter:
             self._complete(self._appends.acknowledge(reply.event_number))
             if reply.current_segment_write_offset >= 0:
                 self.write_offset = reply.current_segment_write_offset
-            if self._appends.close_open_if_idle():
+            if self._appends.close_open_if_room():
                 self._send_direct()
             self._wakeup.set()
         elif outcome is ReplyOutcome.SEALED:

@@ -11,11 +11,11 @@ than ``max_event_size`` gets a block of its own marked ``large`` (the driver wri
 segment). Work is per block, never per event: an event costs one header, two list appends and an integer update
 (:meth:`ClientAppends.add`, or :meth:`ClientAppends.add_many` for several events with one key).
 
-Adaptive batching: :attr:`ClientAppends.idle` says nothing is waiting to be sent or acknowledged. The driver sends
-the open block at once when the writer is idle (a lone event does not wait) and otherwise lets it fill while earlier
-blocks are in flight; :meth:`ClientAppends.close_open_if_idle` closes it when the last ack makes the writer idle.
-Blocks then grow with the event rate times the ack latency, up to the block limits (Pravega's client sizes its
-blocks from the same two measurements).
+Adaptive batching: :attr:`ClientAppends.has_room` says fewer than ``max_inflight_blocks`` closed blocks wait to
+be sent or acknowledged. The driver sends the open block at once while there is room (a lone event does not wait)
+and otherwise lets it fill while earlier blocks are in flight; :meth:`ClientAppends.close_open_if_room` closes it
+when an ack makes room. Blocks then grow with the event rate times the ack latency, up to the block limits (Pravega's
+client sizes its blocks from the same two measurements).
 
 Invariants:
 
@@ -240,9 +240,9 @@ class ClientAppends(Generic[H]):
             self._open = None
             self._enqueue(block)
 
-    def close_open_if_idle(self) -> bool:
-        """Close the open block if nothing else is ready or in flight (adaptive batching); True if it did."""
-        if self._open is None or self._ready or self._inflight:
+    def close_open_if_room(self) -> bool:
+        """Close the open block if the in-flight window has room for it (adaptive batching); True if it did."""
+        if self._open is None or len(self._ready) + len(self._inflight) >= self._max_inflight:
             return False
         self.close_open()
         return True
@@ -343,6 +343,11 @@ class ClientAppends(Generic[H]):
     def idle(self) -> bool:
         """Whether no closed block waits to be sent or acknowledged (the open one may hold events)."""
         return not self._ready and not self._inflight
+
+    @property
+    def has_room(self) -> bool:
+        """Whether fewer than ``max_inflight_blocks`` closed blocks wait to be sent or acknowledged."""
+        return len(self._ready) + len(self._inflight) < self._max_inflight
 
     @property
     def open_events(self) -> int:

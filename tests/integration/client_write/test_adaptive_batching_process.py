@@ -1,7 +1,7 @@
 """Adaptive batching and the writer's fast paths against a real ``anabranch standalone``.
 
-A lone event must not wait for ``linger``; a flood must batch; the last open block must go out when the acks
-make the writer idle; ``write_event`` for a known key makes no coroutine; ``write_events`` keeps order and
+A lone event must not wait for ``linger``; a flood must batch; the open block must go out when an ack makes
+room in the in-flight window; ``write_event`` for a known key makes no coroutine; ``write_events`` keeps order and
 exactly-once. ``linger`` is set far above every timeout here, so a test passes only if no event waits for it.
 """
 
@@ -29,7 +29,7 @@ async def _stream(manager: StreamManager, segments: int = 1) -> tuple[str, str]:
     return scope, stream
 
 
-async def test_a_lone_event_is_sent_at_once_and_the_last_ack_sends_the_open_block(
+async def test_a_lone_event_is_sent_at_once_and_an_ack_sends_the_open_block(
         shared_standalone: Standalone) -> None:
     config = ClientConfig(shared_standalone.controller_uri, linger=LONG_LINGER)
     async with StreamManager(config) as manager:
@@ -38,7 +38,7 @@ async def test_a_lone_event_is_sent_at_once_and_the_last_ack_sends_the_open_bloc
         for i in range(3):  # paced lone events: each is acked without waiting for the linger timer
             ack = await writer.write_event(f"lone-{i}".encode(), "k")
             await asyncio.wait_for(ack, 10)
-        # a burst with yields: blocks opened while others are in flight wait for an ack, not for the linger
+        # a burst with yields: blocks opened while the window is full wait for an ack, not for the linger
         acks = []
         for i in range(2_000):
             acks.append(await writer.write_event(f"burst-{i}".encode(), f"k{i % 7}"))

@@ -178,18 +178,20 @@ def test_add_many_fills_blocks_like_add_and_returns_each_block_once() -> None:
     assert large.appends.add_many([], None) == []
 
 
-def test_idle_writer_closes_its_open_block_and_a_busy_one_does_not() -> None:
+def test_open_block_goes_out_while_the_window_has_room_and_fills_while_it_is_full() -> None:
     m = Machine(inflight=2)
-    assert m.appends.idle and not m.appends.close_open_if_idle()  # nothing open
+    assert m.appends.idle and m.appends.has_room and not m.appends.close_open_if_room()  # nothing open
     m.appends.add(b"a", None)
     assert m.appends.idle and m.appends.open_events == 1
-    assert m.appends.close_open_if_idle() and not m.appends.idle
-    (first,) = m.send_all()
+    assert m.appends.close_open_if_room() and not m.appends.idle and m.appends.has_room
     m.appends.add(b"b", None)
+    assert m.appends.close_open_if_room() and not m.appends.has_room  # two blocks unacked: the window is full
+    (first, _) = m.send_all()
     m.appends.add(b"c", None)
-    assert not m.appends.close_open_if_idle() and m.appends.open_events == 2  # fills while a block is in flight
+    m.appends.add(b"d", None)
+    assert not m.appends.close_open_if_room() and m.appends.open_events == 2  # fills while the window is full
     m.appends.acknowledge(first.last_event)
-    assert m.appends.idle and m.appends.close_open_if_idle()  # the last ack: send what accumulated
+    assert m.appends.close_open_if_room()  # an ack made room: send what accumulated
     assert [b.count for b in m.send_all()] == [2]
 
 
@@ -231,7 +233,7 @@ def test_reply_outcomes(reply: wire.Reply, outcome: ReplyOutcome) -> None:
 step = st.one_of(
     st.tuples(st.just("add"), st.integers(0, 40)),  # an event of about this many bytes
     st.tuples(st.just("close"), st.just(0)),  # the linger timer fires
-    st.tuples(st.just("idle"), st.just(0)),  # adaptive batching: the sender runs, or an ack arrives
+    st.tuples(st.just("room"), st.just(0)),  # adaptive batching: the sender runs, or an ack arrives
     st.tuples(st.just("many"), st.integers(0, 6)),  # write_events: this many events with one key
     st.tuples(st.just("send"), st.just(0)),
     st.tuples(st.just("ack"), st.integers(1, 4)),  # the server stores and acks the next k blocks in flight
@@ -264,8 +266,8 @@ def test_reconnects_resend_exactly_the_unacknowledged_events_in_order(
                 m.appends.add_many(batch, "k")
             elif op == "close":
                 m.appends.close_open()
-            elif op == "idle":
-                m.appends.close_open_if_idle()
+            elif op == "room":
+                m.appends.close_open_if_room()
             elif op == "send":
                 blocks = m.send_all()
                 sent.extend(events_of(blocks))
