@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from anabranch.auth.errors import TokenError, TokenExpiredError
 from anabranch.auth.permissions import Permission
-from anabranch.auth.tokens import TokenVerifier
 from anabranch.model.names import SYSTEM_SCOPE, is_table_segment_name
 from anabranch.protocol import commands as c
+
+if TYPE_CHECKING:
+    from anabranch.auth.tokens import TokenVerifier  # jwt and cryptography: only when auth is on
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING
 import grpc
 
 from anabranch.clock import SYSTEM_CLOCK, Clock
-from anabranch.cluster.controller_cluster import ControllerClusterOptions, ControllerMember
 from anabranch.cluster.liveness import HostProber
 from anabranch.controller.autoscale import AutoScaler
 from anabranch.controller.context import wall_clock_ms
@@ -38,6 +37,7 @@ from anabranch.tls import ServerTls
 
 if TYPE_CHECKING:
     from anabranch.auth.server import ServerAuth
+    from anabranch.cluster.controller_cluster import ControllerClusterOptions, ControllerMember
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,11 @@ class ControllerService:
             cluster = dataclasses.replace(cluster, controller_id=f"{host}:{port}")
         self.cluster = cluster
         """Cluster mode: routes by the container map in ZooKeeper, cluster-wide jobs on the leader only."""
-        self.member = ControllerMember(cluster) if cluster is not None else None
+        self.member: ControllerMember | None = None
+        if cluster is not None:
+            from anabranch.cluster.controller_cluster import ControllerMember  # kazoo: only in cluster mode
+
+            self.member = ControllerMember(cluster)
         self._given_ops = ops
         self.ops: SegmentStoreOps = ops or self._segment_helper(None)
         self.clock: Clock = clock or SYSTEM_CLOCK
