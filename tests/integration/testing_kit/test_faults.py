@@ -92,7 +92,7 @@ async def test_stalled_connections_hold_acks_until_resumed(faulty: Rig) -> None:
 
 async def test_delayed_replies_slow_acks_and_lose_nothing(faulty: Rig) -> None:
     rig, faults = faulty
-    scope, stream = await new_stream(rig.manager, segments=2)
+    scope, stream = await new_stream(rig.manager, segments=1)
     writer = rig.manager.create_writer(scope, stream)
     await (await writer.write_event(b"k0:0"))
     faults.delay_replies(0.2)
