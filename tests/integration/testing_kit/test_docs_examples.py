@@ -3,7 +3,6 @@ own interpreter, against an embedded standalone)."""
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import subprocess
 import sys
@@ -28,7 +27,5 @@ def examples() -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize(("name", "code"), examples(), ids=[name for name, _ in examples()])
 def test_example_runs(name: str, code: str) -> None:
-    if importlib.util.find_spec("anabranch.embedded") is None:
-        pytest.skip("anabranch.embedded is not there yet")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, f"{name} failed:\n{done.stdout}\n{done.stderr[-3000:]}"
