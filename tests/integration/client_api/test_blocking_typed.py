@@ -1,11 +1,10 @@
-"""The typed blocking facade against a real standalone: writers, reader groups, readers, stream info, lag."""
+"""The typed blocking facade against an embedded standalone: writers, reader groups, readers, stream info, lag (the
+pytest plugin's ``anabranch_blocking_standalone``: a fresh in-memory server per test)."""
 
 from __future__ import annotations
 
 import concurrent.futures
 import uuid
-
-import pytest
 
 from anabranch.client import (
     BlockingEventStreamReader,
@@ -16,14 +15,12 @@ from anabranch.client import (
     StringSerializer,
     connect,
 )
-from anabranch.testing.processes import Standalone
-
-pytestmark = pytest.mark.process
+from anabranch.embedded import BlockingStandalone
 
 
-def test_typed_blocking_facade(shared_standalone: Standalone) -> None:
+def test_typed_blocking_facade(anabranch_blocking_standalone: BlockingStandalone) -> None:
     scope = f"bt{uuid.uuid4().hex[:8]}"
-    with connect(shared_standalone.controller_uri) as manager:
+    with connect(anabranch_blocking_standalone.controller_uri) as manager:
         assert manager.create_scope(scope)
         assert manager.create_stream(scope, "s")
         assert manager.list_streams(scope) == ["s"]

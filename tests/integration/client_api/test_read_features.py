@@ -1,4 +1,5 @@
-"""Batch reads, event pointers and key-value-table iteration through a real standalone."""
+"""Batch reads, event pointers and key-value-table iteration through an embedded standalone (the pytest plugin's
+``anabranch_standalone``: a fresh in-memory server per test, in the test's own event loop)."""
 
 from __future__ import annotations
 
@@ -18,18 +19,16 @@ from anabranch.client import (
     TableKey,
 )
 from anabranch.client.kv_table import BadKeyError
-from anabranch.testing.processes import Standalone
-
-pytestmark = pytest.mark.process
+from anabranch.embedded import Standalone
 
 
 def _scope() -> str:
     return f"rf{uuid.uuid4().hex[:8]}"
 
 
-async def test_batch_client_reads_the_ranges_between_two_cuts_across_a_scale(shared_standalone: Standalone) -> None:
+async def test_batch_client_reads_the_ranges_between_two_cuts_across_a_scale(anabranch_standalone: Standalone) -> None:
     scope = _scope()
-    async with StreamManager(shared_standalone.controller_uri) as manager:
+    async with StreamManager(anabranch_standalone.controller_uri) as manager:
         await manager.create_scope(scope)
         await manager.create_stream(scope, "s", StreamConfiguration(ScalingPolicy.fixed(2)))
         writer = manager.create_writer(scope, "s", StringSerializer())
@@ -60,9 +59,9 @@ async def test_batch_client_reads_the_ranges_between_two_cuts_across_a_scale(sha
         assert later == sorted(f"b{i}" for i in range(30))
 
 
-async def test_event_pointers_fetch_one_event_again(shared_standalone: Standalone) -> None:
+async def test_event_pointers_fetch_one_event_again(anabranch_standalone: Standalone) -> None:
     scope = _scope()
-    async with StreamManager(shared_standalone.controller_uri) as manager:
+    async with StreamManager(anabranch_standalone.controller_uri) as manager:
         await manager.create_scope(scope)
         await manager.create_stream(scope, "s", StreamConfiguration(ScalingPolicy.fixed(2)))
         writer = manager.create_writer(scope, "s")
@@ -91,9 +90,9 @@ async def test_event_pointers_fetch_one_event_again(shared_standalone: Standalon
             await manager.read_event(far)
 
 
-async def test_key_value_table_iteration_all_by_family_and_prefix_in_pages(shared_standalone: Standalone) -> None:
+async def test_key_value_table_iteration_all_by_family_and_prefix_in_pages(anabranch_standalone: Standalone) -> None:
     scope = _scope()
-    async with StreamManager(shared_standalone.controller_uri) as manager:
+    async with StreamManager(anabranch_standalone.controller_uri) as manager:
         await manager.create_scope(scope)
         config = KeyValueTableConfiguration(partition_count=3, primary_key_length=2, secondary_key_length=3)
         await manager.create_key_value_table(scope, "t", config)

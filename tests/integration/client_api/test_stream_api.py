@@ -1,4 +1,5 @@
-"""StreamManager's stream-level API through a real standalone: stream info, manual scaling, error families."""
+"""StreamManager's stream-level API through an embedded standalone: stream info, manual scaling, error families (the
+pytest plugin's ``anabranch_standalone``: a fresh in-memory server per test, in the test's own event loop)."""
 
 from __future__ import annotations
 
@@ -20,18 +21,16 @@ from anabranch.client import (
     StreamSealedError,
     TableKey,
 )
-from anabranch.testing.processes import Standalone
-
-pytestmark = pytest.mark.process
+from anabranch.embedded import Standalone
 
 
 def _scope() -> str:
     return f"api{uuid.uuid4().hex[:8]}"
 
 
-async def test_stream_info_gives_head_and_tail_cuts_and_follows_seal(shared_standalone: Standalone) -> None:
+async def test_stream_info_gives_head_and_tail_cuts_and_follows_seal(anabranch_standalone: Standalone) -> None:
     scope = _scope()
-    async with StreamManager(shared_standalone.controller_uri) as manager:
+    async with StreamManager(anabranch_standalone.controller_uri) as manager:
         await manager.create_scope(scope)
         await manager.create_stream(scope, "s", StreamConfiguration(ScalingPolicy.fixed(2)))
         empty = await manager.get_stream_info(scope, "s")
@@ -49,9 +48,9 @@ async def test_stream_info_gives_head_and_tail_cuts_and_follows_seal(shared_stan
         assert (await manager.get_stream_info(scope, "s")).sealed
 
 
-async def test_manual_scaling_through_the_stream_manager(shared_standalone: Standalone) -> None:
+async def test_manual_scaling_through_the_stream_manager(anabranch_standalone: Standalone) -> None:
     scope = _scope()
-    async with StreamManager(shared_standalone.controller_uri) as manager:
+    async with StreamManager(anabranch_standalone.controller_uri) as manager:
         await manager.create_scope(scope)
         await manager.create_stream(scope, "s")
         result = await manager.scale_stream(scope, "s", [0], [(0.0, 0.5), (0.5, 1.0)])
@@ -62,9 +61,9 @@ async def test_manual_scaling_through_the_stream_manager(shared_standalone: Stan
             await manager.scale_stream(scope, "s", [0], [(0.0, 1.0)])  # segment 0 is no longer current
 
 
-async def test_errors_come_in_families_a_caller_can_catch(shared_standalone: Standalone) -> None:
+async def test_errors_come_in_families_a_caller_can_catch(anabranch_standalone: Standalone) -> None:
     scope = _scope()
-    async with StreamManager(shared_standalone.controller_uri) as manager:
+    async with StreamManager(anabranch_standalone.controller_uri) as manager:
         await manager.create_scope(scope)
         with pytest.raises(NotFoundError) as missing:
             await manager.get_stream_configuration(scope, "nothing")
@@ -82,9 +81,9 @@ async def test_errors_come_in_families_a_caller_can_catch(shared_standalone: Sta
         assert issubclass(AlreadyExistsError, Exception)
 
 
-async def test_byte_stream_reader_close(shared_standalone: Standalone) -> None:
+async def test_byte_stream_reader_close(anabranch_standalone: Standalone) -> None:
     scope = _scope()
-    async with StreamManager(shared_standalone.controller_uri) as manager:
+    async with StreamManager(anabranch_standalone.controller_uri) as manager:
         await manager.create_scope(scope)
         await manager.create_stream(scope, "b", StreamConfiguration(ScalingPolicy.fixed(1)))
         async with await manager.create_byte_stream_writer(scope, "b") as writer:
