@@ -42,6 +42,16 @@ async def test_concurrent_updates_share_appends_and_each_is_all_or_nothing() -> 
     assert await reloaded.get(T, keys) == await tables.get(T, keys)
 
 
+async def test_an_update_without_entries_is_answered_alone_or_grouped() -> None:
+    store = FakeSegmentStore()
+    tables = TableStore(store)  # type: ignore[arg-type]
+    await tables.create_table(T)
+    assert await tables.update(T, [], -1) == []
+    empty, alone, put = await asyncio.gather(tables.update(T, [], -1), tables.update(T, [], -1),
+                                             tables.update(T, [(b"a", b"1", NO_VERSION)], -1))
+    assert empty == alone == [] and len(put) == 1
+
+
 async def test_a_failing_append_fails_its_group_only() -> None:
     store = FakeSegmentStore()
     tables = TableStore(store)  # type: ignore[arg-type]

@@ -217,7 +217,10 @@ class TableStore:
                 for key, value, _ in entries:
                     touched[key] = True
                     records.append((RecordKind.PUT, key, value))
-            if not records:
+            if not records:  # nothing passed, or only updates with no entries: nothing to write
+                for _, future in passed:
+                    if not future.done():
+                        future.set_result([])
                 return
             try:
                 versions = await self._append(name, table, records)
