@@ -169,7 +169,7 @@ class Standalone:
         self._controller = await start_standalone(store, controller_port=controller_port, time_scale=self.time_scale)
         self._segment_store = store
 
-    async def _stop_servers(self) -> None:
+    async def _stop_servers(self, *, crash: bool = False) -> None:
         controller, self._controller = self._controller, None
         store, self._segment_store = self._segment_store, None
         try:
@@ -177,14 +177,16 @@ class Standalone:
                 await controller.stop(grace=0)
         finally:
             if store is not None:
-                await store.stop()
+                await store.stop(crash=crash)
 
-    async def restart(self) -> None:
-        """Stop both servers (flushing everything) and start them again on the same data, on the same ports when
-        they are still free (else on new ones, and ``manager`` is replaced). Clients keep working: they reconnect.
-        In memory (``data_dir=None``) the data does not survive: the servers start empty."""
+    async def restart(self, *, crash: bool = False) -> None:
+        """Stop both servers and start them again on the same data, on the same ports when they are still free
+        (else on new ones, and ``manager`` is replaced). Clients keep working: they reconnect. ``crash=True`` stops
+        the segment store as a killed process would (containers aborted, nothing flushed to LTS: recovery replays
+        Tier-1); otherwise it flushes first. In memory (``data_dir=None``) the data does not survive either way: the
+        servers start empty."""
         segment_store_port, controller_port = self.segment_store.port, self.controller.port
-        await self._stop_servers()
+        await self._stop_servers(crash=crash)
         try:
             await self._start_servers(segment_store_port, controller_port)
         except OSError:
@@ -298,9 +300,9 @@ class BlockingStandalone:
             loop.close()
         self._loop = self._thread = None
 
-    def restart(self) -> None:
+    def restart(self, *, crash: bool = False) -> None:
         """``Standalone.restart`` (same data and ports; in memory the data does not survive)."""
-        self.run(self.server.restart())
+        self.run(self.server.restart(crash=crash))
 
     @property
     def controller_uri(self) -> str:

@@ -153,7 +153,9 @@ class SegmentStoreService:
         return {"assigned": running, "running": running, "starting": [], "failed": {},
                 "healthy": self.store is not None and not any(c.failed for c in self.store.containers)}
 
-    async def stop(self) -> None:
+    async def stop(self, *, crash: bool = False) -> None:
+        """Stop serving and close the store, flushing what is pending; ``crash``: abort the containers instead,
+        flushing nothing, as a killed process would (for tests: what was acknowledged is in Tier-1 already)."""
         if self._stats_task is not None:
             self._stats_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -169,7 +171,7 @@ class SegmentStoreService:
             await self.tables.close()
             self.tables = None
         if self.store is not None:
-            await self.store.close()
+            await (self.store.abort() if crash else self.store.close())
             self.store = None
         self._stopped.set()
 

@@ -13,7 +13,7 @@ from anabranch.client import ReaderGroupConfig, StreamManager
 from anabranch.clock import ManualClock
 from anabranch.datadir import DataDirInUseError
 from anabranch.embedded import Standalone
-from anabranch.testing.assertions import assert_exactly_once
+from anabranch.testing.assertions import assert_exactly_once, assert_per_key_order
 
 TIMEOUT = 30.0
 
@@ -116,3 +116,19 @@ async def test_the_clock_reaches_the_servers_and_the_clients_it_configures() -> 
         assert server.segment_store.clock is clock and server.controller.clock is clock
         assert server.client_config().clock is clock and server.manager.config.clock is clock
         assert server.client_config(request_timeout=5.0).request_timeout == 5.0
+
+
+async def test_a_crash_restart_replays_tier1_and_keeps_every_acknowledged_event(tmp_path: Path) -> None:
+    async with Standalone(tmp_path / "data", containers=2) as server:
+        await server.create_stream("shop", "orders", segments=2)
+        writer = server.manager.create_writer("shop", "orders")
+        events = [b"k%d-%d" % (i % 4, i) for i in range(200)]
+        acks = [await writer.write_event(e, routing_key=e[:2].decode()) for e in events[:150]]
+        await asyncio.wait_for(asyncio.gather(*acks), TIMEOUT)
+        await server.restart(crash=True)  # containers aborted: nothing flushed to LTS
+        acks = [await writer.write_event(e, routing_key=e[:2].decode()) for e in events[150:]]
+        await asyncio.wait_for(asyncio.gather(*acks), TIMEOUT)
+        await writer.close()
+        got = await read_n(server.manager, "shop", "orders", len(events))
+        assert_exactly_once(events, got)
+        assert_per_key_order(got, key=lambda e: e[:2], written=events)
