@@ -34,6 +34,14 @@ async def _read(reader: Any, count: int) -> None:
         got += read.event is not None
 
 
+async def _notified(notes: list[Any], segments: int) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while not any(isinstance(n, SegmentNotification) and n.segments == segments for n in notes):
+        assert loop.time() < deadline, f"the group's segment count {segments} was never notified: {notes}"
+        await asyncio.sleep(0.02)
+
+
 async def test_exact_lag_and_notifications_across_a_scale(shared_standalone: Standalone) -> None:
     scope = f"lag{uuid.uuid4().hex[:8]}"
     async with StreamManager(shared_standalone.controller_uri) as manager:
@@ -75,13 +83,12 @@ async def test_exact_lag_and_notifications_across_a_scale(shared_standalone: Sta
         assert before == group_lag.events + 10, "successors not reached yet count in the group's lag"
 
         await _read(reader, before - 1)
+        await _notified(notes, 3)  # the reader holds the successors now; the count is polled, so await it
         await manager.seal_stream(scope, "s")
         while not (await group.state()).is_finished:
             await reader.read_next_event(timeout=0.2)
         await asyncio.wait_for(watcher, 10)
         assert notes[0] == SegmentNotification(2, 0)
         assert isinstance(notes[-1], EndOfDataNotification)
-        counts = [n.segments for n in notes[:-1]]
-        assert 3 in counts, f"the scale's new segment count was never notified: {counts}"
         assert await group.lag() == Lag(0, 0)
         await reader.close()
