@@ -6,8 +6,8 @@ import itertools
 import pickle
 
 import apache_beam as beam
-import cloudpickle
 import pytest
+from apache_beam.internal import pickler
 
 from anabranch.beam.read import ReadFromAnabranch, _ReadTail, _Restrictions
 from anabranch.beam.restrictions import (
@@ -151,7 +151,7 @@ def test_restrictions_and_transform_pickle() -> None:
         assert pickle.loads(pickle.dumps(restriction)) == restriction
     transform = ReadFromAnabranch("tcp://127.0.0.1:1", [("s", "t")], start=StreamCut("s", "t", {0: 4}),
                                   end="tail", timestamp_fn=lambda v: 0)
-    copy = cloudpickle.loads(cloudpickle.dumps(transform))
+    copy = pickler.loads(pickler.dumps(transform))
     assert copy.plan == transform.plan
 
 
@@ -197,7 +197,7 @@ def test_a_set_up_dofn_pickles_without_its_connection() -> None:
     read = _ReadTail(ClientConfig("tcp://127.0.0.1:1"), BytesSerializer(), None, 1.0, None)
     read.setup()
     try:
-        copy = cloudpickle.loads(cloudpickle.dumps(read))
+        copy = pickler.loads(pickler.dumps(read))
     finally:
         read.teardown()
     assert copy.client.runner is None and copy.client.manager is None
