@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import struct
-import subprocess
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 from anabranch.client.connection import RawConnection, next_request_id
 from anabranch.protocol.commands import (
@@ -97,30 +93,3 @@ async def read_all(conn: RawConnection, segment: str) -> bytes:
 
 def acked(reply: Reply) -> bool:
     return isinstance(reply, DataAppended)
-
-
-@contextlib.contextmanager
-def mounted_tmpfs(mount_point: Path, size_mib: int = 48) -> Iterator[bool]:
-    """Mount a small tmpfs at ``mount_point`` (root only); yields False when it cannot be mounted here."""
-    mount_point.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mib}m", "tmpfs", str(mount_point)],
-                          capture_output=True, text=True, timeout=30, check=False)
-    if done.returncode != 0:
-        yield False
-        return
-    try:
-        yield True
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], capture_output=True, timeout=30, check=False)
-
-
-def fill(path: Path) -> int:
-    """Write ``path`` until its filesystem is full (1 MiB writes, then 512-byte ones); returns the bytes written."""
-    written = 0
-    chunk = b"\0" * (1024 * 1024)
-    with path.open("wb", buffering=0) as out:
-        for size in (len(chunk), 512):
-            with contextlib.suppress(OSError):
-                while True:
-                    written += out.write(chunk[:size])
-    return written

@@ -12,11 +12,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from robustness_helpers import acked, append, connect, event, fill, mounted_tmpfs, probe_every_container, read_all
+from robustness_helpers import acked, append, connect, event, probe_every_container, read_all
 
 from anabranch.client import StreamManager
 from anabranch.client.connection import next_request_id
 from anabranch.protocol.commands import CreateSegment, ErrorMessage, SegmentCreated
+from anabranch.testing.faults import fill_disk, small_filesystem
 from anabranch.testing.processes import Standalone
 
 pytestmark = pytest.mark.process
@@ -25,7 +26,7 @@ SEGMENT = "full/s/0.#epoch.0"
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    with mounted_tmpfs(tmp_path / "disk") as mounted:
+    with small_filesystem(tmp_path / "disk") as mounted:
         if not mounted:
             pytest.skip("cannot mount a tmpfs here (needs root)")
         yield tmp_path / "disk"
@@ -46,7 +47,7 @@ async def test_disk_full_refuses_writes_keeps_reads_and_recovers(small_disk: Pat
         await conn.close()
 
         filler = small_disk / "filler"
-        assert fill(filler) > 0
+        assert fill_disk(filler) > 0
         conn = await connect(port)
         refused = await append(conn, SEGMENT, [b"refused" * 40_000])  # more than the last page's free room
         assert isinstance(refused, ErrorMessage), refused

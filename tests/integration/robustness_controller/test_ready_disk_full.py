@@ -17,8 +17,9 @@ import pytest
 
 from anabranch.client.connection import next_request_id
 from anabranch.protocol.commands import CreateSegment, DataAppended, ErrorMessage, SegmentCreated
+from anabranch.testing.faults import fill_disk, small_filesystem
 from anabranch.testing.processes import HOST, Standalone, free_port, wait_for_port
-from tests.integration.robustness.robustness_helpers import append, connect, fill, mounted_tmpfs
+from tests.integration.robustness.robustness_helpers import append, connect
 
 pytestmark = pytest.mark.process
 SEGMENT = "ready/s/0.#epoch.0"
@@ -27,7 +28,7 @@ TIMEOUT = 30.0
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    with mounted_tmpfs(tmp_path / "disk") as mounted:
+    with small_filesystem(tmp_path / "disk") as mounted:
         if not mounted:
             pytest.skip("cannot mount a tmpfs here (needs root)")
         yield tmp_path / "disk"
@@ -68,7 +69,7 @@ def test_ready_follows_a_full_disk(small_disk: Path, tmp_path: Path) -> None:
 
         assert isinstance(asyncio.run(create()), SegmentCreated)
         filler = small_disk / "filler"
-        fill(filler)
+        fill_disk(filler)
         assert isinstance(asyncio.run(_append(server.segmentstore_port, b"x" * 300_000)), ErrorMessage)
         status, body = ready(admin)
         assert status == 503 and body["ready"] is False
