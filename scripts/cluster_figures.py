@@ -72,7 +72,7 @@ def bench_write(controller: str | None, events: int) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--kills", type=int, default=5)
+    parser.add_argument("--kills", type=int, default=5, help="failover samples (0 skips the failover figure)")
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--no-single", dest="single", action="store_false",
@@ -87,8 +87,9 @@ def main() -> None:
         try:
             samples = [asyncio.run(one_failover(cluster)) for _ in range(options.kills)]
             seconds = sorted(s["seconds"] for s in samples)
-            report["failover"] = {"samples": samples, "p50": statistics.median(seconds), "max": seconds[-1],
-                                  "min": seconds[0]}
+            if seconds:
+                report["failover"] = {"samples": samples, "p50": statistics.median(seconds), "max": seconds[-1],
+                                      "min": seconds[0]}
             report["bench_write_cluster"] = bench_write(cluster.controller_uri, options.events)
         finally:
             cluster.stop()
