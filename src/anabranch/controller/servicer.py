@@ -31,7 +31,7 @@ from anabranch.controller.facade import Controller
 from anabranch.controller.servicer_base import PAGE_SIZE, is_rust_client, rpc
 from anabranch.controller.servicer_groups import GroupRpcs
 from anabranch.controller.validation import hex_token, index_token
-from anabranch.model.names import qualified_segment_name, segment_epoch
+from anabranch.model.names import MARK_PREFIX, qualified_segment_name, segment_epoch
 from anabranch.protocol import controller_pb2 as pb
 from anabranch.protocol import controller_pb2_grpc as pb_grpc
 
@@ -40,6 +40,12 @@ log = logging.getLogger(__name__)
 class ControllerServicer(GroupRpcs, pb_grpc.ControllerServiceServicer):
     def __init__(self, controller: Controller) -> None:
         self.c = controller
+
+    async def _materialize(self, scope: str, stream: str) -> None:
+        """A stream's mark stream ``_MARK<s>`` is created when first asked for (``Streams.ensure_mark_stream``), so
+        every rpc reading a stream's records answers for it as if it had been created with ``s``."""
+        if stream.startswith(MARK_PREFIX):
+            await self.c.streams.ensure_mark_stream(scope, stream)
 
     # ---- cluster / auth ----
 
@@ -118,10 +124,12 @@ class ControllerServicer(GroupRpcs, pb_grpc.ControllerServiceServicer):
 
     @rpc
     async def checkStreamExists(self, request: pb.StreamInfo, context: Any) -> pb.ExistsResponse:
+        await self._materialize(request.scope, request.stream)
         return pb.ExistsResponse(exists=await self.c.store.stream_exists(request.scope, request.stream))
 
     @rpc
     async def getStreamConfiguration(self, request: pb.StreamInfo, context: Any) -> pb.StreamConfig:
+        await self._materialize(request.scope, request.stream)
         config = await self.c.streams.get_config(request.scope, request.stream)
         return config_to_proto(request.scope, request.stream, config)
 
@@ -154,6 +162,7 @@ class ControllerServicer(GroupRpcs, pb_grpc.ControllerServiceServicer):
 
     @rpc
     async def getCurrentSegments(self, request: pb.StreamInfo, context: Any) -> pb.SegmentRanges:
+        await self._materialize(request.scope, request.stream)
         view = await self.c.ctx.view(request.scope, request.stream)
         segments = await self.c.ctx.active_segments(view)
         return pb.SegmentRanges(segmentRanges=segment_ranges(request.scope, request.stream, segments),
@@ -164,6 +173,7 @@ class ControllerServicer(GroupRpcs, pb_grpc.ControllerServiceServicer):
         info = request.streamInfo
         if request.epoch < 0:
             raise InvalidArgumentError(f"epoch {request.epoch} < 0")
+        await self._materialize(info.scope, info.stream)
         view = await self.c.ctx.view(info.scope, info.stream)
         if request.epoch > view.latest:
             raise NotFoundError(f"stream {info.scope}/{info.stream} has no epoch {request.epoch}")
@@ -174,6 +184,7 @@ class ControllerServicer(GroupRpcs, pb_grpc.ControllerServiceServicer):
     @rpc
     async def getSegments(self, request: pb.GetSegmentsRequest, context: Any) -> pb.SegmentsAtTime:
         info = request.streamInfo
+        await self._materialize(info.scope, info.stream)
         head = await self.c.head(info.scope, info.stream)
         return pb.SegmentsAtTime(segments=[
             pb.SegmentsAtTime.SegmentLocation(segmentId=segment_id_proto(info.scope, info.stream, seg_id), offset=o)
@@ -182,6 +193,7 @@ class ControllerServicer(GroupRpcs, pb_grpc.ControllerServiceServicer):
     @rpc
     async def getSegmentsImmediatelyFollowing(self, request: pb.SegmentId, context: Any) -> pb.SuccessorResponse:
         info = request.streamInfo
+        await self._materialize(info.scope, info.stream)
         view = await self.c.ctx.view(info.scope, info.stream)
         first = max(0, min(segment_epoch(request.segmentId), view.latest))
         epochs = await self.c.store.epochs(info.scope, info.stream, first, view.latest)

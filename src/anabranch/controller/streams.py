@@ -31,7 +31,13 @@ from anabranch.controller.scaling import Scaling
 from anabranch.controller.truncation import truncation_problem
 from anabranch.controller.validation import MAX_SEGMENTS_PER_EPOCH
 from anabranch.model.keyspace import initial_ranges
-from anabranch.model.names import SYSTEM_SCOPE, is_valid_name, mark_stream_name, qualified_segment_name
+from anabranch.model.names import (
+    MARK_PREFIX,
+    SYSTEM_SCOPE,
+    is_valid_name,
+    mark_stream_name,
+    qualified_segment_name,
+)
 from anabranch.protocol.commands import NO_VERSION
 
 log = logging.getLogger(__name__)
@@ -142,10 +148,11 @@ class Streams:
 
     async def _create_stream(self, scope: str, stream: str, config: StreamConfiguration) -> str:
         """Three rounds: read what exists (scope, the stream's state, its deleted-stream record); create the table,
-        the segments, the index entries and the mark stream at once; write all the stream's records, ACTIVE, in
-        one table update. Until that update the stream does not exist: a crash before it leaves only pieces a new
-        create reuses (creating a segment or table that exists is fine) and an index entry the startup sweep
-        removes. A stream left CREATING by an older version is finished by the next create or the sweep."""
+        the segments and the index entries at once; write all the stream's records, ACTIVE, in one table update.
+        Until that update the stream does not exist: a crash before it leaves only pieces a new create reuses
+        (creating a segment or table that exists is fine) and an index entry the startup sweep removes. A stream
+        left CREATING by an older version is finished by the next create or the sweep. The mark stream
+        ``_MARK<stream>`` is created later, when first needed (``ensure_mark_stream``)."""
         async with self.ctx.lock(scope, stream):
             table = self.store.stream_table(scope, stream)
             scope_found, state, start = await asyncio.gather(
@@ -167,8 +174,6 @@ class Streams:
                 *(self.ctx.ops.create_segment(qualified_segment_name(scope, stream, seg.id), scaling.scale_type,
                                               scaling.target_rate, config.rollover_size_bytes)
                   for seg in epoch0.segments)]
-            if not stream.startswith("_"):
-                steps.append(self._create_mark_stream(scope, stream))
             await _all_settled(steps)
             await table.put_many([
                 ("config", config.encode(), NO_VERSION),
@@ -195,15 +200,26 @@ class Streams:
             for seg in (await self.ctx.epoch(view, 0)).segments]
         steps.append(self.store.scope_index(view.scope, "streams").put(view.stream, {"created": self.ctx.wall_ms()}))
         steps.append(self._index_tags(view.scope, view.stream, (), view.config.tags))
-        if not view.stream.startswith("_"):
-            steps.append(self._create_mark_stream(view.scope, view.stream))
         await _all_settled(steps)
         await self.ctx.set_state(view, StreamState.ACTIVE)
 
-    async def _create_mark_stream(self, scope: str, stream: str) -> None:
-        status = await self.create_stream(scope, mark_stream_name(stream), StreamConfiguration())
+    async def ensure_mark_stream(self, scope: str, mark: str) -> bool:
+        """Create the mark stream ``mark`` (``_MARK<s>``) if stream ``s`` exists and it does not yet; False if ``s``
+        does not exist. Mark streams are created when first needed (the watermark job's first watermark, a reader
+        asking for the marks' segments), so a stream nobody watermarks costs no mark stream. Runs under ``s``'s lock:
+        a delete of ``s`` (which deletes the mark stream after it) cannot leave a mark stream behind."""
+        stream = mark[len(MARK_PREFIX):]
+        if not mark.startswith(MARK_PREFIX) or not stream or stream.startswith("_"):
+            return False
+        if await self.store.stream_exists(scope, mark):
+            return True
+        async with self.ctx.lock(scope, stream):
+            if not await self.store.stream_exists(scope, stream):
+                return False
+            status = await self.create_stream(scope, mark, StreamConfiguration())
         if status not in ("SUCCESS", "STREAM_EXISTS"):
             raise IllegalStateError(f"creating the mark stream of {scope}/{stream} answered {status}")
+        return True
 
     async def _index_tags(self, scope: str, stream: str, old: tuple[str, ...], new: tuple[str, ...]) -> None:
         index = self.store.scope_index(scope, "tags")

@@ -287,6 +287,8 @@ class WatermarkJob:
 
     async def _write(self, scope: str, stream: str, watermark: Watermark) -> bool:
         ctx = self.controller.ctx
+        if not await self.controller.streams.ensure_mark_stream(scope, mark_stream_name(stream)):
+            raise StreamNotFoundError(f"stream {scope}/{stream} does not exist")
         mark_view = await ctx.view(scope, mark_stream_name(stream))
         (segment,) = await ctx.active_segments(mark_view)
         name = qualified_segment_name(scope, mark_stream_name(stream), segment.id)

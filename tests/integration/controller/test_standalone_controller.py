@@ -171,7 +171,7 @@ def test_controller_command_against_a_separate_segment_store(tmp_path: Path) -> 
         stub.createStream(fixed("scope-0", "st", 1), timeout=TIMEOUT)
         listed = stub.listStreamsInScope(pb.StreamsInScopeRequest(scope=pb.ScopeInfo(scope="scope-0")),
                                          timeout=TIMEOUT)
-        assert sorted(s.stream for s in listed.streams) == ["_MARKst", "st"]
+        assert sorted(s.stream for s in listed.streams) == ["st"]
         channel.close()
 
 

@@ -42,9 +42,8 @@ async def test_create_stream_statuses_and_segments(harness: Harness) -> None:
     assert all(r.segmentId.streamInfo.stream == "st" for r in ranges)
     assert [r.segmentId.segmentId for r in ranges] == list(range(49))
     assert "sc/st/0.#epoch.0" in harness.memory.segments
-    assert "sc/_MARKst/0.#epoch.0" in harness.memory.segments
     listed = await stub.listStreamsInScope(pb.StreamsInScopeRequest(scope=pb.ScopeInfo(scope="sc")))
-    assert {s.stream for s in listed.streams} == {"st", "_MARKst"}
+    assert {s.stream for s in listed.streams} == {"st"}  # the mark stream comes when first needed
     missing = await stub.listStreamsInScope(pb.StreamsInScopeRequest(scope=pb.ScopeInfo(scope="zz")))
     assert missing.status == pb.StreamsInScopeResponse.SCOPE_NOT_FOUND
 
