@@ -11,6 +11,10 @@ Invariants:
   newest valid snapshot and replays its journal; a torn record may only end the newest journal chunk
   (it was never acked); anything else that fails a checksum is a ``DataCorruptionError``;
 - every ``open`` starts a new generation, so nothing is ever appended after a torn tail;
+- a new generation starts after ``snapshot_every`` records, and not before the generation's journal holds as many
+  bytes as its snapshot: the snapshot holds every segment, so rolling by record count alone would rewrite the whole
+  metadata every few records once there are many segments (quadratic); this keeps snapshot writes linear in the
+  journal bytes written;
 - generations are ordered by (owner epoch, number): metadata written by a fenced-out owner with a lower
   epoch is ignored, and opening with a lower epoch than LTS holds raises ``StorageFencedError``;
 - after a failed journal write nothing more is written (the outcome is unknown): the journal fails
@@ -97,6 +101,8 @@ class MetadataJournal:
         self._journal_chunk: str | None = None
         self._journal_length = 0
         self._records_in_generation = 0
+        self._generation_bytes = 0
+        self._snapshot_bytes = 0
         self._generation_chunks: list[str] = []
         self._pending: list[tuple[list[Op], asyncio.Future[list[str]]]] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -158,12 +164,15 @@ class MetadataJournal:
 
     async def _write_snapshot(self) -> None:
         name = self._snapshot_name(self._generation)
+        snapshot = frame(cbor2.dumps(encode_snapshot(self.segments)))
         await self._chunks.create(name)
-        await self._chunks.write(name, 0, frame(cbor2.dumps(encode_snapshot(self.segments))))
+        await self._chunks.write(name, 0, snapshot)
         self._generation_chunks = [name]
         self._journal_index = -1
         self._journal_chunk = None
         self._records_in_generation = 0
+        self._generation_bytes = 0
+        self._snapshot_bytes = len(snapshot)
 
     async def _delete_quietly(self, names: list[str]) -> None:
         for name in names:
@@ -202,7 +211,8 @@ class MetadataJournal:
                 released = apply_ops(self.segments, ops)
                 if not future.done():
                     future.set_result(released)
-            if self._records_in_generation >= self._snapshot_every:
+            if (self._records_in_generation >= self._snapshot_every
+                    and self._generation_bytes >= self._snapshot_bytes):
                 await self._roll_generation()
 
     async def _append_record(self, record: bytes) -> None:
@@ -220,6 +230,7 @@ class MetadataJournal:
         await self._chunks.write(self._journal_chunk, self._journal_length, record)
         self._journal_length += len(record)
         self._records_in_generation += 1
+        self._generation_bytes += len(record)
 
     async def _roll_generation(self) -> None:
         old = self._generation_chunks
