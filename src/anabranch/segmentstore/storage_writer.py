@@ -4,10 +4,11 @@ checkpoints the metadata and truncates Tier-1.
 One background task runs cycles (every ``flush_interval``, or sooner when unflushed bytes pass
 ``flush_threshold`` or someone calls ``flush_now``). A cycle handles the segments that are due: with
 at least ``segment_flush_bytes`` unflushed, or unflushed for ``max_flush_delay`` seconds, or with a
-pending seal/merge (all of them under memory pressure or in ``flush_now``). Per segment it creates
-its LTS object, writes the bytes above ``storage_length`` in large writes, concatenates pending
-merges when the LTS length reaches their offset, seals, truncates; then it deletes the LTS objects
-of deleted segments.
+pending seal/merge (all of them under memory pressure or in ``flush_now``). Segments without a
+pending merge are flushed ``concurrent_flushes`` at a time (all of a batch finish before the next
+starts), then those with one, one by one. Per segment it creates its LTS object, writes the bytes
+above ``storage_length`` in large writes, concatenates pending merges when the LTS length reaches
+their offset, seals, truncates; then it deletes the LTS objects of deleted segments.
 After a cycle that changed LTS it writes a checkpoint record and truncates Tier-1 below the newest
 checkpoint that precedes every record still holding unflushed data. Invariants: ``storage_length``
 only grows; Tier-1 records holding bytes not in LTS are never truncated.
@@ -51,6 +52,9 @@ class StorageWriterConfig:
     max_flush_delay: float = 2.0
     """A segment's bytes stay at most about this long (plus one interval) out of LTS."""
     max_write_bytes: int = 16 * 1024 * 1024
+    concurrent_flushes: int = 32
+    """Segments flushed at once in a cycle: their LTS metadata updates are grouped into one journal record, and their
+    chunk writes overlap (a clean stop with many small segments is bound by syncs, not bytes)."""
 
 
 class StorageWriter:
@@ -143,28 +147,46 @@ class StorageWriter:
 
     async def _cycle(self, *, force: bool) -> None:
         self.cycles += 1
-        changed = False
         now = self._clock.monotonic()
         for segment_id in [i for i in self._dirty_since if i not in self._metadata.segments]:
             del self._dirty_since[segment_id]
-        for meta in list(self._metadata.segments.values()):
-            if meta.deleted or not (meta.unflushed or meta.pending_merges) or not self._due(meta, force, now):
-                continue
-            try:
-                await self._flush_segment(meta)
-                self._dirty_since.pop(meta.segment_id, None)
-                changed = True
-            except StorageError as exc:
-                self.errors += 1
-                log.warning("container %d: cannot move %r to LTS yet: %s", self._container_id, meta.name, exc)
-            finally:
-                self._on_progress()
+        due = [meta for meta in list(self._metadata.segments.values())
+               if not meta.deleted and (meta.unflushed or meta.pending_merges) and self._due(meta, force, now)]
+        plain = [meta for meta in due if not meta.pending_merges]
+        changed = False
+        for start in range(0, len(plain), self.config.concurrent_flushes):
+            batch = plain[start : start + self.config.concurrent_flushes]
+            results = await asyncio.gather(*(self._flush_one(meta, merges=False) for meta in batch),
+                                           return_exceptions=True)
+            changed = any(result is True for result in results) or changed
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
+        for meta in due:
+            if meta.pending_merges and not meta.deleted:
+                changed = await self._flush_one(meta, merges=True) or changed
         changed = await self._delete_objects() or changed
         if changed and not self._processor.failed:
             await self._checkpoint_and_truncate()
         self._on_progress()
 
-    async def _flush_segment(self, meta: SegmentMetadata) -> None:
+    async def _flush_one(self, meta: SegmentMetadata, *, merges: bool) -> bool:
+        """Flush one segment; returns whether LTS changed. A storage error is logged (retried next cycle)."""
+        try:
+            await self._flush_segment(meta, merges=merges)
+            if not meta.pending_merges:
+                self._dirty_since.pop(meta.segment_id, None)
+            return True
+        except StorageError as exc:
+            self.errors += 1
+            log.warning("container %d: cannot move %r to LTS yet: %s", self._container_id, meta.name, exc)
+            return False
+        finally:
+            self._on_progress()
+
+    async def _flush_segment(self, meta: SegmentMetadata, *, merges: bool = True) -> None:
+        """Move the segment's bytes and state to LTS. Without ``merges`` it stops at a pending merge: segments are
+        then flushed concurrently, and a concat must not run while its source may still be being written."""
         if not meta.storage_exists:
             with contextlib.suppress(StorageSegmentExistsError):
                 await self._storage.create(meta.lts_name)
@@ -172,6 +194,8 @@ class StorageWriter:
         while not meta.deleted:
             pending = meta.pending_merges[0] if meta.pending_merges else None
             if pending is not None and pending.target_offset <= meta.storage_length:
+                if not merges:
+                    return
                 await self._concat(meta, pending)
                 continue
             if meta.storage_length >= meta.length:
