@@ -48,13 +48,15 @@ IN_MEMORY = Path("<in-memory>")
 async def start_standalone(store: SegmentStoreService, *, controller_port: int,
                            time_scale: float = 1.0) -> ControllerService:
     """Start ``store``, then a controller on ``store.host:controller_port`` that keeps its metadata on it, with the
-    store's TLS, auth and clock; stop the store again if the controller cannot start. The composition both
-    ``anabranch standalone`` and the embedded ``Standalone`` run."""
+    store's TLS, auth and clock, reaching it in-process (``segmentstore.local_connection``: no socket); stop the
+    store again if the controller cannot start. The composition both ``anabranch standalone`` and the embedded
+    ``Standalone`` run."""
     await store.start()
     tls = store.tls
     controller = ControllerService(store.host, store.port, host=store.host, port=controller_port, tls=tls,
                                    segment_store_ssl=tls.internal_client_context() if tls is not None else None,
-                                   time_scale=time_scale, auth=store.auth, clock=store.clock)
+                                   time_scale=time_scale, auth=store.auth, clock=store.clock,
+                                   segment_store_connect=store.local_connector())
     try:
         await controller.start()
     except BaseException:

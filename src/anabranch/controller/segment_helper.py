@@ -17,7 +17,7 @@ import asyncio
 import dataclasses
 import logging
 import ssl
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar
 
@@ -169,14 +169,31 @@ class FixedRoute:
         return None
 
 
+class SegmentStoreConnection(Protocol):
+    """What the helper needs of a connection: ``RawConnection`` (TCP), or an in-process one
+    (``anabranch.segmentstore.local_connection``)."""
+
+    closed: bool
+
+    async def request(self, cmd: c.Request, *, timeout: float = 30.0) -> c.Reply: ...
+
+    async def close(self) -> None: ...
+
+
+Connect = Callable[[str, int], Awaitable[SegmentStoreConnection]]
+"""Opens a connection to the segment store at ``host, port``."""
+
+
 class SegmentHelper:
     """``SegmentStoreOps`` over the wire protocol: one multiplexed connection per segment store, each request sent
-    to the one ``router`` names for its segment (by default the fixed ``host:port``)."""
+    to the one ``router`` names for its segment (by default the fixed ``host:port``). ``connect`` replaces the TCP
+    connection, e.g. by an in-process one when the segment store runs in this process (a standalone); the requests,
+    replies and retries stay the same."""
 
     def __init__(self, host: str, port: int, *, timeout: float = 30.0, attempts: int | None = None,
                  retry: RetryPolicy = SEGMENT_STORE_RETRY,
                  ssl_context: ssl.SSLContext | None = None, token: Callable[[], str] | None = None,
-                 router: SegmentRouter | None = None) -> None:
+                 router: SegmentRouter | None = None, connect: Connect | None = None) -> None:
         self.host = host
         self.token = token
         """The controller's system token for every request (None: send none, for a segment store without auth)."""
@@ -185,21 +202,24 @@ class SegmentHelper:
         self.timeout = timeout
         self.retry = replace(retry, max_attempts=attempts) if attempts is not None else retry
         self.ssl_context = ssl_context
-        self._conns: dict[Endpoint, RawConnection] = {}
+        self._connect: Connect = connect or self._connect_tcp
+        self._conns: dict[Endpoint, SegmentStoreConnection] = {}
         self._locks: dict[Endpoint, asyncio.Lock] = {}
 
-    async def _connection(self, segment: str) -> RawConnection:
+    async def _connect_tcp(self, host: str, port: int) -> SegmentStoreConnection:
+        return await RawConnection.connect(host, port, timeout=self.timeout, ssl_context=self.ssl_context)
+
+    async def _connection(self, segment: str) -> SegmentStoreConnection:
         endpoint = self.router.endpoint_for(segment)
         if endpoint is None:
             raise _WrongHost(f"no segment store owns the container of {segment} right now")
         async with self._locks.setdefault(endpoint, asyncio.Lock()):
             conn = self._conns.get(endpoint)
             if conn is None or conn.closed:
-                conn = self._conns[endpoint] = await RawConnection.connect(
-                    endpoint[0], endpoint[1], timeout=self.timeout, ssl_context=self.ssl_context)
+                conn = self._conns[endpoint] = await self._connect(*endpoint)
             return conn
 
-    async def _drop(self, conn: RawConnection | None) -> None:
+    async def _drop(self, conn: SegmentStoreConnection | None) -> None:
         if conn is None:
             return
         for endpoint, known in list(self._conns.items()):

@@ -29,7 +29,7 @@ from anabranch.controller.context import wall_clock_ms
 from anabranch.controller.errors import SegmentStoreUnavailableError
 from anabranch.controller.facade import Controller
 from anabranch.controller.retention import RetentionJob
-from anabranch.controller.segment_helper import SegmentHelper, SegmentRouter, SegmentStoreOps
+from anabranch.controller.segment_helper import Connect, SegmentHelper, SegmentRouter, SegmentStoreOps
 from anabranch.controller.servicer import ControllerServicer
 from anabranch.controller.watermarks import WatermarkJob, WireAppender
 from anabranch.protocol import controller_pb2_grpc as pb_grpc
@@ -49,7 +49,7 @@ class ControllerService:
                  startup_timeout: float = 60.0, sweep_interval: float = 30.0, tls: ServerTls | None = None,
                  segment_store_ssl: ssl.SSLContext | None = None, time_scale: float = 1.0,
                  auth: ServerAuth | None = None, cluster: ControllerClusterOptions | None = None,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, segment_store_connect: Connect | None = None) -> None:
         self.segment_store_host = segment_store_host
         self.segment_store_port = segment_store_port
         self.host = host
@@ -68,6 +68,8 @@ class ControllerService:
 
             self.member = ControllerMember(cluster)
         self._given_ops = ops
+        self.segment_store_connect = segment_store_connect
+        """How the segment helper connects (None: TCP; a standalone gives an in-process connection)."""
         self.ops: SegmentStoreOps = ops or self._segment_helper(None)
         self.clock: Clock = clock or SYSTEM_CLOCK
         """Drives every timer: transaction leases, the sweep, auto-scale, retention and watermark jobs (given a clock,
@@ -86,7 +88,8 @@ class ControllerService:
 
     def _segment_helper(self, router: SegmentRouter | None) -> SegmentHelper:
         return SegmentHelper(self.segment_store_host, self.segment_store_port, ssl_context=self.segment_store_ssl,
-                             token=self.auth.system_token if self.auth is not None else None, router=router)
+                             token=self.auth.system_token if self.auth is not None else None, router=router,
+                             connect=self.segment_store_connect if router is None else None)
 
     async def start(self) -> None:
         deadline = time.monotonic() + self.startup_timeout

@@ -15,10 +15,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from anabranch.clock import SYSTEM_CLOCK, Clock
+from anabranch.segmentstore.local_connection import LocalConnection, connector
 from anabranch.segmentstore.server import WireServer
 from anabranch.segmentstore.stats import (
     AutoScaleConfig,
@@ -127,6 +129,13 @@ class SegmentStoreService:
             raise
         self._stats_task = asyncio.get_running_loop().create_task(self.stats.run(), name="segment-stats")
         log.debug("segment store listening on %s:%d (data in %s)", self.host, self.port, self.data_dir)
+
+    def local_connector(self) -> Callable[[str, int], Awaitable[LocalConnection]]:
+        """Opens in-process connections to this started segment store (how a standalone's controller reaches it:
+        the same request handling as over TCP, without the socket and the encoding)."""
+        if self._server is None:
+            raise RuntimeError("the segment store is not started")
+        return connector(self._server)
 
     async def _join_cluster_store(self) -> SegmentStore:
         """An empty store whose containers the cluster member starts once it joined."""
