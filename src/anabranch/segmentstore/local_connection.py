@@ -64,8 +64,11 @@ class _LocalHandler(ConnectionHandler):
 class LocalConnection:
     """One in-process connection to the segment store served by ``server`` (see the module docstring)."""
 
-    def __init__(self, server: WireServer, *, peer: str = "in-process") -> None:
+    def __init__(self, server: WireServer, serving: Callable[[], WireServer | None], *,
+                 peer: str = "in-process") -> None:
         self._pending: dict[int, asyncio.Future[Reply]] = {}
+        self._server = server
+        self._serving = serving
         self.closed = False
         self._handler = _LocalHandler(
             self, server.store, server.tables, _Frames(self), tail_read_timeout=server.tail_read_timeout,
@@ -74,6 +77,8 @@ class LocalConnection:
     async def request(self, cmd: Request, *, timeout: float = 30.0) -> Reply:
         """Hand ``cmd`` to the handler and wait for the reply carrying its request id."""
         request_id: int = getattr(cmd, "request_id")  # noqa: B009 - every awaited request has one
+        if self._serving() is not self._server:
+            self.lost("the segment store stopped")
         if self.closed:
             raise ConnectionResetError("the in-process segment-store connection is closed")
         if request_id in self._pending:
@@ -109,11 +114,15 @@ class LocalConnection:
         await self._handler.aclose()
 
 
-def connector(server: WireServer) -> Callable[[str, int], Awaitable[LocalConnection]]:
-    """A ``SegmentHelper`` ``connect`` function opening in-process connections to ``server`` (whatever the
-    endpoint: a standalone has one segment store)."""
+def connector(serving: Callable[[], WireServer | None]) -> Callable[[str, int], Awaitable[LocalConnection]]:
+    """A ``SegmentHelper`` ``connect`` function opening in-process connections to the segment store ``serving()``
+    returns (whatever the endpoint: a standalone has one segment store). While it returns None, or once it returns
+    another server (the store stopped), connecting is refused and open connections are lost, as over TCP."""
 
     async def connect(host: str, port: int) -> LocalConnection:
-        return LocalConnection(server)
+        server = serving()
+        if server is None:
+            raise ConnectionRefusedError("the in-process segment store is not running")
+        return LocalConnection(server, serving)
 
     return connect

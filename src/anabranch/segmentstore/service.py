@@ -131,11 +131,9 @@ class SegmentStoreService:
         log.debug("segment store listening on %s:%d (data in %s)", self.host, self.port, self.data_dir)
 
     def local_connector(self) -> Callable[[str, int], Awaitable[LocalConnection]]:
-        """Opens in-process connections to this started segment store (how a standalone's controller reaches it:
-        the same request handling as over TCP, without the socket and the encoding)."""
-        if self._server is None:
-            raise RuntimeError("the segment store is not started")
-        return connector(self._server)
+        """Opens in-process connections to this segment store while it runs (how a standalone's controller reaches
+        it: the same request handling as over TCP, without the socket and the encoding)."""
+        return connector(lambda: self._server)
 
     async def _join_cluster_store(self) -> SegmentStore:
         """An empty store whose containers the cluster member starts once it joined."""
