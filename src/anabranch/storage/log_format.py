@@ -5,6 +5,9 @@ A log file ``<first sequence, 20 digits>.log`` holds consecutive records, each
 crc32 covers the first 16 header bytes and the payload. Sequences inside a file are consecutive,
 starting at the file's first sequence. Pure functions over bytes and file descriptors; no policy
 about what a bad record means (the log decides).
+
+The crc32 is zlib's (same polynomial and values), computed with ISA-L (``isal``): several times faster than
+the system zlib, and every byte a writer appends goes through it once on the Tier-1 thread.
 """
 
 from __future__ import annotations
@@ -13,10 +16,11 @@ import mmap
 import os
 import re
 import struct
-import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from isal.isal_zlib import crc32
 
 from anabranch.storage.interfaces import Buffer
 
@@ -41,9 +45,9 @@ def frame_header(sequence: int, buffers: Sequence[Buffer]) -> bytes:
     """The header for a record made of ``buffers`` (computes the crc over them; no copy of the payload)."""
     length = sum(memoryview(b).nbytes for b in buffers)
     prefix = _PREFIX.pack(MAGIC, length, sequence)
-    crc = zlib.crc32(prefix)
+    crc = crc32(prefix)
     for buffer in buffers:
-        crc = zlib.crc32(buffer, crc)
+        crc = crc32(buffer, crc)
     return prefix + struct.pack("<I", crc)
 
 
@@ -78,7 +82,7 @@ def scan_file(path: Path, first_sequence: int) -> ScanResult:
             end = position + HEADER.size + length
             if magic != MAGIC or sequence != expected or end > size:
                 break
-            payload_crc = zlib.crc32(view[position + HEADER.size : end], zlib.crc32(view[position : position + 16]))
+            payload_crc = crc32(view[position + HEADER.size : end], crc32(view[position : position + 16]))
             if payload_crc != crc:
                 break
             position, expected = end, expected + 1
