@@ -12,7 +12,7 @@ from __future__ import annotations
 from anabranch.clock import Clock, SystemClock
 from anabranch.errors import DataCorruptionError
 from anabranch.protocol.commands import NULL_ATTRIBUTE_VALUE
-from anabranch.segmentstore.metadata import ContainerMetadata, PendingMerge, SegmentMetadata, lts_name_of
+from anabranch.segmentstore.metadata import ContainerMetadata, PendingMerge, SegmentMetadata
 from anabranch.segmentstore.operations import (
     Append,
     Checkpoint,
@@ -56,7 +56,7 @@ class OperationApplier:
             meta = self._segment(op.segment_id)
             meta.sealed = True
             meta.last_modified_ms = self._now_ms()
-            self.read_index.segment(meta.segment_id).notify()
+            self.read_index.notify(meta.segment_id)
         elif isinstance(op, Truncate):
             meta = self._segment(op.segment_id)
             meta.start_offset = max(meta.start_offset, op.offset)
@@ -72,10 +72,7 @@ class OperationApplier:
         elif isinstance(op, UpdateAttributes):
             meta = self._segment(op.segment_id)
             for key, value in op.updates:
-                if value == NULL_ATTRIBUTE_VALUE:
-                    meta.attributes.pop(key, None)
-                else:
-                    meta.attributes[key] = value
+                meta.set_attribute(key, None if value == NULL_ATTRIBUTE_VALUE else value)
         elif isinstance(op, UpdatePolicy):
             meta = self._segment(op.segment_id)
             meta.scale_type = op.scale_type
@@ -92,19 +89,19 @@ class OperationApplier:
         size = op.length
         meta.length += size
         if op.writer_id is not None:
-            meta.attributes[op.writer_id] = op.event_number
+            meta.set_attribute(op.writer_id, op.event_number)
         meta.last_modified_ms = self._now_ms()
         self.appends += 1
         self.append_bytes += size
-        self.read_index.add(meta.segment_id, op.offset, op.data, sequence)
-        self.read_index.segment(meta.segment_id).notify()
+        self.read_index.add(meta.segment_id, op.offset, op.data, sequence, meta.storage_length)
+        self.read_index.notify(meta.segment_id)
 
     def _create(self, op: CreateSegment) -> None:
         staged = self.metadata.staged_by_name.get(op.name)
         if staged is not None and staged.segment_id == op.segment_id:
             meta = staged
         else:
-            meta = SegmentMetadata(op.segment_id, op.name, lts_name_of(op.name, op.segment_id), op.created_ms)
+            meta = SegmentMetadata(op.segment_id, op.name, op.created_ms)
         meta.scale_type = op.scale_type
         meta.target_rate = op.target_rate
         meta.rollover_size = op.rollover_size
@@ -112,7 +109,6 @@ class OperationApplier:
         meta.created_ms = meta.last_modified_ms = op.created_ms
         self.metadata.add(meta)
         self.metadata.next_segment_id = max(self.metadata.next_segment_id, op.segment_id + 1)
-        self.read_index.segment(meta.segment_id).flushed_to = meta.storage_length
 
     def _merge(self, op: Merge) -> None:
         target = self._segment(op.target_id)
@@ -126,18 +122,16 @@ class OperationApplier:
                 )
             source.sealed = True
             if target.storage_length <= offset and source.length > 0:
-                target.pending_merges.append(
-                    PendingMerge(offset, source.lts_name, source.storage_length, source.length)
-                )
+                target.pending_merges += (PendingMerge(offset, source.lts_name, source.storage_length, source.length),)
             else:
                 self.metadata.lts_deletes.append(source.lts_name)
             for nested in source.pending_merges:
                 shifted = PendingMerge(nested.target_offset + offset, nested.source_lts_name, nested.lts_length,
                                        nested.length)
                 if target.storage_length <= shifted.target_offset:
-                    target.pending_merges.append(shifted)
+                    target.pending_merges += (shifted,)
             target.length += source.length
-            self.read_index.move(source.segment_id, target.segment_id, offset)
+            self.read_index.move(source.segment_id, target.segment_id, offset, target.storage_length)
             self.metadata.remove(source)
         target.last_modified_ms = self._now_ms()
-        self.read_index.segment(target.segment_id).notify()
+        self.read_index.notify(target.segment_id)

@@ -37,7 +37,7 @@ from anabranch.segmentstore.errors import (
 )
 from anabranch.segmentstore.health import ContainerHealth
 from anabranch.segmentstore.lts_reader import LtsReader
-from anabranch.segmentstore.metadata import ContainerMetadata, SegmentMetadata, lts_name_of
+from anabranch.segmentstore.metadata import ContainerMetadata, SegmentMetadata
 from anabranch.segmentstore.operations import (
     Append,
     CreateSegment,
@@ -187,8 +187,7 @@ class SegmentContainer:
             raise SegmentExistsError(name)
         segment_id = self.metadata.new_segment_id()
         created = int(self._clock.time() * 1000)
-        meta = SegmentMetadata(segment_id, name, lts_name_of(name, segment_id), created, scale_type, target_rate,
-                               max(rollover_size, 0), is_table)
+        meta = SegmentMetadata(segment_id, name, created, scale_type, target_rate, max(rollover_size, 0), is_table)
         queued = self._processor.submit(CreateSegment(segment_id, name, scale_type, target_rate,
                                                       max(rollover_size, 0), is_table, created))
         self.metadata.staged_by_name[name] = meta
@@ -219,7 +218,7 @@ class SegmentContainer:
             size = len(payload)
             meta.staged_length += size
             if tracked_writer is not None and event_number is not None:
-                meta.staged_attributes[tracked_writer] = event_number
+                meta.stage_attribute(tracked_writer, event_number)
             self._inflight_bytes += size
         finally:
             self._release_gate()
@@ -315,10 +314,7 @@ class SegmentContainer:
         queued = self._processor.submit(UpdateAttributes(meta.segment_id,
                                                          tuple((key, value) for key, value, _ in updates)))
         for key, value, _ in updates:
-            if value == NULL_ATTRIBUTE_VALUE:
-                meta.staged_attributes.pop(key, None)
-            else:
-                meta.staged_attributes[key] = value
+            meta.stage_attribute(key, None if value == NULL_ATTRIBUTE_VALUE else value)
         await queued
         return True
 
@@ -369,7 +365,7 @@ class SegmentContainer:
             if remaining is None or remaining <= 0:
                 return ReadResult((), True, False)
             waiter: asyncio.Future[None] = loop.create_future()
-            waiters = self.read_index.segment(meta.segment_id).waiters
+            waiters = self.read_index.segment(meta.segment_id, meta.storage_length).waiters
             waiters.append(waiter)
             try:
                 await asyncio.wait_for(waiter, remaining)

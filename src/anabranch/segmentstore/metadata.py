@@ -8,18 +8,28 @@ ones. Without a failure, staged == committed once the log is idle. ``storage_len
 bytes are already in LTS (moved forward by the storage writer, never by the log); ``storage_exists``
 is not checkpointed: recovery learns it from LTS.
 A checkpoint serializes the committed state (CBOR); loading one sets staged = committed.
+Every segment stays in memory, so a ``SegmentMetadata`` is kept small: slots, no per-segment container for
+what most segments lack (attributes are one shared empty mapping until the first is set, pending merges an
+empty tuple), and the LTS name is derived from the name and id when needed rather than stored.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import cbor2
 
 from anabranch.errors import DataCorruptionError
 
 _CHECKPOINT_VERSION = 1
+_NO_ATTRIBUTES: Mapping[uuid.UUID, int] = MappingProxyType({})
+
+
+def _no_attributes() -> Mapping[uuid.UUID, int]:
+    return _NO_ATTRIBUTES
 
 
 @dataclass(slots=True)
@@ -36,7 +46,6 @@ class PendingMerge:
 class SegmentMetadata:
     segment_id: int
     name: str
-    lts_name: str
     created_ms: int
     scale_type: int = 0
     target_rate: int = 0
@@ -47,22 +56,34 @@ class SegmentMetadata:
     sealed: bool = False
     deleted: bool = False
     last_modified_ms: int = 0
-    attributes: dict[uuid.UUID, int] = field(default_factory=dict)
+    attributes: Mapping[uuid.UUID, int] = field(default_factory=_no_attributes)
     storage_length: int = 0
     storage_sealed: bool = False
     storage_start_offset: int = 0
-    pending_merges: list[PendingMerge] = field(default_factory=list)
+    pending_merges: tuple[PendingMerge, ...] = ()
     storage_exists: bool = False
     staged_length: int = 0
     staged_start_offset: int = 0
     staged_sealed: bool = False
-    staged_attributes: dict[uuid.UUID, int] = field(default_factory=dict)
+    staged_attributes: Mapping[uuid.UUID, int] = field(default_factory=_no_attributes)
+
+    @property
+    def lts_name(self) -> str:
+        return lts_name_of(self.name, self.segment_id)
+
+    def set_attribute(self, key: uuid.UUID, value: int | None) -> None:
+        """Set (``None``: remove) a committed attribute."""
+        self.attributes = _updated(self.attributes, key, value)
+
+    def stage_attribute(self, key: uuid.UUID, value: int | None) -> None:
+        """Set (``None``: remove) a staged attribute."""
+        self.staged_attributes = _updated(self.staged_attributes, key, value)
 
     def reset_staged(self) -> None:
         self.staged_length = self.length
         self.staged_start_offset = self.start_offset
         self.staged_sealed = self.sealed
-        self.staged_attributes = dict(self.attributes)
+        self.staged_attributes = dict(self.attributes) if self.attributes else _NO_ATTRIBUTES
 
     @property
     def unflushed(self) -> bool:
@@ -72,6 +93,18 @@ class SegmentMetadata:
             or (self.sealed and not self.storage_sealed)
             or self.storage_start_offset < min(self.start_offset, self.storage_length)
         )
+
+
+def _updated(attributes: Mapping[uuid.UUID, int], key: uuid.UUID, value: int | None) -> Mapping[uuid.UUID, int]:
+    """``attributes`` with ``key`` set or removed: changed in place if it is a segment's own dict."""
+    if value is None:
+        if key in attributes:
+            assert isinstance(attributes, dict)
+            del attributes[key]
+        return attributes
+    owned = attributes if isinstance(attributes, dict) else {}
+    owned[key] = value
+    return owned
 
 
 def lts_name_of(name: str, segment_id: int) -> str:
@@ -131,10 +164,12 @@ class ContainerMetadata:
             for row in segments:
                 (seg_id, name, lts_name, created, scale_type, rate, rollover, is_table, length, start, sealed,
                  modified, attrs, storage_length, storage_sealed, storage_start, merges) = row
+                if lts_name != lts_name_of(name, seg_id):
+                    raise DataCorruptionError(f"segment {name!r}: unexpected LTS name {lts_name!r} in a checkpoint")
                 meta = SegmentMetadata(
-                    seg_id, name, lts_name, created, scale_type, rate, rollover, is_table, length, start, sealed,
-                    False, modified, {uuid.UUID(bytes=k): v for k, v in attrs}, storage_length, storage_sealed,
-                    storage_start, [PendingMerge(*p) for p in merges],
+                    seg_id, name, created, scale_type, rate, rollover, is_table, length, start, sealed,
+                    False, modified, {uuid.UUID(bytes=k): v for k, v in attrs} or _NO_ATTRIBUTES, storage_length,
+                    storage_sealed, storage_start, tuple(PendingMerge(*p) for p in merges),
                 )
                 result.add(meta)
         except (ValueError, TypeError, cbor2.CBORDecodeError) as exc:

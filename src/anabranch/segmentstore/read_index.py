@@ -6,6 +6,10 @@ every byte at or above a segment's ``storage_length`` (outside a pending merge's
 an entry; entries below ``flushed_to`` are already in LTS and may be dropped under memory pressure.
 Counters: ``memory_bytes`` (all entries), ``unflushed_bytes`` (entries not yet in LTS).
 It knows nothing about LTS or the log; the container decides where a read goes.
+A segment has a ``SegmentReadIndex`` only while it holds entries or tail readers: an idle segment whose
+bytes are all in LTS has none (``release`` drops it), so memory per idle segment is nil. ``flushed_to``
+of a new one is given by the caller (the segment's ``storage_length``); a missing one means "nothing in
+memory, nobody waiting".
 """
 
 from __future__ import annotations
@@ -65,15 +69,31 @@ class ReadIndex:
         self.memory_bytes = 0
         self.unflushed_bytes = 0
 
-    def segment(self, segment_id: int) -> SegmentReadIndex:
+    def segment(self, segment_id: int, flushed_to: int = 0) -> SegmentReadIndex:
+        """The segment's index, created (with ``flushed_to``: its ``storage_length``) if it has none."""
         index = self.segments.get(segment_id)
         if index is None:
-            index = self.segments[segment_id] = SegmentReadIndex()
+            index = self.segments[segment_id] = SegmentReadIndex(flushed_to)
         return index
 
-    def add(self, segment_id: int, offset: int, data: Buffer, seq: int) -> None:
-        """Add durable bytes at ``offset`` (the part below ``flushed_to`` is dropped: LTS has it)."""
-        index = self.segment(segment_id)
+    def notify(self, segment_id: int) -> None:
+        """Wake the segment's tail readers, if any."""
+        index = self.segments.get(segment_id)
+        if index is not None:
+            index.notify()
+
+    def release(self, segment_id: int) -> bool:
+        """Drop the segment's index if it holds no entries and nobody waits on it; returns whether it did."""
+        index = self.segments.get(segment_id)
+        if index is None or index.offsets or index.waiters:
+            return False
+        del self.segments[segment_id]
+        return True
+
+    def add(self, segment_id: int, offset: int, data: Buffer, seq: int, flushed_to: int = 0) -> None:
+        """Add durable bytes at ``offset`` (the part below ``flushed_to`` is dropped: LTS has it). ``flushed_to``
+        is the segment's ``storage_length``, used if the segment has no index yet."""
+        index = self.segment(segment_id, flushed_to)
         size = _size(data)
         if offset + size <= index.flushed_to or size == 0:
             return
@@ -87,12 +107,13 @@ class ReadIndex:
         self.memory_bytes += size
         self.unflushed_bytes += size
 
-    def move(self, source_id: int, target_id: int, shift: int) -> None:
-        """Give the source's unflushed entries to the target, at ``offset + shift`` (a merge)."""
+    def move(self, source_id: int, target_id: int, shift: int, target_flushed_to: int) -> None:
+        """Give the source's unflushed entries to the target, at ``offset + shift`` (a merge);
+        ``target_flushed_to`` is the target's ``storage_length``."""
         source = self.segments.pop(source_id, None)
         if source is None:
             return
-        target = self.segment(target_id)
+        target = self.segment(target_id, target_flushed_to)
         for offset, data, seq in zip(source.offsets, source.datas, source.seqs, strict=True):
             size = _size(data)
             end = offset + size
@@ -108,7 +129,6 @@ class ReadIndex:
         """Bytes below ``upto`` are now in LTS."""
         index = self.segments.get(segment_id)
         if index is None:
-            index = self.segments[segment_id] = SegmentReadIndex(upto)
             return
         if upto <= index.flushed_to:
             return

@@ -37,8 +37,10 @@ async def _reconcile(meta: SegmentMetadata, storage: SegmentStorage, read_index:
             log.error("segment %r: LTS object %r is missing but %d bytes were recorded as moved to LTS",
                       meta.name, meta.lts_name, meta.storage_length)
         meta.storage_exists = False
-    meta.pending_merges = [p for p in meta.pending_merges if p.target_offset >= meta.storage_length]
-    read_index.segment(meta.segment_id).flushed_to = meta.storage_length
+    meta.pending_merges = tuple(p for p in meta.pending_merges if p.target_offset >= meta.storage_length)
+    index = read_index.segments.get(meta.segment_id)
+    if index is not None:
+        index.flushed_to = meta.storage_length
 
 
 async def recover(container_id: int, durable_log: DurableDataLog, storage: SegmentStorage,

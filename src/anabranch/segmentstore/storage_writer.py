@@ -52,6 +52,9 @@ class StorageWriterConfig:
     max_flush_delay: float = 2.0
     """A segment's bytes stay at most about this long (plus one interval) out of LTS."""
     max_write_bytes: int = 16 * 1024 * 1024
+    release_idle_after: float = 10.0
+    """A segment not written for this long whose bytes are all in LTS gives up its in-memory bytes and read-index
+    entry (later reads go to LTS through the block cache): idle segments cost no read-index memory."""
     concurrent_flushes: int = 32
     """Segments flushed at once in a cycle: their LTS metadata updates are grouped into one journal record, and their
     chunk writes overlap (a clean stop with many small segments is bound by syncs, not bytes)."""
@@ -168,7 +171,17 @@ class StorageWriter:
         changed = await self._delete_objects() or changed
         if changed and not self._processor.failed:
             await self._checkpoint_and_truncate()
+        self._release_idle()
         self._on_progress()
+
+    def _release_idle(self) -> None:
+        cutoff = (self._clock.time() - self.config.release_idle_after) * 1000
+        for segment_id, index in list(self._read_index.segments.items()):
+            meta = self._metadata.segments.get(segment_id)
+            if index.waiters or (meta is not None and meta.last_modified_ms > cutoff):
+                continue
+            self._read_index.drop_flushed(segment_id)
+            self._read_index.release(segment_id)
 
     async def _flush_one(self, meta: SegmentMetadata, *, merges: bool) -> bool:
         """Flush one segment; returns whether LTS changed. A storage error is logged (retried next cycle)."""
@@ -256,8 +269,7 @@ class StorageWriter:
             else:
                 await self._storage.delete(pending.source_lts_name)
             added = info.length
-        if pending in meta.pending_merges:
-            meta.pending_merges.remove(pending)
+        meta.pending_merges = tuple(p for p in meta.pending_merges if p is not pending)
         if not meta.deleted:
             self._advance(meta, meta.storage_length + added)
 

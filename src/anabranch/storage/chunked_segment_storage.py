@@ -65,7 +65,6 @@ class ChunkedSegmentStorage:
         self._root = f"ns-{escape_component(namespace)}/"
         self._journal = MetadataJournal(chunks, self._root + "meta/", epoch=epoch, snapshot_every=snapshot_every)
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
-        self._appendable_tails: set[str] = set()
         self._opened = False
 
     async def open(self) -> None:
@@ -146,16 +145,17 @@ class ChunkedSegmentStorage:
             try:
                 await self._journal.commit(await self._write_chunks(segment, state, view))
             except BaseException:
-                self._appendable_tails.discard(segment)
+                state.tail_appendable = False
                 raise
-            if self._chunks.supports_append:
-                self._appendable_tails.add(segment)
+            written = self._journal.segments.get(segment)
+            if written is not None:
+                written.tail_appendable = self._chunks.supports_append
 
     async def _write_chunks(self, segment: str, state: SegmentState, view: memoryview) -> list[Op]:
         ops: list[Op] = []
         position = 0
         tail = state.chunks[-1] if state.chunks else None
-        if tail is not None and segment in self._appendable_tails and tail.length < self._max_chunk_size:
+        if tail is not None and state.tail_appendable and tail.length < self._max_chunk_size:
             size = min(self._max_chunk_size - tail.length, view.nbytes)
             await self._chunks.write(tail.name, tail.length, view[:size])
             ops.append(["grow", segment, tail.length + size])
@@ -219,8 +219,7 @@ class ChunkedSegmentStorage:
             if source_state.start_offset:
                 raise BadStorageOffsetError(f"LTS concat source {source!r} is truncated; it cannot be merged")
             await self._journal.commit([["concat", target, source]])
-            self._appendable_tails.discard(target)
-            self._appendable_tails.discard(source)
+            self._journal.segments[target].tail_appendable = False
 
     async def truncate(self, segment: str, offset: int) -> None:
         async with self._locked(segment):
@@ -233,14 +232,13 @@ class ChunkedSegmentStorage:
                 return
             released = await self._journal.commit([["truncate", segment, offset]])
             if not self._journal.segments[segment].chunks:
-                self._appendable_tails.discard(segment)
+                self._journal.segments[segment].tail_appendable = False
             await self._delete_chunks(released)
 
     async def delete(self, segment: str) -> None:
         async with self._locked(segment):
             self._state(segment)
             released = await self._journal.commit([["delete", segment]])
-            self._appendable_tails.discard(segment)
             await self._delete_chunks(released)
 
     async def close(self) -> None:

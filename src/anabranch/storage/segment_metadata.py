@@ -42,6 +42,8 @@ class SegmentState:
     start_offset: int = 0
     sealed: bool = False
     chunks: list[ChunkRef] = field(default_factory=list)
+    tail_appendable: bool = False
+    """Not journaled: this instance wrote the last chunk, so its real length is known and it may be appended to."""
 
     def chunk_index_at(self, offset: int) -> int:
         """Index of the chunk holding byte ``offset`` (which must be covered by a chunk)."""

@@ -15,7 +15,7 @@ def test_counters_through_flush_move_and_drop() -> None:
     assert index.unflushed_bytes == 8
     assert index.segments[1].first_unflushed_seq() == 2
     index.mark_flushed(2, 3)
-    index.move(2, 1, 8)
+    index.move(2, 1, 8, 0)
     assert (index.memory_bytes, index.unflushed_bytes) == (11, 5)
     assert b"".join(bytes(p) for p in index.gather(1, 0, 100)) == b"aaaabbbb"
     assert b"".join(bytes(p) for p in index.gather(1, 11, 100)) == b"ccc"
@@ -30,7 +30,6 @@ def test_counters_through_flush_move_and_drop() -> None:
 
 def test_add_below_flushed_point_keeps_only_new_bytes() -> None:
     index = ReadIndex()
-    index.mark_flushed(5, 3)
-    index.add(5, 0, b"abcdef", 9)
+    index.add(5, 0, b"abcdef", 9, flushed_to=3)
     assert (index.memory_bytes, index.unflushed_bytes) == (3, 3)
     assert bytes(index.gather(5, 3, 6)[0]) == b"def"

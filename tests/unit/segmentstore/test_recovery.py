@@ -120,7 +120,7 @@ async def test_merge_of_partly_flushed_source_survives_crash(env: StoreEnv) -> N
     store = await env.restart(crash=True)
     assert await read_all(store, SEG) == expected
     await store.flush_to_storage()
-    assert store.container(SEG).metadata.by_name[SEG].pending_merges == []
+    assert store.container(SEG).metadata.by_name[SEG].pending_merges == ()
     store = await env.restart(crash=True)
     assert await read_all(store, SEG) == expected
     container = store.container(SEG)

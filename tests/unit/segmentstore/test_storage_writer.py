@@ -74,7 +74,7 @@ async def test_merge_while_source_is_being_flushed(tmp_path: Path) -> None:
     assert await read_all(container, TARGET) == expected
     await container.flush_to_storage()
     meta = container.metadata.by_name[TARGET]
-    assert meta.storage_length == 750 and meta.pending_merges == []
+    assert meta.storage_length == 750 and meta.pending_merges == ()
     assert await storage.read(meta.lts_name, 0, 750) == expected
     assert container.read_index.unflushed_bytes == 0
     await container.abort()
@@ -125,7 +125,7 @@ async def test_merge_of_empty_source_at_the_end_then_seal(tmp_path: Path) -> Non
     await container.seal(TARGET)
     await container.flush_to_storage()
     meta = container.metadata.by_name[TARGET]
-    assert meta.pending_merges == [] and meta.storage_sealed and not meta.unflushed
+    assert meta.pending_merges == () and meta.storage_sealed and not meta.unflushed
     assert not await storage.exists(lts_name_of(SOURCE, 2))
     await container.close()
 
