@@ -213,7 +213,13 @@ class SegmentHelper:
         endpoint = self.router.endpoint_for(segment)
         if endpoint is None:
             raise _WrongHost(f"no segment store owns the container of {segment} right now")
-        async with self._locks.setdefault(endpoint, asyncio.Lock()):
+        conn = self._conns.get(endpoint)
+        if conn is not None and not conn.closed:  # the usual case: no lock needed to use an open connection
+            return conn
+        lock = self._locks.get(endpoint)
+        if lock is None:
+            lock = self._locks[endpoint] = asyncio.Lock()
+        async with lock:
             conn = self._conns.get(endpoint)
             if conn is None or conn.closed:
                 conn = self._conns[endpoint] = await self._connect(*endpoint)

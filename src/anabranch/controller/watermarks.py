@@ -19,10 +19,10 @@ segment of ``_MARK<stream>``; the payload is UTF-8 JSON ``{"lowerTimeBound": ms,
 conditional on the segment's length, so two controllers never interleave watermarks.
 
 I/O part: ``WatermarkJob`` runs every ``period`` seconds over the streams with writer marks: its first round
-visits every stream (marks written before a restart), later rounds only the streams whose writers noted a time
-since (``ControllerContext.marked_streams``; a stream leaves the set once it has no live mark), so idle streams
-cost nothing. The window and the previous watermark live in memory (after a restart the first round treats every
-writer as active).
+visits every stream that existed when it started (marks written before a restart), later rounds only the streams
+whose writers noted a time since (``ControllerContext.marked_streams``; a stream leaves the set once it has no live
+mark), so idle streams cost nothing. The window and the previous watermark live in memory (after a restart the
+first round treats every writer as active).
 """
 
 from __future__ import annotations
@@ -248,13 +248,25 @@ class WatermarkJob:
         self._seeded = False
 
     async def run(self) -> None:
+        await self._seed()
         await run_periodically(self.clock, self.period, self.run_once, "watermark cycle")
+
+    async def _seed(self) -> None:
+        """Visit every stream that exists at start once (marks written before a restart); streams created later
+        are visited only once their writers note a time (``marked_streams``)."""
+        if self._seeded:
+            return
+        try:
+            found = [key async for key in self.controller.store.user_streams()]
+        except Exception as exc:  # retried at the next round
+            log.warning("watermark job could not list the streams yet: %r", exc)
+            return
+        self._seeded = True
+        self.controller.ctx.marked_streams.update(found)
 
     async def run_once(self) -> None:
         marked = self.controller.ctx.marked_streams
-        if not self._seeded:
-            self._seeded = True
-            marked.update([key async for key in self.controller.store.user_streams()])
+        await self._seed()
         for scope, stream in sorted(marked):
             try:
                 await self.process(scope, stream)
