@@ -112,14 +112,52 @@ def lts_name_of(name: str, segment_id: int) -> str:
     return f"{name}$s{segment_id}"
 
 
+class StagedNames:
+    """The staged name -> segment view: the committed ``by_name`` plus the queued creates and deletes not yet
+    applied (an overlay, so the view costs nothing per segment once the log is idle)."""
+
+    __slots__ = ("_changes", "_committed")
+
+    def __init__(self, committed: dict[str, SegmentMetadata]) -> None:
+        self._committed = committed
+        self._changes: dict[str, SegmentMetadata | None] = {}
+
+    def get(self, name: str) -> SegmentMetadata | None:
+        if name in self._changes:
+            return self._changes[name]
+        return self._committed.get(name)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.get(name) is not None
+
+    def __setitem__(self, name: str, meta: SegmentMetadata) -> None:
+        self._changes[name] = meta
+
+    def __delitem__(self, name: str) -> None:
+        if self.get(name) is None:
+            raise KeyError(name)
+        self._changes[name] = None
+
+    def committed(self, name: str) -> None:
+        """The committed view of ``name`` changed: drop a staged change it now matches."""
+        if name in self._changes and self._changes[name] is self._committed.get(name):
+            del self._changes[name]
+
+    def clear(self) -> None:
+        self._changes.clear()
+
+
 @dataclass(slots=True)
 class ContainerMetadata:
     container_id: int
     next_segment_id: int = 1
     segments: dict[int, SegmentMetadata] = field(default_factory=dict)
     by_name: dict[str, SegmentMetadata] = field(default_factory=dict)
-    staged_by_name: dict[str, SegmentMetadata] = field(default_factory=dict)
+    staged_by_name: StagedNames = field(init=False)
     lts_deletes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.staged_by_name = StagedNames(self.by_name)
 
     def new_segment_id(self) -> int:
         segment_id = self.next_segment_id
@@ -129,15 +167,17 @@ class ContainerMetadata:
     def add(self, meta: SegmentMetadata) -> None:
         self.segments[meta.segment_id] = meta
         self.by_name[meta.name] = meta
+        self.staged_by_name.committed(meta.name)
 
     def remove(self, meta: SegmentMetadata) -> None:
         meta.deleted = True
         self.segments.pop(meta.segment_id, None)
         if self.by_name.get(meta.name) is meta:
             del self.by_name[meta.name]
+        self.staged_by_name.committed(meta.name)
 
     def reset_staged(self) -> None:
-        self.staged_by_name = dict(self.by_name)
+        self.staged_by_name.clear()
         for meta in self.segments.values():
             meta.reset_staged()
 
