@@ -31,7 +31,7 @@ from anabranch.protocol.commands import (
     Request,
     SetupAppend,
 )
-from anabranch.protocol.framing import HEADER, BadFrameError, FrameDecoder
+from anabranch.protocol.framing import HEADER, BadFrameError, FrameDecoder, FrameReceiver
 
 _CONDITIONAL_HEAD = struct.Struct(">16sqq")
 _I32I32 = struct.Struct(">ii")
@@ -66,10 +66,11 @@ class BadInputError(ProtocolError):
 class ServerConnection:
     """Append reassembly and request decoding for one connection (feed it every byte received)."""
 
-    __slots__ = ("_block", "_frames", "_last_event", "_writers")
+    __slots__ = ("_block", "_frames", "_last_event", "_receiver", "_writers")
 
     def __init__(self) -> None:
         self._frames = FrameDecoder()
+        self._receiver = FrameReceiver()
         self._writers: dict[uuid.UUID, str] = {}
         self._last_event: dict[uuid.UUID, int] = {}
         self._block: tuple[uuid.UUID, memoryview] | None = None
@@ -80,19 +81,38 @@ class ServerConnection:
         Raises ``BadInputError`` (a ProtocolError) on a violation; it carries the items decoded before the
         violation, which the server still answers (e.g. the Hello that precedes a bad frame) before closing.
         """
-        out: list[Request | Append] = []
-        try:
-            self._decode_into(data, out)
-        except ProtocolError as exc:
-            raise BadInputError(str(exc), out) from exc
-        return out
-
-    def _decode_into(self, data: bytes, out: list[Request | Append]) -> None:
         bad_frame: BadFrameError | None = None
         try:
             frames = self._frames.feed(data)
         except BadFrameError as exc:
             frames, bad_frame = exc.frames_before, exc
+        return self._decode(frames, bad_frame)
+
+    def get_buffer(self) -> memoryview:
+        """Where the next received bytes go (``asyncio.BufferedProtocol``; do not mix with ``receive_data``)."""
+        return self._receiver.get_buffer()
+
+    def buffer_updated(self, nbytes: int) -> list[Request | Append]:
+        """``nbytes`` were received into :meth:`get_buffer`: the requests and appends they complete (no copies:
+        append data are views of the receive buffers). Raises ``BadInputError`` as ``receive_data`` does."""
+        bad_frame: BadFrameError | None = None
+        try:
+            frames = self._receiver.frames_received(nbytes)
+        except BadFrameError as exc:
+            frames, bad_frame = exc.frames_before, exc
+        return self._decode(frames, bad_frame)
+
+    def _decode(self, frames: list[tuple[int, memoryview]], bad_frame: BadFrameError | None) -> list[Request | Append]:
+        out: list[Request | Append] = []
+        try:
+            self._decode_into(frames, out)
+        except ProtocolError as exc:
+            raise BadInputError(str(exc), out) from exc
+        if bad_frame is not None:
+            raise BadInputError(str(bad_frame), out) from bad_frame
+        return out
+
+    def _decode_into(self, frames: list[tuple[int, memoryview]], out: list[Request | Append]) -> None:
         for type_code, payload in frames:
             if self._block is not None and type_code != AppendBlockEnd.TYPE:
                 raise ProtocolError(f"expected AppendBlockEnd after AppendBlock, got frame type {type_code}")
@@ -106,8 +126,6 @@ class ServerConnection:
                 out.append(self._conditional_block_end(payload))
             else:
                 out.append(self._request(type_code, payload))
-        if bad_frame is not None:
-            raise bad_frame
 
     def remove_writer(self, writer_id: uuid.UUID) -> None:
         """Forget a writer (after an append error): its next append is a protocol error until it sets up again."""

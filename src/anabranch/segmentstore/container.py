@@ -460,11 +460,14 @@ class SegmentContainer:
 def _kept(data: Buffer) -> Buffer:
     """The append data to log and keep in the read index: a view into the received bytes when it is at least
     an eighth of them (no copy on the hot path; a received buffer holds a few blocks), else a copy, so a small
-    append cannot pin a large receive buffer in memory the read index does not account for."""
+    append cannot pin a large receive buffer in memory the read index does not account for. A read-only view of
+    a ``bytearray`` is the wire server's receive buffer (``FrameReceiver``), never written again once handed out."""
     if isinstance(data, bytes):
         return data
     view = memoryview(data)
     base = view.obj
-    if view.contiguous and view.itemsize == 1 and isinstance(base, bytes) and len(base) <= 8 * view.nbytes:
+    if view.contiguous and view.itemsize == 1 and (
+            isinstance(base, bytes) or (view.readonly and isinstance(base, bytearray))
+    ) and len(base) <= 8 * view.nbytes:
         return view
     return view.tobytes()

@@ -1,11 +1,13 @@
 """The segment store's TCP server: asyncio Protocols feeding ServerConnection → ConnectionHandler.
 
-One ``WireProtocol`` per connection: ``data_received`` decodes frames (sans-IO ServerConnection) and hands the
-items to the connection's handler, which writes replies to the transport. Bad input (ProtocolError) is logged
-once at WARNING with the peer address and closes that connection only; reading pauses while too many append
-bytes wait for the store, while too many requests run, and while the send buffer is above its high-water
-mark (``reply_budget.HIGH_WATER``, resumed below ``LOW_WATER``): a client that does not read its replies
-holds a bounded amount of the server's memory.
+One ``WireProtocol`` per connection, an ``asyncio.BufferedProtocol``: the socket reads straight into the
+buffers of the sans-IO ServerConnection (a large frame, e.g. an append block, into a buffer of its own, so its
+bytes are copied once, by the kernel, and kept as they are down to the Tier-1 ``writev`` and the read index);
+``buffer_updated`` decodes the frames and hands the items to the connection's handler, which writes replies
+to the transport. Bad input (ProtocolError) is logged once at WARNING with the peer address and closes that
+connection only; reading pauses while too many append bytes wait for the store, while too many requests run,
+and while the send buffer is above its high-water mark (``reply_budget.HIGH_WATER``, resumed below
+``LOW_WATER``): a client that does not read its replies holds a bounded amount of the server's memory.
 With an ``ssl.SSLContext`` every connection is TLS (asyncio does the handshake before the protocol sees the
 connection; a client that does not speak TLS is dropped during the handshake).
 A plaintext server closes at once a connection whose first bytes are a TLS ClientHello (no wire command starts
@@ -83,7 +85,7 @@ class _TransportOutput:
             self._transport.resume_reading()
 
 
-class WireProtocol(asyncio.Protocol):
+class WireProtocol(asyncio.BufferedProtocol):
     """One client connection."""
 
     def __init__(self, server: WireServer) -> None:
@@ -93,6 +95,8 @@ class WireProtocol(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._peer = "?"
         self._first_data = True
+        self._buffer = memoryview(b"")
+        """The first buffer given to the transport (its first two bytes are the TLS check's)."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -113,17 +117,24 @@ class WireProtocol(asyncio.Protocol):
         )
         self._server.connections.add(self)
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        buffer = self._connection.get_buffer()
+        if self._first_data:
+            self._buffer = buffer
+        return buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
         handler = self._handler
         if handler is None or handler.closed:
             return
         if self._first_data:
             self._first_data = False
-            if data[:2] == _TLS_HANDSHAKE_RECORD:
+            first, self._buffer = self._buffer[: min(nbytes, 2)], memoryview(b"")
+            if first == _TLS_HANDSHAKE_RECORD:
                 handler.fail("the client speaks TLS to this plaintext port (serve TLS with --tls-cert/--tls-key)")
                 return
         try:
-            items = self._connection.receive_data(data)
+            items = self._connection.buffer_updated(nbytes)
         except BadInputError as exc:
             handler.handle_all(exc.items_before)
             handler.fail(f"bad input: {exc}")
