@@ -5,7 +5,15 @@ takes EVERYTHING queued (up to ``max_record_bytes``) into one log record, so one
 appends pending across writers and segments; only after the log append returns does it call
 ``apply(op, sequence)`` for each operation in order and resolve the callers' futures, so nothing
 becomes visible before it is durable. A checkpoint request is written alone, with a snapshot taken
-when all earlier records have been applied. If the log fails, every queued operation fails with
+when all earlier records have been applied.
+
+Pipelining: with a log that offers ``append_nowait`` (the file log: the sequence is assigned at the call, records
+complete in call order, and a refused record fails every record queued after it), the next record is handed to
+the log while the previous one is being written (at most ``MAX_RECORDS_IN_FLIGHT``), so the log's writer goes from
+one write and fsync to the next without waiting for the event loop to apply the previous record. Records are
+still applied strictly in order, each only once durable. Other logs get one record at a time.
+
+If the log fails, every queued operation fails with
 ContainerClosedError and the processor stops: the staged state can no longer be trusted.
 
 Nothing a request contains can fail the processor: ``submit`` encodes the operation at once, in the
@@ -46,6 +54,25 @@ class CheckpointRequest:
 
 _Queued = tuple[Operation | CheckpointRequest, list[Buffer], "asyncio.Future[int]"]
 """An operation, its encoding (empty for a checkpoint, encoded when written) and its caller's future."""
+MAX_RECORDS_IN_FLIGHT = 2
+"""Records handed to a pipelining log and not yet applied: one being written, the next one waiting for it."""
+
+
+class _Record:
+    """One log record: the queued operations it holds, their encoding, and (pipelined) its pending append."""
+
+    __slots__ = ("batch", "buffers", "ops", "written")
+
+    def __init__(self, batch: list[_Queued], ops: list[Operation], buffers: list[Buffer]) -> None:
+        self.batch = batch
+        self.ops = ops
+        self.buffers = buffers
+        self.written: asyncio.Future[int]
+
+    def fail(self, error: BaseException) -> None:
+        for _, _, future in self.batch:
+            if not future.done():
+                future.set_exception(error)
 
 
 def encode_operation(op: Operation) -> list[Buffer]:
@@ -74,6 +101,7 @@ class OperationProcessor:
         """Why the last log write found no space (None once a write succeeded again)."""
         self.disk_full_rejections = 0
         self._queue: deque[_Queued] = deque()
+        self._inflight: deque[_Record] = deque()
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None
@@ -126,6 +154,7 @@ class OperationProcessor:
         self._closing = True
         if self._task is not None:
             self._task.cancel()
+        self._fail_inflight(ContainerClosedError(self._container_id, "aborted"))
         self._fail_queued(ContainerClosedError(self._container_id, "aborted"))
 
     def _take_batch(self) -> list[_Queued]:
@@ -143,25 +172,80 @@ class OperationProcessor:
         return batch
 
     async def _run(self) -> None:
+        append_nowait: Callable[[list[Buffer]], asyncio.Future[int]] | None = getattr(
+            self._log, "append_nowait", None)
         try:
-            while True:
-                if not self._queue:
-                    if self._closing:
-                        return
-                    self._wakeup.clear()
-                    await self._wakeup.wait()
-                    continue
-                await self._write(self._take_batch())
+            if append_nowait is None:
+                await self._run_serial()
+            else:
+                await self._run_pipelined(append_nowait)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
             log.exception("container %d: durable log failed; failing queued operations", self._container_id)
             self._failure = exc
+            self._fail_inflight(ContainerClosedError(self._container_id, f"failed ({exc!r})"))
             self._fail_queued(ContainerClosedError(self._container_id, f"failed ({exc!r})"))
             if self._on_failure is not None:
                 self._on_failure()
 
-    async def _write(self, batch: list[_Queued]) -> None:
+    async def _run_serial(self) -> None:
+        while True:
+            if not self._queue:
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            record = self._encode(self._take_batch())
+            try:
+                sequence = await self._log.append(record.buffers)
+            except StorageFullError as exc:
+                self._reject(record.batch, exc)
+                continue
+            except BaseException as exc:
+                record.fail(ContainerClosedError(self._container_id, f"failed: Tier-1 append failed ({exc!r})"))
+                raise
+            self._applied(record, sequence)
+
+    async def _run_pipelined(self, append_nowait: Callable[[list[Buffer]], asyncio.Future[int]]) -> None:
+        inflight = self._inflight
+        wakeup = self._wakeup
+
+        def written(future: asyncio.Future[int]) -> None:
+            if not future.cancelled():
+                future.exception()  # retrieved here: records refused behind a refused one are never looked at
+            wakeup.set()
+
+        while True:
+            while inflight and inflight[0].written.done():
+                record = inflight.popleft()
+                try:
+                    sequence = record.written.result()
+                except StorageFullError as exc:
+                    # the log refused this record and every later one: nothing of them was written
+                    later = [queued for r in inflight for queued in r.batch]
+                    inflight.clear()
+                    self._reject(record.batch + later, exc)
+                    continue
+                except BaseException as exc:
+                    record.fail(ContainerClosedError(self._container_id, f"failed: Tier-1 append failed ({exc!r})"))
+                    raise
+                self._applied(record, sequence)
+            queue = self._queue
+            if queue and len(inflight) < MAX_RECORDS_IN_FLIGHT and not (
+                    inflight and isinstance(queue[0][0], CheckpointRequest)):  # a snapshot needs all applied
+                record = self._encode(self._take_batch())
+                record.written = append_nowait(record.buffers)
+                record.written.add_done_callback(written)
+                inflight.append(record)
+                continue
+            if not queue and not inflight and self._closing:
+                return
+            self._wakeup.clear()
+            await self._wakeup.wait()
+
+    def _encode(self, batch: list[_Queued]) -> _Record:
         buffers: list[Buffer] = []
         ops: list[Operation] = []
         for queued, encoded, _ in batch:
@@ -172,20 +256,14 @@ class OperationProcessor:
                 op = queued
                 buffers.extend(encoded)
             ops.append(op)
-        try:
-            sequence = await self._log.append(buffers)
-        except StorageFullError as exc:
-            self._reject(batch, exc)
-            return
-        except BaseException as exc:
-            error = ContainerClosedError(self._container_id, f"failed: Tier-1 append failed ({exc!r})")
-            for _, _, future in batch:
-                if not future.done():
-                    future.set_exception(error)
-            raise
+        return _Record(batch, ops, buffers)
+
+    def _applied(self, record: _Record, sequence: int) -> None:
+        """``record`` is durable as ``sequence``: apply its operations in order and resolve their futures."""
         if self.disk_full is not None:
             log.warning("container %d: Tier-1 has space again; writes resumed", self._container_id)
             self.disk_full = None
+        batch, ops, buffers = record.batch, record.ops, record.buffers
         self.records += 1
         self.operations += len(ops)
         self.bytes_written += sum(b.nbytes if isinstance(b, memoryview) else len(b) for b in buffers)
@@ -201,6 +279,10 @@ class OperationProcessor:
                 raise
             if not future.done():
                 future.set_result(sequence)
+
+    def _fail_inflight(self, error: BaseException) -> None:
+        while self._inflight:
+            self._inflight.popleft().fail(error)
 
     def _reject(self, batch: list[_Queued], exc: StorageFullError) -> None:
         """The log had no space and wrote nothing: fail this batch and everything staged behind it (their

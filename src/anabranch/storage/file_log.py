@@ -138,6 +138,12 @@ class FileDurableDataLog:
                     yield record
 
     async def append(self, data: Buffer | Sequence[Buffer]) -> int:
+        return await self.append_nowait(data)
+
+    def append_nowait(self, data: Buffer | Sequence[Buffer]) -> asyncio.Future[int]:
+        """``append`` without waiting: the record's sequence is assigned now, and the future gives it once the record
+        is durable. Records complete in call order; a refusal (full device) fails the refused record and every
+        record queued after it, so a caller may queue the next record before the previous one is durable."""
         if self._closed:
             raise LogClosedError(f"log {self._directory} is closed") from self._failure
         buffers = (data,) if isinstance(data, bytes | bytearray | memoryview) else data
@@ -147,7 +153,7 @@ class FileDurableDataLog:
         self._pending.append((sequence, buffers, future))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_pending())
-        return await future
+        return future
 
     async def _write_pending(self) -> None:
         while self._pending:

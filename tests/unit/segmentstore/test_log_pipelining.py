@@ -1,0 +1,111 @@
+"""The operation processor hands the next record to a pipelining log (the file log's ``append_nowait``) while the
+previous one is being written, still applies records in order and only once durable, and a refused record takes
+the records queued behind it down with it (issue 15: the Tier-1 writer does not wait for the event loop)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+
+from anabranch.segmentstore.container import SegmentContainer
+from anabranch.segmentstore.errors import DiskFullError
+from anabranch.storage.chunked_segment_storage import ChunkedSegmentStorage
+from anabranch.storage.chunks_memory import InMemoryChunkStorage
+from anabranch.storage.file_log import FileDurableDataLog
+from anabranch.storage.interfaces import Buffer, StorageFullError
+
+SEG = "s/t/0.#epoch.0"
+
+
+class GatedFileLog(FileDurableDataLog):
+    """A file log whose writer thread waits for the test before each write (and can refuse one as if full)."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(directory)
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Event()
+        self.refuse_next = False
+        self.batches: list[list[int]] = []
+
+    def _write_batch(self, fd: int, batch: Sequence[tuple[int, Sequence[Buffer], object]],  # type: ignore[override]
+                     durable_size: int) -> int:
+        self.entered.set()
+        if not self.gate.wait(10):
+            raise TimeoutError("the test never opened the gate")
+        self.batches.append([sequence for sequence, _, _ in batch])
+        if self.refuse_next:
+            self.refuse_next = False
+            raise StorageFullError("no space left (test)")
+        return FileDurableDataLog._write_batch(fd, batch, durable_size)  # type: ignore[arg-type]
+
+    @property
+    def queued(self) -> int:
+        """Records waiting for the writer thread (handed to the log, not yet being written)."""
+        return len(self._pending)
+
+
+async def open_container(log: FileDurableDataLog) -> SegmentContainer:
+    storage = ChunkedSegmentStorage(InMemoryChunkStorage())
+    await storage.open()
+    container = SegmentContainer(0, log, storage)
+    await container.start()
+    await container.create_segment(SEG)
+    return container
+
+
+async def until(condition: Callable[[], bool], what: str) -> None:
+    """Poll ``condition`` (a state of the writer thread, which no asyncio event announces), at most 10 s."""
+    try:
+        async with asyncio.timeout(10):
+            while not condition():
+                await asyncio.sleep(0.001)
+    except TimeoutError:
+        raise AssertionError(f"timed out waiting until {what}") from None
+
+
+async def test_the_next_record_reaches_the_log_while_the_previous_one_is_written(tmp_path: Path) -> None:
+    log = GatedFileLog(tmp_path / "tier1")
+    container = await open_container(log)
+    log.gate.clear()
+    log.entered.clear()
+    first = asyncio.create_task(container.append(SEG, b"first"))
+    await until(log.entered.is_set, "the first record is being written")
+    second = asyncio.create_task(container.append(SEG, b"second"))
+    await until(lambda: log.queued == 1, "the second record waits in the log, not in the processor")
+    assert (await container.get_info(SEG)).length == 0  # nothing applied before it is durable
+    log.gate.set()
+    assert (await asyncio.wait_for(first, 10)).new_length == 5
+    assert (await asyncio.wait_for(second, 10)).new_length == 11
+    assert log.batches[-2:] == [[log.batches[-2][0]], [log.batches[-2][0] + 1]]
+    assert bytes((await container.read(SEG, 0, 100)).data) == b"firstsecond"
+    await container.close()
+
+
+async def test_a_refused_record_fails_the_record_queued_behind_it_and_writes_resume(tmp_path: Path) -> None:
+    log = GatedFileLog(tmp_path / "tier1")
+    container = await open_container(log)
+    log.gate.clear()
+    log.entered.clear()
+    log.refuse_next = True
+    first = asyncio.create_task(container.append(SEG, b"first"))
+    await until(log.entered.is_set, "the first record is being written")
+    second = asyncio.create_task(container.append(SEG, b"second"))
+    await until(lambda: log.queued == 1, "the second record waits in the log")
+    log.gate.set()
+    for task in (first, second):
+        with pytest.raises(DiskFullError):
+            await asyncio.wait_for(task, 10)
+    assert (await container.get_info(SEG)).length == 0
+    assert (await container.append(SEG, b"third")).new_length == 5  # the staged state was rolled back
+    assert bytes((await container.read(SEG, 0, 100)).data) == b"third"
+    await container.close()
+    reopened = GatedFileLog(tmp_path / "tier1")
+    await reopened.open()
+    records = [payload async for _, payload in reopened.iter_records()]
+    assert not any(b"first" in bytes(r) or b"second" in bytes(r) for r in records)
+    await reopened.close()
