@@ -24,11 +24,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from anabranch.client.stream_manager import StreamManager
+from anabranch.segmentstore.storage_writer import StorageWriterConfig
 from anabranch.testing.processes import Standalone
 
 SCOPE = "benchstreams"
 SETTLE_SECONDS = 1.0
 """Time given to the server to finish background work (storage writer, compaction) before reading its RSS."""
+IDLE_SETTLE_SECONDS = StorageWriterConfig().release_idle_after + 2.0
+"""Wait after the creates before reading the RSS per idle stream: by then every stream is idle, so the segment store
+has released the in-memory bytes of its segments (they are in LTS)."""
 
 
 def _rss_bytes(pid: int) -> int:
@@ -121,7 +125,7 @@ async def _check_after_restart(uri: str, count: int, deadline: float) -> tuple[f
 
 
 def run_bench(count: int, sequential: int, concurrency: int, data_dir: Path, show_progress: bool,
-              restart_timeout: float) -> dict[str, Any]:
+              restart_timeout: float, idle_settle: float = IDLE_SETTLE_SECONDS) -> dict[str, Any]:
     server = Standalone(data_dir / "data")
     server.start()
     try:
@@ -139,7 +143,7 @@ def run_bench(count: int, sequential: int, concurrency: int, data_dir: Path, sho
         finally:
             if progress is not None:
                 progress.stop()
-        time.sleep(SETTLE_SECONDS)
+        time.sleep(idle_settle)
         rss_after = _rss_bytes(server.pid)
         stop_start = time.perf_counter()
         stop_s: float | None
@@ -182,14 +186,16 @@ def run_bench(count: int, sequential: int, concurrency: int, data_dir: Path, sho
               help="Where the child standalone keeps its data (default: a temporary directory).")
 @click.option("--restart-timeout", type=click.FloatRange(1), default=600.0, show_default=True,
               help="Seconds allowed for the stop and for the restart.")
+@click.option("--idle-settle", type=click.FloatRange(0), default=IDLE_SETTLE_SECONDS, show_default=True,
+              help="Seconds to wait after the creates before reading the resident size (streams become idle).")
 @click.option("--json", "as_json", is_flag=True, help="Print only the JSON line (no progress bar).")
 def bench_streams(count: int, sequential: int, concurrency: int, data_dir: Path | None, restart_timeout: float,
-                  as_json: bool) -> None:
+                  idle_settle: float, as_json: bool) -> None:
     """Stream create rate, resident memory per idle stream and restart time of a fresh standalone."""
     with tempfile.TemporaryDirectory(prefix="anabranch-bench-streams-") as tmp:
         directory = data_dir or Path(tmp)
         directory.mkdir(parents=True, exist_ok=True)
-        figures = run_bench(count, sequential, concurrency, directory, not as_json, restart_timeout)
+        figures = run_bench(count, sequential, concurrency, directory, not as_json, restart_timeout, idle_settle)
     if as_json:
         click.echo(json.dumps(figures))
         return

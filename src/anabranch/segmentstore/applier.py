@@ -56,11 +56,13 @@ class OperationApplier:
             meta = self._segment(op.segment_id)
             meta.sealed = True
             meta.last_modified_ms = self._now_ms()
+            self.metadata.dirty.add(meta.segment_id)
             self.read_index.notify(meta.segment_id)
         elif isinstance(op, Truncate):
             meta = self._segment(op.segment_id)
             meta.start_offset = max(meta.start_offset, op.offset)
             meta.last_modified_ms = self._now_ms()
+            self.metadata.dirty.add(meta.segment_id)
         elif isinstance(op, Delete):
             meta = self._segment(op.segment_id)
             self.metadata.remove(meta)
@@ -88,6 +90,7 @@ class OperationApplier:
             )
         size = op.length
         meta.length += size
+        self.metadata.dirty.add(meta.segment_id)
         if op.writer_id is not None:
             meta.set_attribute(op.writer_id, op.event_number)
         meta.last_modified_ms = self._now_ms()
@@ -134,4 +137,5 @@ class OperationApplier:
             self.read_index.move(source.segment_id, target.segment_id, offset, target.storage_length)
             self.metadata.remove(source)
         target.last_modified_ms = self._now_ms()
+        self.metadata.dirty.add(target.segment_id)
         self.read_index.notify(target.segment_id)

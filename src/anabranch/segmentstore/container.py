@@ -168,6 +168,11 @@ class SegmentContainer:
         """Move every durable byte and state change to LTS now, then checkpoint and truncate Tier-1."""
         await self._writer.flush_now()
 
+    def release_idle_segments(self, idle_for: float) -> None:
+        """Free the memory of segments not written for ``idle_for`` seconds whose bytes are all in LTS (the storage
+        writer does this by itself for segments idle for ``release_idle_after``)."""
+        self._writer.release_idle(idle_for)
+
     # --- modifying operations ------------------------------------------------------------------
 
     def _staged(self, name: str) -> SegmentMetadata:

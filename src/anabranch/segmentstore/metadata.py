@@ -114,34 +114,45 @@ def lts_name_of(name: str, segment_id: int) -> str:
 
 class StagedNames:
     """The staged name -> segment view: the committed ``by_name`` plus the queued creates and deletes not yet
-    applied (an overlay, so the view costs nothing per segment once the log is idle)."""
+    applied (an overlay, so the view costs nothing per segment once the log is idle). Each overlay entry counts the
+    queued operations on its name; it goes once the last of them is applied (``committed``)."""
 
     __slots__ = ("_changes", "_committed")
 
     def __init__(self, committed: dict[str, SegmentMetadata]) -> None:
         self._committed = committed
-        self._changes: dict[str, SegmentMetadata | None] = {}
+        self._changes: dict[str, tuple[SegmentMetadata | None, int]] = {}
 
     def get(self, name: str) -> SegmentMetadata | None:
-        if name in self._changes:
-            return self._changes[name]
+        change = self._changes.get(name)
+        if change is not None:
+            return change[0]
         return self._committed.get(name)
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self.get(name) is not None
 
+    def _stage(self, name: str, meta: SegmentMetadata | None) -> None:
+        change = self._changes.get(name)
+        self._changes[name] = (meta, 1 if change is None else change[1] + 1)
+
     def __setitem__(self, name: str, meta: SegmentMetadata) -> None:
-        self._changes[name] = meta
+        self._stage(name, meta)
 
     def __delitem__(self, name: str) -> None:
         if self.get(name) is None:
             raise KeyError(name)
-        self._changes[name] = None
+        self._stage(name, None)
 
     def committed(self, name: str) -> None:
-        """The committed view of ``name`` changed: drop a staged change it now matches."""
-        if name in self._changes and self._changes[name] is self._committed.get(name):
+        """A queued create or delete of ``name`` was applied."""
+        change = self._changes.get(name)
+        if change is None:
+            return
+        if change[1] <= 1:
             del self._changes[name]
+        else:
+            self._changes[name] = (change[0], change[1] - 1)
 
     def clear(self) -> None:
         self._changes.clear()
@@ -155,6 +166,9 @@ class ContainerMetadata:
     by_name: dict[str, SegmentMetadata] = field(default_factory=dict)
     staged_by_name: StagedNames = field(init=False)
     lts_deletes: list[str] = field(default_factory=list)
+    dirty: set[int] = field(default_factory=set)
+    """Ids of segments the storage writer may have work for (added when an operation changes a segment; the
+    writer drops an id once the segment is all in LTS), so it need not visit every idle segment each cycle."""
 
     def __post_init__(self) -> None:
         self.staged_by_name = StagedNames(self.by_name)
@@ -175,6 +189,10 @@ class ContainerMetadata:
         if self.by_name.get(meta.name) is meta:
             del self.by_name[meta.name]
         self.staged_by_name.committed(meta.name)
+
+    def mark_all_dirty(self) -> None:
+        """Let the storage writer look at every segment (after recovery)."""
+        self.dirty.update(self.segments)
 
     def reset_staged(self) -> None:
         self.staged_by_name.clear()

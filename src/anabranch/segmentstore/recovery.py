@@ -74,5 +74,6 @@ async def recover(container_id: int, durable_log: DurableDataLog, storage: Segme
             f"container {container_id}: the Tier-1 log was truncated but holds no checkpoint; cannot recover"
         )
     metadata.reset_staged()
+    metadata.mark_all_dirty()
     log.info("container %d recovered %d segments from %d Tier-1 records (%d operations below the truncation "
              "point skipped)", container_id, len(metadata.segments), records, skipped)

@@ -56,6 +56,12 @@ class StorageWriterConfig:
     """A segment not written for this long whose bytes are all in LTS gives up its in-memory bytes and read-index
     entry (later reads go to LTS through the block cache): idle segments cost no read-index memory."""
     concurrent_flushes: int = 32
+    full_scan_cycles: int = 64
+    """Every this many cycles (and in a forced one) the writer looks at every segment, not only the dirty ones."""
+    segments_per_checkpoint_record: int = 8
+    """A background cycle writes a checkpoint only once this many segments per Tier-1 record written since the last
+    one (a checkpoint holds every segment: with many idle segments, writing one per cycle would cost more than the
+    records it lets recovery skip). ``flush_now`` and the last cycle of ``close`` always write one."""
     """Segments flushed at once in a cycle: their LTS metadata updates are grouped into one journal record, and their
     chunk writes overlap (a clean stop with many small segments is bound by syncs, not bytes)."""
 
@@ -80,6 +86,7 @@ class StorageWriter:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._checkpoints: list[int] = []
+        self._last_checkpoint = 0
         self._truncated_upto = 0
         self.bytes_flushed = 0
         self.cycles = 0
@@ -153,8 +160,15 @@ class StorageWriter:
         now = self._clock.monotonic()
         for segment_id in [i for i in self._dirty_since if i not in self._metadata.segments]:
             del self._dirty_since[segment_id]
-        due = [meta for meta in list(self._metadata.segments.values())
-               if not meta.deleted and (meta.unflushed or meta.pending_merges) and self._due(meta, force, now)]
+        if force or self.cycles % self.config.full_scan_cycles == 0:
+            self._metadata.mark_all_dirty()
+        due: list[SegmentMetadata] = []
+        for segment_id in list(self._metadata.dirty):
+            meta = self._metadata.segments.get(segment_id)
+            if meta is None or meta.deleted or not (meta.unflushed or meta.pending_merges):
+                self._metadata.dirty.discard(segment_id)
+            elif self._due(meta, force, now):
+                due.append(meta)
         plain = [meta for meta in due if not meta.pending_merges]
         changed = False
         for start in range(0, len(plain), self.config.concurrent_flushes):
@@ -169,13 +183,15 @@ class StorageWriter:
             if meta.pending_merges and not meta.deleted:
                 changed = await self._flush_one(meta, merges=True) or changed
         changed = await self._delete_objects() or changed
-        if changed and not self._processor.failed:
+        if changed and not self._processor.failed and (self._stopping or force or self._checkpoint_due()):
             await self._checkpoint_and_truncate()
-        self._release_idle()
+        self.release_idle(self.config.release_idle_after)
         self._on_progress()
 
-    def _release_idle(self) -> None:
-        cutoff = (self._clock.time() - self.config.release_idle_after) * 1000
+    def release_idle(self, idle_for: float) -> None:
+        """Drop the in-memory bytes and read-index entries of segments not written for ``idle_for`` seconds whose
+        bytes are all in LTS (later reads go to LTS) and that no tail reader waits on."""
+        cutoff = (self._clock.time() - idle_for) * 1000
         for segment_id, index in list(self._read_index.segments.items()):
             meta = self._metadata.segments.get(segment_id)
             if index.waiters or (meta is not None and meta.last_modified_ms > cutoff):
@@ -288,8 +304,13 @@ class StorageWriter:
             deleted = True
         return deleted
 
+    def _checkpoint_due(self) -> bool:
+        records = self._processor.last_sequence - self._last_checkpoint
+        return records * self.config.segments_per_checkpoint_record >= len(self._metadata.segments)
+
     async def _checkpoint_and_truncate(self) -> None:
         sequence = await self._processor.submit(CheckpointRequest(self._metadata.serialize))
+        self._last_checkpoint = sequence
         self.checkpoints_written += 1
         self._checkpoints.append(sequence)
         needed = [seq for index in self._read_index.segments.values()

@@ -13,7 +13,7 @@ import pytest
 def test_bench_streams_reports_rates_memory_and_restart() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "anabranch", "bench", "streams", "--count", "200", "--sequential", "50",
-         "--concurrency", "8", "--json"],
+         "--concurrency", "8", "--idle-settle", "1", "--json"],
         capture_output=True, text=True, timeout=300, check=True,
     )
     figures = json.loads(done.stdout.strip().splitlines()[-1])
