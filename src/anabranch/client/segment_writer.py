@@ -149,7 +149,7 @@ class SegmentWriter:
             return
         appends = self._appends
         while (block := appends.next_to_send(large=False)) is not None:
-            conn.writelines(appends.frames(block))
+            conn.write_buffers(appends.frames(block))
             self.blocks_sent += 1
 
     def _block_ready(self) -> None:
@@ -230,7 +230,7 @@ class SegmentWriter:
                 if self.sealed:
                     return
                 continue
-            conn.writelines(appends.frames(block))
+            conn.write_buffers(appends.frames(block))
             self.blocks_sent += 1
         if appends.ready_blocks <= self.config.max_inflight_blocks:
             self._release_space()
