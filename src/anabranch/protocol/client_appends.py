@@ -8,8 +8,9 @@ Blocks. Events arrive as payloads and are framed (``[i32 0][i32 len][payload]``)
 block closes when the next event would push it past ``max_block_bytes`` or it holds ``max_block_events``
 events (or when the driver calls :meth:`ClientAppends.close_open`, e.g. after its linger time). An event larger
 than ``max_event_size`` gets a block of its own marked ``large`` (the driver writes it through a transient
-segment). Work is per block, never per event: an event costs one header, two list appends and an integer update
-(:meth:`ClientAppends.add`, or :meth:`ClientAppends.add_many` for several events with one key).
+segment). Work is per block, never per event: an event costs two list appends and an integer update
+(:meth:`ClientAppends.add`, or :meth:`ClientAppends.add_many` for several events with one key); the event headers
+are made when the block is framed, with one slice assignment when its events have one size (the common case).
 
 Adaptive batching: :attr:`ClientAppends.has_room` says fewer than ``max_inflight_blocks`` closed blocks wait to
 be sent or acknowledged. The driver sends the open block at once while there is room (a lone event does not wait)
@@ -118,13 +119,13 @@ def reply_outcome(reply: wire.Reply) -> ReplyOutcome:
 class OutgoingBlock(Generic[H]):
     """Framed events sent as one append; ``keys`` keep each event's routing key (for re-routing)."""
 
-    __slots__ = ("first_event", "handle", "keys", "large", "last_event", "parts", "size")
+    __slots__ = ("events", "first_event", "handle", "keys", "large", "last_event", "size")
 
     def __init__(self, handle: H, *, large: bool = False) -> None:
         self.handle = handle
         """What the driver attached to the block (the client: the future of its events)."""
-        self.parts: list[bytes] = []
-        """Header, payload, header, payload, ... (the block's bytes, never joined here)."""
+        self.events: list[bytes] = []
+        """The events' payloads, in order (framed with their headers by :attr:`parts`)."""
         self.keys: list[str | None] = []
         self.size = 0
         self.first_event = 0
@@ -138,13 +139,29 @@ class OutgoingBlock(Generic[H]):
 
     def payloads(self) -> list[bytes]:
         """The events' payloads (without their headers), in order."""
-        return self.parts[1::2]
+        return list(self.events)
+
+    @property
+    def parts(self) -> list[bytes]:
+        """Header, payload, header, payload, ... (the block's bytes, never joined here)."""
+        events = self.events
+        count = len(events)
+        parts: list[bytes] = [b""] * (2 * count)
+        parts[1::2] = events
+        if not count:
+            return parts
+        first = len(events[0])
+        if self.size == count * (first + 8) and max(map(len, events)) == first:  # one size: one header
+            parts[0::2] = [event_header(first)] * count
+        else:
+            parts[0::2] = [event_header(len(event)) for event in events]
+        return parts
 
 
 class ClientAppends(Generic[H]):
     """Append blocks of one writer id on one segment; see the module docstring for the rules."""
 
-    __slots__ = ("_block_ready", "_fast_limit", "_headers", "_inflight", "_max_block_bytes", "_max_block_events",
+    __slots__ = ("_block_ready", "_fast_limit", "_inflight", "_max_block_bytes", "_max_block_events",
                  "_max_event_size", "_max_inflight", "_new_handle", "_next_event", "_open", "_ready", "request_id",
                  "writer_id")
 
@@ -159,7 +176,6 @@ class ClientAppends(Generic[H]):
         self._max_block_events = max_block_events
         self._max_event_size = max_event_size
         self._max_inflight = max_inflight_blocks
-        self._headers = _HEADERS
         self._fast_limit = min(max_block_bytes, max_event_size + 8)
         """A block this size or smaller takes another event without further checks (``add``'s fast path)."""
         self._open: OutgoingBlock[H] | None = None
@@ -175,8 +191,7 @@ class ClientAppends(Generic[H]):
         block = self._open
         if block is None or block.size + size > self._fast_limit:
             return self._add_slow(payload, key)
-        header = self._headers.get(size - 8)
-        block.parts += (header if header is not None else event_header(size - 8), payload)
+        block.events.append(payload)
         keys = block.keys
         keys.append(key)
         block.size += size
@@ -198,7 +213,7 @@ class ClientAppends(Generic[H]):
                 continue
             if not handles or handles[-1] is not block.handle:
                 handles.append(block.handle)
-            block.parts += (event_header(size - 8), payload)
+            block.events.append(payload)
             keys = block.keys
             keys.append(key)
             block.size += size
@@ -217,7 +232,7 @@ class ClientAppends(Generic[H]):
             block = None
         if block is None:
             block = self._open = OutgoingBlock(self._new_handle(False))
-        block.parts += (event_header(size - 8), payload)
+        block.events.append(payload)
         block.keys.append(key)
         block.size += size
         if len(block.keys) >= self._max_block_events:
@@ -227,7 +242,7 @@ class ClientAppends(Generic[H]):
     def _add_large(self, payload: bytes, key: str | None) -> H:
         self.close_open()
         block = OutgoingBlock(self._new_handle(True), large=True)
-        block.parts += (_pack_header(0, len(payload)), payload)
+        block.events.append(payload)
         block.keys.append(key)
         block.size = 8 + len(payload)
         self._enqueue(block)
