@@ -4,10 +4,8 @@
 one: to the future of the ``request()`` awaiting its request id, else to the listener of its writer
 id (appends), else to a listener of its request id (long-lived flows), else it is dropped (logged
 at debug). When the connection ends, pending requests fail with :class:`ConnectionFailedError` and
-every ``on_close`` callback runs exactly once. Writes go straight to the transport; an append block's buffers
-are not joined: ``write_buffers`` hands them to the kernel with one ``os.writev`` when the transport has nothing
-queued (Python 3.11's ``writelines`` joins them into one copy first; 3.12+ sends them with ``sendmsg`` itself);
-``drain()`` applies backpressure. ``ConnectionPool`` shares one live
+every ``on_close`` callback runs exactly once. Writes go straight to the transport; ``drain()`` applies
+backpressure. ``ConnectionPool`` shares one live
 connection per endpoint. Given an ``ssl.SSLContext`` a connection is TLS (handshake first, certificate and
 host name checked by the context; the TLS layer changes nothing above it). This module knows the codec, not
 what the replies mean.
@@ -19,9 +17,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import os
 import ssl
-import sys
 import uuid
 from collections.abc import Callable, Iterable
 
@@ -44,42 +40,6 @@ ReplyCallback = Callable[[Reply], None]
 CloseCallback = Callable[[BaseException | None], None]
 
 READ_SIZE = 256 * 1024
-_IOV_MAX = min(os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024, 1024)
-_JOINS_WRITELINES = sys.version_info < (3, 12)
-"""Python 3.11's ``WriteTransport.writelines`` is ``write(b"".join(data))``; 3.12+ sends the buffers as they are."""
-
-
-def write_buffers(transport: asyncio.WriteTransport, buffers: list[bytes | memoryview], *,
-                  direct: bool = _JOINS_WRITELINES) -> None:
-    """Send ``buffers`` in order without joining them: with ``direct`` (plain sockets on Python 3.11) and nothing
-    queued in the transport, ``os.writev`` on its socket (``IOV_MAX`` buffers at a time) until the socket takes no
-    more, then the unsent rest is queued in the transport; otherwise (TLS, 3.12+, or a transport with a backlog)
-    ``transport.writelines``."""
-    if not direct or transport.get_write_buffer_size() or transport.is_closing():
-        transport.writelines(buffers)
-        return
-    fd = transport.get_extra_info("socket").fileno()
-    start = 0
-    while start < len(buffers):
-        group = buffers[start : start + _IOV_MAX]
-        try:
-            sent = os.writev(fd, group)
-        except (BlockingIOError, InterruptedError):
-            sent = 0
-        except OSError:
-            break  # the transport reports the failure its own way (connection lost)
-        for buffer in group:
-            size = len(buffer) if isinstance(buffer, bytes) else buffer.nbytes
-            if sent < size:
-                rest = buffers[start + 1 :]
-                transport.writelines([memoryview(buffer)[sent:], *rest] if sent else [buffer, *rest])
-                return
-            sent -= size
-            start += 1
-    if start < len(buffers):
-        transport.writelines(buffers[start:])
-
-
 _request_ids = itertools.count(1)
 
 
@@ -125,8 +85,6 @@ class RawConnection:
         self._close_reason: BaseException | None = None
         self.closed = False
         self._reader_task: asyncio.Task[None] | None = None
-        self._direct = _JOINS_WRITELINES and writer.transport.get_extra_info("sslcontext") is None and \
-            writer.transport.get_extra_info("socket") is not None
 
     @classmethod
     async def connect(cls, host: str, port: int, *, timeout: float = 10.0, ssl_context: ssl.SSLContext | None = None,
@@ -204,11 +162,6 @@ class RawConnection:
     def writelines(self, bufs: Iterable[bytes | memoryview]) -> None:
         self._check_open()
         self._writer.writelines(bufs)
-
-    def write_buffers(self, bufs: list[bytes | memoryview]) -> None:
-        """Write ``bufs`` in order without joining them (see :func:`write_buffers`)."""
-        self._check_open()
-        write_buffers(self._writer.transport, bufs, direct=self._direct)
 
     async def drain(self) -> None:
         """Wait until the transport's write buffer is below its high-water mark."""
