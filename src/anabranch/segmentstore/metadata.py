@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import overload
 
 import cbor2
 
@@ -26,10 +27,6 @@ from anabranch.errors import DataCorruptionError
 
 _CHECKPOINT_VERSION = 1
 _NO_ATTRIBUTES: Mapping[uuid.UUID, int] = MappingProxyType({})
-
-
-def _no_attributes() -> Mapping[uuid.UUID, int]:
-    return _NO_ATTRIBUTES
 
 
 @dataclass(slots=True)
@@ -42,30 +39,75 @@ class PendingMerge:
     length: int
 
 
-@dataclass(slots=True)
+class _Flag:
+    """A boolean of ``SegmentMetadata`` kept as one bit of its ``_flags`` (six booleans cost one slot, not six)."""
+
+    __slots__ = ("_bit",)
+
+    def __init__(self, bit: int) -> None:
+        self._bit = bit
+
+    @overload
+    def __get__(self, meta: None, owner: type) -> _Flag: ...
+
+    @overload
+    def __get__(self, meta: SegmentMetadata, owner: type) -> bool: ...
+
+    def __get__(self, meta: SegmentMetadata | None, owner: type) -> bool | _Flag:
+        if meta is None:
+            return self
+        return bool(meta._flags & self._bit)
+
+    def __set__(self, meta: SegmentMetadata, value: bool) -> None:
+        meta._flags = meta._flags | self._bit if value else meta._flags & ~self._bit
+
+
 class SegmentMetadata:
-    segment_id: int
-    name: str
-    created_ms: int
-    scale_type: int = 0
-    target_rate: int = 0
-    rollover_size: int = 0
-    is_table: bool = False
-    length: int = 0
-    start_offset: int = 0
-    sealed: bool = False
-    deleted: bool = False
-    last_modified_ms: int = 0
-    attributes: Mapping[uuid.UUID, int] = field(default_factory=_no_attributes)
-    storage_length: int = 0
-    storage_sealed: bool = False
-    storage_start_offset: int = 0
-    pending_merges: tuple[PendingMerge, ...] = ()
-    storage_exists: bool = False
-    staged_length: int = 0
-    staged_start_offset: int = 0
-    staged_sealed: bool = False
-    staged_attributes: Mapping[uuid.UUID, int] = field(default_factory=_no_attributes)
+    """One segment's committed and staged state (see the module docstring); every segment has one, so it is small."""
+
+    __slots__ = ("_flags", "attributes", "created_ms", "last_modified_ms", "length", "name", "pending_merges",
+                 "rollover_size", "scale_type", "segment_id", "staged_attributes", "staged_length",
+                 "staged_start_offset", "start_offset", "storage_length", "storage_start_offset", "target_rate")
+
+    is_table = _Flag(1)
+    sealed = _Flag(2)
+    deleted = _Flag(4)
+    storage_sealed = _Flag(8)
+    storage_exists = _Flag(16)
+    """Not checkpointed: recovery learns it from LTS."""
+    staged_sealed = _Flag(32)
+
+    def __init__(self, segment_id: int, name: str, created_ms: int, scale_type: int = 0, target_rate: int = 0,
+                 rollover_size: int = 0, is_table: bool = False, length: int = 0, start_offset: int = 0,
+                 sealed: bool = False, deleted: bool = False, last_modified_ms: int = 0,
+                 attributes: Mapping[uuid.UUID, int] = _NO_ATTRIBUTES, storage_length: int = 0,
+                 storage_sealed: bool = False, storage_start_offset: int = 0,
+                 pending_merges: tuple[PendingMerge, ...] = ()) -> None:
+        self.segment_id = segment_id
+        self.name = name
+        self.created_ms = created_ms
+        self.scale_type = scale_type
+        self.target_rate = target_rate
+        self.rollover_size = rollover_size
+        self.length = length
+        self.start_offset = start_offset
+        self.last_modified_ms = last_modified_ms
+        self.attributes = attributes
+        self.storage_length = storage_length
+        self.storage_start_offset = storage_start_offset
+        self.pending_merges = pending_merges
+        self._flags = 0
+        self.is_table = is_table
+        self.sealed = sealed
+        self.deleted = deleted
+        self.storage_sealed = storage_sealed
+        self.staged_length = 0
+        self.staged_start_offset = 0
+        self.staged_attributes = _NO_ATTRIBUTES
+
+    def __repr__(self) -> str:
+        return (f"SegmentMetadata({self.segment_id}, {self.name!r}, length={self.length}, "
+                f"storage_length={self.storage_length}, flags={self._flags:#x})")
 
     @property
     def lts_name(self) -> str:
