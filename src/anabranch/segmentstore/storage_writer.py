@@ -259,6 +259,10 @@ class StorageWriter:
     def _advance(self, meta: SegmentMetadata, storage_length: int) -> None:
         self.bytes_flushed += storage_length - meta.storage_length
         meta.storage_length = storage_length
+        if storage_length == meta.length:  # share one int object between the equal lengths of an idle segment
+            meta.storage_length = meta.length
+            if meta.staged_length == meta.length:
+                meta.staged_length = meta.length
         self._read_index.mark_flushed(meta.segment_id, storage_length)
         self._on_progress()
 

@@ -17,7 +17,7 @@ Invariants: chunks are contiguous and end at ``length``; ``start_offset <= lengt
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from anabranch.errors import DataCorruptionError
@@ -41,7 +41,8 @@ class SegmentState:
     length: int = 0
     start_offset: int = 0
     sealed: bool = False
-    chunks: list[ChunkRef] = field(default_factory=list)
+    chunks: tuple[ChunkRef, ...] = ()
+    """A tuple, replaced on change: most segments have one chunk, and a tuple of one is smaller than a list."""
     tail_appendable: bool = False
     """Not journaled: this instance wrote the last chunk, so its real length is known and it may be appended to."""
 
@@ -60,25 +61,25 @@ def apply_ops(segments: dict[str, SegmentState], ops: list[Op]) -> list[str]:
                 segments[op[1]] = SegmentState()
             elif kind == "add":
                 state = segments[op[1]]
-                state.chunks.append(ChunkRef(op[2], op[3], op[4]))
-                state.length = op[3] + op[4]
+                state.chunks += (ChunkRef(op[2], op[3], op[4]),)
+                state.length = op[3] + op[4] if op[3] else op[4]  # the same int object as the chunk's length
             elif kind == "grow":
                 state = segments[op[1]]
                 last = state.chunks[-1]
-                state.chunks[-1] = ChunkRef(last.name, last.start, op[2])
+                state.chunks = (*state.chunks[:-1], ChunkRef(last.name, last.start, op[2]))
                 state.length = last.start + op[2]
             elif kind == "seal":
                 segments[op[1]].sealed = True
             elif kind == "truncate":
                 state = segments[op[1]]
                 state.start_offset = op[2]
-                keep = [chunk for chunk in state.chunks if chunk.end > op[2]]
+                keep = tuple(chunk for chunk in state.chunks if chunk.end > op[2])
                 released.extend(chunk.name for chunk in state.chunks[: len(state.chunks) - len(keep)])
                 state.chunks = keep
             elif kind == "concat":
                 target, source = segments[op[1]], segments.pop(op[2])
                 base = target.length
-                target.chunks.extend(ChunkRef(c.name, base + c.start, c.length) for c in source.chunks)
+                target.chunks += tuple(ChunkRef(c.name, base + c.start, c.length) for c in source.chunks)
                 target.length = base + source.length
             elif kind == "delete":
                 released.extend(chunk.name for chunk in segments.pop(op[1]).chunks)
@@ -99,7 +100,7 @@ def encode_snapshot(segments: dict[str, SegmentState]) -> dict[str, Any]:
 def decode_snapshot(data: Any) -> dict[str, SegmentState]:
     try:
         return {
-            name: SegmentState(length, start, sealed, [ChunkRef(n, s, ln) for n, s, ln in chunks])
+            name: SegmentState(length, start, sealed, tuple(ChunkRef(n, s, ln) for n, s, ln in chunks))
             for name, (length, start, sealed, chunks) in data.items()
         }
     except (AttributeError, TypeError, ValueError) as error:
