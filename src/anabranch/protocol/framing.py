@@ -9,8 +9,9 @@ and the connection must close.
 
 :class:`FrameReceiver` splits the same stream without the copies, for ``asyncio.BufferedProtocol``: the
 socket reads straight into its buffers (``get_buffer``, then ``frames_received``). Small frames are views of a
-scratch buffer that is never overwritten once handed out (a full one is replaced, not reused); a frame of at
-least ``large_frame`` bytes gets a buffer of its own as soon as its header arrives, the bytes already received
+scratch buffer that is never overwritten once handed out (a full one is replaced, not reused, and one whose
+frames were all handed out is let go, so an idle connection holds no buffer); a frame of at least ``large_frame``
+bytes gets a buffer of its own as soon as its header arrives, the bytes already received
 are copied into it once, and the socket reads the rest of it directly there. An append block thus costs one
 copy (the kernel's) instead of a ``bytes`` per receive plus a join.
 """
@@ -102,11 +103,10 @@ class FrameDecoder:
         return frames
 
 
-SCRATCH_SIZE = 256 * 1024
-LARGE_FRAME = 64 * 1024
-RECEIVE_SIZE = 64 * 1024
-"""Most bytes one receive puts in the scratch buffer: it bounds what a large frame's header drags in with it
-(copied once into the frame's own buffer)."""
+SCRATCH_SIZE = 64 * 1024
+"""The scratch buffer of one connection: small frames, and the first bytes of a large one (copied once into the
+frame's own buffer)."""
+LARGE_FRAME = 32 * 1024
 
 
 class FrameReceiver:
@@ -147,7 +147,7 @@ class FrameReceiver:
             return memoryview(frame)[self._filled :]
         if self._end >= len(self._scratch):
             self._renew_scratch()
-        return memoryview(self._scratch)[self._end : self._end + RECEIVE_SIZE]
+        return memoryview(self._scratch)[self._end :]
 
     def _renew_scratch(self) -> None:
         """A fresh scratch buffer holding the incomplete bytes (less than a small frame) of the old one."""
@@ -200,6 +200,8 @@ class FrameReceiver:
             frames.append((type_code, view[pos + HEADER_SIZE : stop]))
             pos = stop
         self._start = pos
-        if pos == end and not self._exported:
+        if pos == end:
+            if self._exported:
+                self._scratch, self._exported = bytearray(), False  # its views live on; nothing else needs it
             self._start = self._end = 0
         return frames

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from anabranch.errors import ProtocolError
 from anabranch.protocol.codec import encode
 from anabranch.protocol.commands import AppendBlockEnd, Hello, ReadSegment, SetupAppend
-from anabranch.protocol.framing import RECEIVE_SIZE, BadFrameError, FrameDecoder, FrameReceiver
+from anabranch.protocol.framing import SCRATCH_SIZE, BadFrameError, FrameDecoder, FrameReceiver
 from anabranch.protocol.server_connection import Append, ServerConnection
 
 WRITER = uuid.UUID(int=0x1234)
@@ -77,8 +77,18 @@ def test_a_large_frame_gets_a_buffer_of_its_own_and_the_socket_fills_it_directly
     assert [(t, bytes(p)) for t, p in receiver.frames_received(len(stream) - rest)] == [(9, b"cd")]
 
 
-def test_receives_into_the_scratch_buffer_are_bounded() -> None:
-    assert len(FrameReceiver().get_buffer()) == RECEIVE_SIZE
+def test_a_connection_holds_no_scratch_buffer_once_its_frames_are_handed_out() -> None:
+    receiver = FrameReceiver()
+    buffer = receiver.get_buffer()
+    assert len(buffer) == SCRATCH_SIZE
+    stream = frame(1, b"abc") + frame(2, b"de")
+    buffer[: len(stream)] = stream
+    frames = receiver.frames_received(len(stream))
+    del buffer
+    assert receiver._scratch == bytearray()  # let go: only the frames' views keep it alive
+    fresh = receiver.get_buffer()
+    fresh[:8] = b"\xff" * 8  # a new buffer: the frames handed out are untouched
+    assert [(t, bytes(p)) for t, p in frames] == [(1, b"abc"), (2, b"de")]
 
 
 def test_a_scratch_buffer_with_nothing_handed_out_is_reused() -> None:
