@@ -15,6 +15,7 @@ empty tuple), and the LTS name is derived from the name and id when needed rathe
 
 from __future__ import annotations
 
+import io
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -242,17 +243,25 @@ class ContainerMetadata:
             meta.reset_staged()
 
     def serialize(self) -> bytes:
-        segments = [
-            [
+        """The checkpoint: CBOR ``[version, container id, next id, [segment rows...], lts deletes]``, the rows
+        encoded one at a time into an indefinite-length array (no list of every segment's row in memory at once)."""
+        out = io.BytesIO()
+        encoder = cbor2.CBOREncoder(out)
+        out.write(b"\x85")
+        for value in (_CHECKPOINT_VERSION, self.container_id, self.next_segment_id):
+            encoder.encode(value)
+        out.write(b"\x9f")
+        for m in self.segments.values():
+            encoder.encode([
                 m.segment_id, m.name, m.lts_name, m.created_ms, m.scale_type, m.target_rate, m.rollover_size,
                 m.is_table, m.length, m.start_offset, m.sealed, m.last_modified_ms,
                 [[k.bytes, v] for k, v in m.attributes.items()],
                 m.storage_length, m.storage_sealed, m.storage_start_offset,
                 [[p.target_offset, p.source_lts_name, p.lts_length, p.length] for p in m.pending_merges],
-            ]
-            for m in self.segments.values()
-        ]
-        return cbor2.dumps([_CHECKPOINT_VERSION, self.container_id, self.next_segment_id, segments, self.lts_deletes])
+            ])
+        out.write(b"\xff")
+        encoder.encode(self.lts_deletes)
+        return out.getvalue()
 
     @classmethod
     def deserialize(cls, data: bytes) -> ContainerMetadata:

@@ -160,15 +160,19 @@ class StorageWriter:
         now = self._clock.monotonic()
         for segment_id in [i for i in self._dirty_since if i not in self._metadata.segments]:
             del self._dirty_since[segment_id]
-        if force or self.cycles % self.config.full_scan_cycles == 0:
-            self._metadata.mark_all_dirty()
+        dirty = self._metadata.dirty
+        full_scan = force or self.cycles % self.config.full_scan_cycles == 0
         due: list[SegmentMetadata] = []
-        for segment_id in list(self._metadata.dirty):
+        for segment_id in list(self._metadata.segments if full_scan else dirty):
             meta = self._metadata.segments.get(segment_id)
             if meta is None or meta.deleted or not (meta.unflushed or meta.pending_merges):
-                self._metadata.dirty.discard(segment_id)
-            elif self._due(meta, force, now):
+                dirty.discard(segment_id)
+                continue
+            dirty.add(segment_id)
+            if self._due(meta, force, now):
                 due.append(meta)
+        if len(dirty) * 4 < len(self._metadata.segments) and len(dirty) < 1024:
+            self._metadata.dirty = set(dirty)  # a set keeps the table of its largest size: give it back
         plain = [meta for meta in due if not meta.pending_merges]
         changed = False
         for start in range(0, len(plain), self.config.concurrent_flushes):
