@@ -172,13 +172,11 @@ class OperationProcessor:
         return batch
 
     async def _run(self) -> None:
-        append_nowait: Callable[[list[Buffer]], asyncio.Future[int]] | None = getattr(
-            self._log, "append_nowait", None)
         try:
-            if append_nowait is None:
+            if getattr(self._log, "append_nowait", None) is None:
                 await self._run_serial()
             else:
-                await self._run_pipelined(append_nowait)
+                await self._run_pipelined()
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
@@ -208,7 +206,7 @@ class OperationProcessor:
                 raise
             self._applied(record, sequence)
 
-    async def _run_pipelined(self, append_nowait: Callable[[list[Buffer]], asyncio.Future[int]]) -> None:
+    async def _run_pipelined(self) -> None:
         inflight = self._inflight
         wakeup = self._wakeup
 
@@ -236,7 +234,11 @@ class OperationProcessor:
             if queue and len(inflight) < MAX_RECORDS_IN_FLIGHT and not (
                     inflight and isinstance(queue[0][0], CheckpointRequest)):  # a snapshot needs all applied
                 record = self._encode(self._take_batch())
-                record.written = append_nowait(record.buffers)
+                try:
+                    record.written = self._log.append_nowait(record.buffers)  # type: ignore[attr-defined]
+                except BaseException as exc:
+                    record.fail(ContainerClosedError(self._container_id, f"failed: Tier-1 append failed ({exc!r})"))
+                    raise
                 record.written.add_done_callback(written)
                 inflight.append(record)
                 continue

@@ -335,11 +335,21 @@ class Faults:
         _, container = self._container(container_id)
         durable_log = container.durable_log
 
+        def broken() -> OSError:
+            return OSError(errno.EIO, f"Tier-1 log of container {container_id} broken by fault injection")
+
         async def failing(data: Buffer | object) -> int:
-            raise OSError(errno.EIO, f"Tier-1 log of container {container_id} broken by fault injection")
+            raise broken()
+
+        def failing_nowait(data: Buffer | object) -> asyncio.Future[int]:
+            future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+            future.set_exception(broken())
+            return future
 
         self._broken[container_id] = durable_log
         durable_log.append = failing  # type: ignore[method-assign]
+        if hasattr(durable_log, "append_nowait"):  # the file log: the operation processor pipelines through it
+            durable_log.append_nowait = failing_nowait
 
     async def recover_container(self, container_id: int) -> None:
         """Mend a broken Tier-1 log and recover the container from it, as a restarted segment store would."""
@@ -347,6 +357,8 @@ class Faults:
         durable_log = self._broken.pop(container_id, None)
         if durable_log is not None:
             del durable_log.append  # type: ignore[attr-defined]
+            if "append_nowait" in vars(durable_log):
+                del durable_log.append_nowait  # type: ignore[attr-defined]
         store.remove_container(container_id)
         await container.abort()
         await self._recover(store, container)

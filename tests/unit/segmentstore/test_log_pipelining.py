@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from anabranch.segmentstore.container import SegmentContainer
-from anabranch.segmentstore.errors import DiskFullError
+from anabranch.segmentstore.errors import ContainerClosedError, DiskFullError
 from anabranch.storage.chunked_segment_storage import ChunkedSegmentStorage
 from anabranch.storage.chunks_memory import InMemoryChunkStorage
 from anabranch.storage.file_log import FileDurableDataLog
-from anabranch.storage.interfaces import Buffer, StorageFullError
+from anabranch.storage.interfaces import Buffer, LogClosedError, StorageFullError
 
 SEG = "s/t/0.#epoch.0"
 
@@ -109,3 +109,18 @@ async def test_a_refused_record_fails_the_record_queued_behind_it_and_writes_res
     records = [payload async for _, payload in reopened.iter_records()]
     assert not any(b"first" in bytes(r) or b"second" in bytes(r) for r in records)
     await reopened.close()
+
+
+async def test_a_log_that_refuses_a_record_at_the_call_fails_its_operations_and_the_container(tmp_path: Path) -> None:
+    log = GatedFileLog(tmp_path / "tier1")
+    container = await open_container(log)
+
+    def closed(data: object) -> asyncio.Future[int]:
+        raise LogClosedError("the log went away (test)")
+
+    log.append_nowait = closed  # type: ignore[method-assign]
+    with pytest.raises(ContainerClosedError):
+        await asyncio.wait_for(container.append(SEG, b"lost"), 10)
+    with pytest.raises(ContainerClosedError):
+        await container.append(SEG, b"after")
+    await container.abort()
