@@ -83,13 +83,17 @@ class LocalConnection:
             raise ConnectionResetError("the in-process segment-store connection is closed")
         if request_id in self._pending:
             raise ValueError(f"request id {request_id} is already awaited on the in-process connection")
-        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Reply] = loop.create_future()
         self._pending[request_id] = future
+        # One timer handle, not ``asyncio.timeout`` (a context object, a task lookup and a reschedule per request):
+        # this is every controller request of a standalone.
+        timer = loop.call_later(timeout, _expire, future, timeout)
         try:
             self._handler.handle(cmd)
-            async with asyncio.timeout(timeout):
-                return await future
+            return await future
         finally:
+            timer.cancel()
             if self._pending.get(request_id) is future:
                 del self._pending[request_id]
 
@@ -112,6 +116,11 @@ class LocalConnection:
         if not self.closed:
             self.lost("closed by its owner")
         await self._handler.aclose()
+
+
+def _expire(future: asyncio.Future[Reply], timeout: float) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError(f"no reply from the in-process segment store within {timeout} s"))
 
 
 def connector(serving: Callable[[], WireServer | None]) -> Callable[[str, int], Awaitable[LocalConnection]]:

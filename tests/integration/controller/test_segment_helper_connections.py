@@ -20,6 +20,7 @@ from anabranch.controller.errors import (
     WriteConflictError,
 )
 from anabranch.controller.segment_helper import SegmentHelper
+from anabranch.protocol import commands as c
 from anabranch.protocol.commands import NO_VERSION, NOT_EXISTS
 from anabranch.retry import RetryPolicy
 from anabranch.segmentstore.service import SegmentStoreService
@@ -111,3 +112,20 @@ async def test_an_in_process_connection_fails_like_a_lost_one_when_the_store_sto
     with pytest.raises(SegmentStoreUnavailableError):
         await ops.read_table("_system/_tables/x", [b"k"])
     await ops.close()
+
+
+async def test_an_unanswered_in_process_request_times_out_and_the_connection_stays_usable(tmp_path: Path) -> None:
+    service = SegmentStoreService(tmp_path, "127.0.0.1", 0, container_count=1, durable=False)
+    await service.start()
+    try:
+        conn = await service.local_connector()(service.host, service.port)
+        answering = conn._handler.handle
+        conn._handler.handle = lambda cmd: None  # type: ignore[method-assign]  # a handler that never replies
+        with pytest.raises(TimeoutError, match="no reply"):
+            await conn.request(c.GetStreamSegmentInfo(1, "sc/st/0.#epoch.0", ""), timeout=0.05)
+        conn._handler.handle = answering  # type: ignore[method-assign]
+        reply = await conn.request(c.GetStreamSegmentInfo(1, "sc/st/0.#epoch.0", ""), timeout=5.0)
+        assert isinstance(reply, c.NoSuchSegment)  # the same request id is free again: nothing left pending
+        await conn.close()
+    finally:
+        await service.stop()
