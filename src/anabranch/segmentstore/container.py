@@ -71,7 +71,7 @@ class SegmentContainer:
         self._writer_config = writer_config
         self.metadata = ContainerMetadata(container_id)
         self.read_index = ReadIndex()
-        self.cache = BlockCache()
+        self.cache = BlockCache(probation_bytes=cache_size // 32)  # blocks read only once: 1/32 of the budget
         self._clock = clock or SystemClock()
         self._applier = OperationApplier(self.metadata, self.read_index, self._clock)
         self._processor = OperationProcessor(container_id, durable_log, self._applier.apply,
