@@ -56,14 +56,14 @@ class StorageWriterConfig:
     """A segment not written for this long whose bytes are all in LTS gives up its in-memory bytes and read-index
     entry (later reads go to LTS through the block cache): idle segments cost no read-index memory."""
     concurrent_flushes: int = 32
+    """Segments flushed at once in a cycle: their LTS metadata updates are grouped into one journal record, and their
+    chunk writes overlap (a clean stop with many small segments is bound by syncs, not bytes)."""
     full_scan_cycles: int = 64
     """Every this many cycles (and in a forced one) the writer looks at every segment, not only the dirty ones."""
     segments_per_checkpoint_record: int = 8
     """A background cycle writes a checkpoint only once this many segments per Tier-1 record written since the last
     one (a checkpoint holds every segment: with many idle segments, writing one per cycle would cost more than the
     records it lets recovery skip). ``flush_now`` and the last cycle of ``close`` always write one."""
-    """Segments flushed at once in a cycle: their LTS metadata updates are grouped into one journal record, and their
-    chunk writes overlap (a clean stop with many small segments is bound by syncs, not bytes)."""
 
 
 class StorageWriter:
