@@ -78,13 +78,8 @@ class FrameDecoder:
         frames: list[tuple[int, memoryview]] = []
         pos = 0
         end = len(buf)
-        unpack = HEADER.unpack_from
         while end - pos >= HEADER_SIZE:
-            type_code, length = unpack(buf, pos)
-            try:
-                check_length(type_code, length)
-            except ProtocolError as exc:
-                raise BadFrameError(str(exc), frames) from exc
+            type_code, length = _checked_header(buf, pos, frames)
             stop = pos + HEADER_SIZE + length
             if stop > end:
                 break
@@ -101,6 +96,18 @@ class FrameDecoder:
             self._need = HEADER_SIZE
         self._pending = rest
         return frames
+
+
+def _checked_header(buffer: bytes | bytearray | memoryview, pos: int,
+                    frames: list[tuple[int, memoryview]]) -> tuple[int, int]:
+    """The (type, length) of the frame header at ``pos``; a length the type does not allow raises
+    ``BadFrameError`` carrying the ``frames`` completed before it."""
+    type_code, length = HEADER.unpack_from(buffer, pos)
+    try:
+        check_length(type_code, length)
+    except ProtocolError as exc:
+        raise BadFrameError(str(exc), frames) from exc
+    return type_code, length
 
 
 SCRATCH_SIZE = 64 * 1024
@@ -178,13 +185,8 @@ class FrameReceiver:
         view: memoryview | None = None
         frames: list[tuple[int, memoryview]] = []
         pos, end = self._start, self._end
-        unpack = HEADER.unpack_from
         while end - pos >= HEADER_SIZE:
-            type_code, length = unpack(scratch, pos)
-            try:
-                check_length(type_code, length)
-            except ProtocolError as exc:
-                raise BadFrameError(str(exc), frames) from exc
+            type_code, length = _checked_header(scratch, pos, frames)
             stop = pos + HEADER_SIZE + length
             if stop > end:
                 if length >= self._large_frame:

@@ -17,7 +17,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,14 +40,10 @@ def example_module() -> Any:
     return module
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Standalone]:
-    process = Standalone(tmp_path_factory.mktemp("beam-example") / "data")
-    process.start()
-    try:
-        yield process
-    finally:
-        process.kill()
+@pytest.fixture
+def server(shared_standalone: Standalone) -> Standalone:
+    """The suite's shared standalone: these tests only use scopes of their own."""
+    return shared_standalone
 
 
 def expected(count: int, sensors: int, window: float) -> list[dict[str, Any]]:

@@ -52,14 +52,10 @@ class FailOnce(beam.DoFn):  # type: ignore[misc]
         yield value
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Standalone]:
-    process = Standalone(tmp_path_factory.mktemp("beam-write") / "data")
-    process.start()
-    try:
-        yield process
-    finally:
-        process.kill()
+@pytest.fixture
+def server(shared_standalone: Standalone) -> Standalone:
+    """The suite's shared standalone: these tests only use scopes of their own."""
+    return shared_standalone
 
 
 def new_stream(uri: str, segments: int = 3) -> tuple[str, str]:
