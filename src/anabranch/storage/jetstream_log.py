@@ -440,8 +440,9 @@ class JetStreamDurableDataLog:
                 try:
                     reply = await asyncio.wait_for(asyncio.shield(head.reply), max(remaining, 0))
                 except TimeoutError:
-                    self._fail(LogClosedError(f"Tier-1 log {self.stream}: stream message {head.stream_sequence} "
-                                              f"not acknowledged within {self.ack_timeout:g} s"))
+                    # e.g. a publish racing a fence: the stream stopped capturing this epoch's subject and the
+                    # message was dropped without a reply. The cause decides the error, as for a refusal.
+                    await self._fail_unacknowledged(head, f"not acknowledged within {self.ack_timeout:g} s")
                     return
                 if "error" in reply or reply.get("status") or reply.get("seq") != head.stream_sequence:
                     await self._fail_rejected(head, reply)
@@ -463,13 +464,18 @@ class JetStreamDurableDataLog:
         reason = (reply.get("error") or {}).get("description") or (
             "no responders (the stream does not capture this epoch's subject, or has no leader)"
             if reply.get("status") == NO_RESPONDERS else f"unexpected acknowledgement {reply!r}")
+        await self._fail_unacknowledged(head, f"was refused ({reason})")
+
+    async def _fail_unacknowledged(self, head: _InFlight, what: str) -> None:
+        """The oldest publish in flight was not acknowledged (``what`` says how): closed for good, and fenced
+        (``LogFencedError``) if a newer owner holds the stream."""
         error: LogClosedError = LogClosedError(
-            f"Tier-1 log {self.stream} (epoch {self.epoch}): stream message {head.stream_sequence} refused: {reason}")
+            f"Tier-1 log {self.stream} (epoch {self.epoch}): stream message {head.stream_sequence} {what}")
         self._stop_sending()
         with contextlib.suppress(Exception):
             newer = await asyncio.wait_for(self._newest_epoch(), min(self.request_timeout, 2.0))
             if newer > self.epoch:
-                error = self._fenced(newer, f"stream message {head.stream_sequence} was refused ({reason})")
+                error = self._fenced(newer, f"stream message {head.stream_sequence} {what}")
         self._fail(error)
 
     async def _newest_epoch(self) -> int:
