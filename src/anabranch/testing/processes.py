@@ -8,6 +8,7 @@ the same data directory and ports. Every wait is bounded.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -19,10 +20,28 @@ from types import TracebackType
 HOST = "127.0.0.1"
 
 
+PORT_RANGE = (10_000, 32_000)
+"""Where ``free_port`` looks: below Linux's ephemeral range (32768-60999 by default), so a port handed to a server
+that starts a moment later cannot be taken meanwhile by some client's outgoing connection, as a port the kernel
+picks with ``bind(0)`` can (seen as "address already in use" for NATS routes under load)."""
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
+    """A loopback TCP port nothing listens on, never the same twice in one process."""
+    low, high = PORT_RANGE
+    for _ in range(1000):
+        port = random.randint(low, high)
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((HOST, port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free TCP port on {HOST} in {low}-{high} after 1000 tries")
 
 
 def wait_for_port(host: str, port: int, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
