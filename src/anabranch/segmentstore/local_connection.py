@@ -50,15 +50,36 @@ class _Frames:
 
 
 class _LocalHandler(ConnectionHandler):
-    """A ``ConnectionHandler`` whose replies are handed over as objects instead of being encoded."""
+    """A ``ConnectionHandler`` whose replies are handed over as objects instead of being encoded, and whose work for
+    an awaited request runs in the awaiting task instead of a task of its own (``handle_inline``)."""
 
     def __init__(self, connection: LocalConnection, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._connection = connection
+        self._inline: Awaitable[None] | None = None
+        self._capturing = False
 
     def reply(self, reply: Reply) -> None:
         if not self.closed:
             self._connection.deliver(reply)
+
+    def handle_inline(self, request: Request) -> Awaitable[None] | None:
+        """Handle ``request``; the work the handler would start as a task is returned instead, for the caller to
+        await (None if it answered at once). The caller waits for the reply anyway, so a task per request and the
+        wake-up that hands its reply over are saved: a standalone's controller makes every request this way."""
+        self._capturing = True
+        try:
+            self.handle(request)
+        finally:
+            self._capturing = False
+        work, self._inline = self._inline, None
+        return work
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        if self._capturing and self._inline is None:
+            self._inline = coro
+        else:
+            super()._spawn(coro)
 
 
 class LocalConnection:
@@ -83,17 +104,17 @@ class LocalConnection:
             raise ConnectionResetError("the in-process segment-store connection is closed")
         if request_id in self._pending:
             raise ValueError(f"request id {request_id} is already awaited on the in-process connection")
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Reply] = loop.create_future()
+        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
-        # One timer handle, not ``asyncio.timeout`` (a context object, a task lookup and a reschedule per request):
-        # this is every controller request of a standalone.
-        timer = loop.call_later(timeout, _expire, future, timeout)
         try:
-            self._handler.handle(cmd)
-            return await future
+            async with asyncio.timeout(timeout):
+                work = self._handler.handle_inline(cmd)
+                if work is not None:
+                    await work
+                return await future
+        except TimeoutError:
+            raise TimeoutError(f"no reply from the in-process segment store within {timeout} s") from None
         finally:
-            timer.cancel()
             if self._pending.get(request_id) is future:
                 del self._pending[request_id]
 
@@ -116,11 +137,6 @@ class LocalConnection:
         if not self.closed:
             self.lost("closed by its owner")
         await self._handler.aclose()
-
-
-def _expire(future: asyncio.Future[Reply], timeout: float) -> None:
-    if not future.done():
-        future.set_exception(TimeoutError(f"no reply from the in-process segment store within {timeout} s"))
 
 
 def connector(serving: Callable[[], WireServer | None]) -> Callable[[str, int], Awaitable[LocalConnection]]:

@@ -217,22 +217,30 @@ class StorageWriter:
         finally:
             self._on_progress()
 
-    async def _flush_segment(self, meta: SegmentMetadata, *, merges: bool = True) -> None:
-        """Move the segment's bytes and state to LTS. Without ``merges`` it stops at a pending merge: segments are
-        then flushed concurrently, and a concat must not run while its source may still be being written."""
+    async def _ensure_in_lts(self, meta: SegmentMetadata) -> None:
+        """Create the segment in LTS before the first thing that needs it there (bytes, a seal, a truncation, a
+        concat into it). An empty segment is never created in LTS: most new streams' data segments stay empty for
+        a while, and an LTS create is a metadata journal record (reads below the length and concats of an empty
+        source never look for it; a delete of a segment LTS lacks is a no-op)."""
         if not meta.storage_exists:
             with contextlib.suppress(StorageSegmentExistsError):
                 await self._storage.create(meta.lts_name)
             meta.storage_exists = True
+
+    async def _flush_segment(self, meta: SegmentMetadata, *, merges: bool = True) -> None:
+        """Move the segment's bytes and state to LTS. Without ``merges`` it stops at a pending merge: segments are
+        then flushed concurrently, and a concat must not run while its source may still be being written."""
         while not meta.deleted:
             pending = meta.pending_merges[0] if meta.pending_merges else None
             if pending is not None and pending.target_offset <= meta.storage_length:
                 if not merges:
                     return
+                await self._ensure_in_lts(meta)
                 await self._concat(meta, pending)
                 continue
             if meta.storage_length >= meta.length:
                 break
+            await self._ensure_in_lts(meta)
             stop = min(pending.target_offset if pending else meta.length,
                        meta.storage_length + self.config.max_write_bytes)
             pieces = self._read_index.gather(meta.segment_id, meta.storage_length, stop)
@@ -253,6 +261,7 @@ class StorageWriter:
         if meta.deleted:
             return
         if meta.sealed and not meta.storage_sealed and meta.storage_length == meta.length:
+            await self._ensure_in_lts(meta)
             await self._storage.seal(meta.lts_name)
             meta.storage_sealed = True
         truncate_at = min(meta.start_offset, meta.storage_length)

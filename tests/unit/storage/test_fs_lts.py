@@ -1,13 +1,17 @@
-"""Filesystem chunk storage, and ChunkedSegmentStorage on it, pass the LTS conformance suites."""
+"""Filesystem chunk storage, and ChunkedSegmentStorage on it, pass the LTS conformance suites; concurrent creates
+and writes are batched into one worker-thread job with one directory fsync, and each call keeps its own outcome."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
+from anabranch.storage import chunks_fs
 from anabranch.storage.chunked_segment_storage import ChunkedSegmentStorage
 from anabranch.storage.chunks_fs import FileSystemChunkStorage
+from anabranch.storage.interfaces import BadStorageOffsetError, ChunkExistsError, ChunkNotFoundError
 from anabranch.testing.lts_conformance import ChunkStorageConformance, SegmentStorageConformance, StorageFactory
 
 
@@ -36,3 +40,38 @@ async def test_chunk_files_live_under_the_root(tmp_path: Path) -> None:
     assert (tmp_path / "ns-a" / "data" / "seg.1").read_bytes() == b"bytes"
     assert await chunks.list("ns-a/da") == ["ns-a/data/seg.1"]
     assert await chunks.list("zzz/") == []
+
+
+async def test_concurrent_creates_and_writes_share_one_job_and_one_directory_fsync(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    chunks = FileSystemChunkStorage(tmp_path)
+    await chunks.create("ns/data/warm-up")  # the directories exist from here on
+    synced: list[Path] = []
+    real_fsync_directory = chunks_fs.fsync_directory
+
+    def counting_fsync_directory(directory: Path) -> None:
+        synced.append(directory)
+        real_fsync_directory(directory)
+
+    monkeypatch.setattr(chunks_fs, "fsync_directory", counting_fsync_directory)
+    names = [f"ns/data/seg-{i}" for i in range(20)]
+    await asyncio.gather(*(chunks.create(name) for name in names))
+    assert synced == [tmp_path / "ns" / "data"]
+    written = await asyncio.gather(*(chunks.write(name, 0, name.encode()) for name in names))
+    assert written == [len(name) for name in names]
+    assert all((tmp_path / name).read_bytes() == name.encode() for name in names)
+
+
+async def test_one_failing_call_in_a_batch_fails_alone(tmp_path: Path) -> None:
+    chunks = FileSystemChunkStorage(tmp_path)
+    await chunks.create("ns/data/a")
+    results = await asyncio.gather(chunks.create("ns/data/a"), chunks.create("ns/data/b"),
+                                   chunks.write("ns/data/a", 5, b"wrong offset"), chunks.write("ns/data/a", 0, b"ok"),
+                                   chunks.write("ns/data/missing", 0, b"x"), return_exceptions=True)
+    assert isinstance(results[0], ChunkExistsError)
+    assert results[1] is None
+    assert isinstance(results[2], BadStorageOffsetError)
+    assert results[3] == 2
+    assert isinstance(results[4], ChunkNotFoundError)
+    assert await chunks.list("ns/") == ["ns/data/a", "ns/data/b"]
+    assert (tmp_path / "ns" / "data" / "a").read_bytes() == b"ok"
