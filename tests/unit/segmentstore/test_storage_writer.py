@@ -1,5 +1,6 @@
 """Storage writer races: a merge applied while the source's bytes are being written to LTS, and
-Tier-1 truncation only below data that is in LTS."""
+Tier-1 truncation only below data that is in LTS; a segment is created in LTS only once it has something to put
+there."""
 
 from __future__ import annotations
 
@@ -143,3 +144,27 @@ async def test_lts_write_completed_but_unrecorded_is_adopted(tmp_path: Path) -> 
     assert meta.storage_length == 7 and container.read_index.unflushed_bytes == 0
     assert await storage.read(meta.lts_name, 0, 7) == b"abcdefg"
     await container.close()
+
+
+async def test_a_segment_enters_lts_only_with_its_first_bytes_or_its_seal(tmp_path: Path) -> None:
+    chunks = InMemoryChunkStorage()
+    container, storage = await open_container(tmp_path, chunks)
+    empty, written, sealed = "s/t/1.#epoch.0", "s/t/2.#epoch.0", "s/t/3.#epoch.0"
+    for name in (empty, written, sealed):
+        await container.create_segment(name)
+    await container.append(written, b"bytes")
+    await container.seal(sealed)
+    await container.flush_to_storage()
+    lts = {name: lts_name_of(name, container.metadata.by_name[name].segment_id) for name in (empty, written, sealed)}
+    assert not await storage.exists(lts[empty])
+    assert (await storage.get_info(lts[written])).length == 5
+    assert (await storage.get_info(lts[sealed])).sealed
+    await container.append(empty, b"late")
+    await container.flush_to_storage()
+    assert (await storage.get_info(lts[empty])).length == 4
+    await container.close()
+    reopened, _ = await open_container(tmp_path, chunks)
+    assert await read_all(reopened, empty) == b"late"
+    assert await read_all(reopened, written) == b"bytes"
+    assert (await reopened.get_info(sealed)).sealed
+    await reopened.close()
