@@ -25,6 +25,7 @@ from anabranch.segmentstore.stats import (
     decide,
     store_policy_lookup,
 )
+from anabranch.segmentstore.stats import recorder as recorder_module
 from anabranch.segmentstore.store import open_segment_store
 from anabranch.segmentstore.tables import TableStore
 
@@ -222,6 +223,35 @@ async def test_policy_is_looked_up_after_a_restart() -> None:
     await recorder.tick()
     assert sorted(looked_up) == [SEG, "sc/st/9.#epoch.0"]
     assert recorder.rates(SEG) == (0.0, 0.0, 0.0, 0.0)
+
+
+async def test_idle_fixed_segments_cost_nothing_and_written_ones_are_looked_up_once(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(recorder_module, "MAX_UNTRACKED", 4)
+    clock, out = ManualClock(), Collect()
+    looked_up: list[str] = []
+
+    async def lookup(name: str) -> tuple[int, int] | None:
+        looked_up.append(name)
+        return (0, 0)
+
+    recorder = SegmentStatsRecorder(clock, out, policy_lookup=lookup)
+    idle = [f"sc/idle-{i}/0.#epoch.0" for i in range(100)]
+    for name in idle:
+        recorder.record_create(name, 0, 0)
+    assert len(recorder._untracked) == 0
+    written = [f"sc/w-{i}/0.#epoch.0" for i in range(3)]
+    for _ in range(3):
+        for name in written:
+            recorder.record_append(name, 10, 1)
+        await recorder.tick()
+    assert sorted(looked_up) == written
+    many = [f"sc/m-{i}/0.#epoch.0" for i in range(10)]
+    for name in many:
+        recorder.record_append(name, 10, 1)
+    await recorder.tick()
+    assert len(recorder._untracked) <= 4
+    assert out.requests == []
 
 
 async def test_reporter_failure_does_not_stop_the_ticks() -> None:

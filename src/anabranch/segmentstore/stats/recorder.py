@@ -35,6 +35,8 @@ from anabranch.segmentstore.stats.processor import AutoScaleProcessor
 from anabranch.segmentstore.stats.requests import ScaleRequest, split_shares
 
 log = logging.getLogger(__name__)
+MAX_UNTRACKED = 16_384
+"""Segments remembered as not auto-scaled (see ``SegmentStatsRecorder._remember_untracked``)."""
 
 ScaleReporter = Callable[[ScaleRequest], Awaitable[None]]
 PolicyLookup = Callable[[str], Awaitable[tuple[int, int] | None]]
@@ -102,7 +104,6 @@ class SegmentStatsRecorder:
         if not _trackable(segment, scale_type, target_rate):
             self._aggregates.pop(segment, None)
             self._processor.forget(segment)
-            self._untracked.add(segment)
             return
         self._untracked.discard(segment)
         aggregate = self._aggregates.get(segment)
@@ -177,7 +178,7 @@ class SegmentStatsRecorder:
         self._aggregates.pop(segment, None)
         self._splits.pop(segment, None)
         self._unknown.discard(segment)
-        self._untracked.add(segment)
+        self._untracked.discard(segment)
         self._processor.forget(segment)
 
     # --- introspection ----------------------------------------------------------------------
@@ -235,7 +236,15 @@ class SegmentStatsRecorder:
             except Exception:
                 log.warning("could not look up the scaling policy of %s", segment, exc_info=True)
                 continue
-            if policy is None:
-                self._untracked.add(segment)
+            if policy is None or not _trackable(segment, *policy):
+                self._remember_untracked(segment)
             else:
                 self.record_create(segment, *policy)
+
+    def _remember_untracked(self, segment: str) -> None:
+        """Appends to ``segment`` need no policy lookup any more. Only segments that were appended to are
+        remembered (not every segment created with a fixed policy: that was a set entry per idle stream), and at
+        most ``MAX_UNTRACKED`` of them: past it the set starts over, costing one lookup per segment written."""
+        if len(self._untracked) >= MAX_UNTRACKED:
+            self._untracked.clear()
+        self._untracked.add(segment)
