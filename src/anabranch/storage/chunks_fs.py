@@ -34,7 +34,7 @@ class _Io:
     """One create (``data`` is None) or write of a batch, and what became of it."""
 
     name: str
-    path: Path
+    path: str
     future: asyncio.Future[int]
     data: Buffer | None = None
     offset: int = 0
@@ -55,6 +55,7 @@ class FileSystemChunkStorage:
 
     def __init__(self, root: Path) -> None:
         self._root = Path(root)
+        self._root_prefix = os.path.join(str(self._root), "")
         self._batch: _IoBatch | None = None
 
     @property
@@ -65,8 +66,10 @@ class FileSystemChunkStorage:
     def root(self) -> Path:
         return self._root
 
-    def _path(self, name: str) -> Path:
-        return self._root / validate_chunk_name(name)
+    def _path(self, name: str) -> str:
+        """The chunk's file path, as a plain string: ``pathlib`` interns every path component, and a chunk name
+        is unique, so each new chunk grew the interpreter's interned-string table for good."""
+        return self._root_prefix + validate_chunk_name(name)
 
     async def create(self, name: str) -> None:
         await self._submit(_Io(name, self._path(name), asyncio.get_running_loop().create_future()))
@@ -110,8 +113,8 @@ class FileSystemChunkStorage:
             with contextlib.suppress(RuntimeError):  # the event loop is closed: nobody waits for the answers
                 loop.call_soon_threadsafe(_answer, batch.ios)
 
-    def _create_file(self, path: Path) -> None:
-        self._make_directories(path.parent)
+    def _create_file(self, path: str) -> None:
+        self._make_directories(os.path.dirname(path))
         try:
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
         except FileExistsError:
@@ -124,16 +127,17 @@ class FileSystemChunkStorage:
     @staticmethod
     def _sync_directories(created: list[_Io]) -> None:
         """One fsync per directory that gained files; a full device removes them (nothing left behind)."""
-        directories: dict[Path, list[_Io]] = {}
+        directories: dict[str, list[_Io]] = {}
         for io in created:
-            directories.setdefault(io.path.parent, []).append(io)
+            directories.setdefault(os.path.dirname(io.path), []).append(io)
         for directory, ios in directories.items():
             try:
                 fsync_directory(directory)
             except OSError as error:
                 for io in ios:
                     if is_no_space(error):
-                        io.path.unlink(missing_ok=True)
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(io.path)
                         io.error = StorageFullError(f"no space left to create chunk file {io.path}")
                         io.error.__cause__ = error
                     else:
@@ -172,15 +176,15 @@ class FileSystemChunkStorage:
         os.fdatasync(io.fd)
         raise StorageFullError(f"no space left to write chunk {io.name!r}") from error
 
-    def _make_directories(self, directory: Path) -> None:
-        if directory.is_dir():
+    def _make_directories(self, directory: str) -> None:
+        if os.path.isdir(directory):
             return
-        self._make_directories(directory.parent)
+        self._make_directories(os.path.dirname(directory))
         try:
-            directory.mkdir()
+            os.mkdir(directory)
         except FileExistsError:
             return
-        fsync_directory(directory.parent)
+        fsync_directory(os.path.dirname(directory))
 
     async def read(self, name: str, offset: int, length: int) -> bytes:
         return await asyncio.to_thread(self._read, name, offset, length)
@@ -214,7 +218,7 @@ class FileSystemChunkStorage:
             raise ChunkNotFoundError(f"chunk {name!r} does not exist under {self._root}") from None
 
     async def exists(self, name: str) -> bool:
-        return await asyncio.to_thread(self._path(name).is_file)
+        return await asyncio.to_thread(os.path.isfile, self._path(name))
 
     async def delete(self, name: str) -> None:
         await asyncio.to_thread(self._delete, name)
@@ -222,10 +226,10 @@ class FileSystemChunkStorage:
     def _delete(self, name: str) -> None:
         path = self._path(name)
         try:
-            path.unlink()
+            os.unlink(path)
         except FileNotFoundError:
             raise ChunkNotFoundError(f"chunk {name!r} does not exist under {self._root}") from None
-        fsync_directory(path.parent)
+        fsync_directory(os.path.dirname(path))
 
     async def list(self, prefix: str = "") -> list[str]:
         return await asyncio.to_thread(_list_files, self._root, prefix)

@@ -124,7 +124,7 @@ def writev_all(fd: int, buffers: list[Buffer]) -> int:
     return total
 
 
-def fsync_directory(directory: Path) -> None:
+def fsync_directory(directory: str | os.PathLike[str]) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)

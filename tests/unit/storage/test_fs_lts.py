@@ -46,17 +46,17 @@ async def test_concurrent_creates_and_writes_share_one_job_and_one_directory_fsy
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     chunks = FileSystemChunkStorage(tmp_path)
     await chunks.create("ns/data/warm-up")  # the directories exist from here on
-    synced: list[Path] = []
+    synced: list[str] = []
     real_fsync_directory = chunks_fs.fsync_directory
 
-    def counting_fsync_directory(directory: Path) -> None:
+    def counting_fsync_directory(directory: str) -> None:
         synced.append(directory)
         real_fsync_directory(directory)
 
     monkeypatch.setattr(chunks_fs, "fsync_directory", counting_fsync_directory)
     names = [f"ns/data/seg-{i}" for i in range(20)]
     await asyncio.gather(*(chunks.create(name) for name in names))
-    assert synced == [tmp_path / "ns" / "data"]
+    assert synced == [str(tmp_path / "ns" / "data")]
     written = await asyncio.gather(*(chunks.write(name, 0, name.encode()) for name in names))
     assert written == [len(name) for name in names]
     assert all((tmp_path / name).read_bytes() == name.encode() for name in names)
