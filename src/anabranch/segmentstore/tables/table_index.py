@@ -8,6 +8,7 @@ it with ``length - start_offset``). It changes only after an append or a truncat
 from __future__ import annotations
 
 import bisect
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -27,7 +28,9 @@ class TableIndex:
     length: int = 0
     live_bytes: int = 0
     index: dict[bytes, tuple[int, bytes]] = field(default_factory=dict)
-    batch_starts: list[int] = field(default_factory=list)
+    batch_starts: array[int] = field(default_factory=lambda: array("q"))
+    """Offsets of the batches, packed (8 bytes each, not a list of int objects: a hot table such as a scope's stream
+    index gets a batch per stream created)."""
     sorted_keys: list[bytes] | None = None
 
     def apply(self, records: Sequence[Record], batch_offset: int, new_length: int) -> None:
