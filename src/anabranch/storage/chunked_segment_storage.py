@@ -33,6 +33,7 @@ from anabranch.storage.interfaces import (
     StorageSegmentNotFoundError,
     StorageSegmentNotSealedError,
     StorageSegmentSealedError,
+    buffers_of,
 )
 from anabranch.storage.metadata_journal import MetadataJournal
 from anabranch.storage.segment_metadata import Op, SegmentState
@@ -131,9 +132,10 @@ class ChunkedSegmentStorage:
             await self._journal.commit([["create", segment]])
 
     async def write(self, segment: str, offset: int, data: Buffer | Sequence[Buffer]) -> None:
-        if not isinstance(data, bytes | bytearray | memoryview):
-            data = data[0] if len(data) == 1 else b"".join(data)
-        view = memoryview(data).cast("B")
+        # The pieces (the storage writer hands over the read index's blocks) go down to the chunk storage as they
+        # are: joining them copied every byte moved to LTS once more, on the event loop.
+        pieces = [memoryview(part).cast("B") for part in buffers_of(data)]
+        size = sum(piece.nbytes for piece in pieces)
         async with self._locked(segment):
             state = self._state(segment)
             if state.sealed:
@@ -142,10 +144,10 @@ class ChunkedSegmentStorage:
                 raise BadStorageOffsetError(
                     f"write to LTS segment {segment!r} at offset {offset}, but its length is {state.length}"
                 )
-            if not view.nbytes:
+            if not size:
                 return
             try:
-                await self._journal.commit(await self._write_chunks(segment, state, view))
+                await self._journal.commit(await self._write_chunks(segment, state, pieces, size))
             except BaseException:
                 state.tail_appendable = False
                 raise
@@ -153,20 +155,21 @@ class ChunkedSegmentStorage:
             if written is not None:
                 written.tail_appendable = self._chunks.supports_append
 
-    async def _write_chunks(self, segment: str, state: SegmentState, view: memoryview) -> list[Op]:
+    async def _write_chunks(self, segment: str, state: SegmentState, pieces: list[memoryview],
+                            total: int) -> list[Op]:
         ops: list[Op] = []
         position = 0
         tail = state.chunks[-1] if state.chunks else None
         if tail is not None and state.tail_appendable and tail.length < self._max_chunk_size:
-            size = min(self._max_chunk_size - tail.length, view.nbytes)
-            await self._chunks.write(tail.name, tail.length, view[:size])
+            size = min(self._max_chunk_size - tail.length, total)
+            await self._chunks.write(tail.name, tail.length, _byte_range(pieces, 0, size, total))
             ops.append(["grow", segment, tail.length + size])
             position = size
-        while position < view.nbytes:
-            size = min(self._max_chunk_size, view.nbytes - position)
+        while position < total:
+            size = min(self._max_chunk_size, total - position)
             name = self._new_chunk_name(segment)
             await self._chunks.create(name)
-            await self._chunks.write(name, 0, view[position : position + size])
+            await self._chunks.write(name, 0, _byte_range(pieces, position, position + size, total))
             ops.append(["add", segment, name, state.length + position, size])
             position += size
         return ops
@@ -246,3 +249,19 @@ class ChunkedSegmentStorage:
     async def close(self) -> None:
         await self._journal.close()
         self._opened = False
+
+
+def _byte_range(pieces: list[memoryview], start: int, end: int, total: int) -> list[memoryview]:
+    """Bytes ``[start, end)`` of the pieces laid end to end, as views (no copy); all of them if that is the range."""
+    if start == 0 and end == total:
+        return pieces
+    out: list[memoryview] = []
+    position = 0
+    for piece in pieces:
+        piece_end = position + piece.nbytes
+        if piece_end > start and position < end:
+            out.append(piece[max(start - position, 0) : min(end, piece_end) - position])
+        position = piece_end
+        if position >= end:
+            break
+    return out

@@ -20,12 +20,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from anabranch.storage.chunk_rules import check_read_range, check_write_offset, validate_chunk_name
 from anabranch.storage.file_log import is_no_space
-from anabranch.storage.interfaces import Buffer, ChunkExistsError, ChunkNotFoundError, StorageFullError
+from anabranch.storage.interfaces import (
+    Buffer,
+    ChunkExistsError,
+    ChunkNotFoundError,
+    StorageFullError,
+    buffers_of,
+)
 from anabranch.storage.log_format import fsync_directory, writev_all
 
 
@@ -36,7 +43,7 @@ class _Io:
     name: str
     path: str
     future: asyncio.Future[int]
-    data: Buffer | None = None
+    data: Buffer | Sequence[Buffer] | None = None
     offset: int = 0
     fd: int = -1
     written: int = 0
@@ -74,7 +81,7 @@ class FileSystemChunkStorage:
     async def create(self, name: str) -> None:
         await self._submit(_Io(name, self._path(name), asyncio.get_running_loop().create_future()))
 
-    async def write(self, name: str, offset: int, data: Buffer) -> int:
+    async def write(self, name: str, offset: int, data: Buffer | Sequence[Buffer]) -> int:
         io = _Io(name, self._path(name), asyncio.get_running_loop().create_future(), data, offset)
         return await self._submit(io)
 
@@ -151,7 +158,7 @@ class FileSystemChunkStorage:
         assert io.data is not None
         check_write_offset(io.name, io.offset, os.fstat(io.fd).st_size, True)
         try:
-            io.written = writev_all(io.fd, [io.data])
+            io.written = writev_all(io.fd, list(buffers_of(io.data)))
         except OSError as error:
             if not is_no_space(error):
                 raise

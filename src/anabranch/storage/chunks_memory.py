@@ -7,8 +7,10 @@ object store), reads return at most the bytes present, names follow ``chunk_rule
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from anabranch.storage.chunk_rules import check_read_range, check_write_offset, validate_chunk_name
-from anabranch.storage.interfaces import Buffer, ChunkExistsError, ChunkNotFoundError
+from anabranch.storage.interfaces import Buffer, ChunkExistsError, ChunkNotFoundError, buffers_of
 
 
 class InMemoryChunkStorage:
@@ -34,11 +36,13 @@ class InMemoryChunkStorage:
             raise ChunkExistsError(f"chunk {name!r} already exists")
         self._chunks[name] = bytearray()
 
-    async def write(self, name: str, offset: int, data: Buffer) -> int:
+    async def write(self, name: str, offset: int, data: Buffer | Sequence[Buffer]) -> int:
         chunk = self._get(name)
         check_write_offset(name, offset, len(chunk), self._supports_append)
-        chunk += data
-        return len(data) if not isinstance(data, memoryview) else data.nbytes
+        before = len(chunk)
+        for part in buffers_of(data):
+            chunk += part
+        return len(chunk) - before
 
     async def read(self, name: str, offset: int, length: int) -> bytes:
         chunk = self._get(name)

@@ -10,12 +10,13 @@ for stores whose ETags are not MD5s); boto3 calls run in worker threads, never o
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from anabranch.storage.chunk_rules import check_read_range, check_write_offset, validate_chunk_name
-from anabranch.storage.interfaces import Buffer, ChunkExistsError, ChunkNotFoundError, StorageError
+from anabranch.storage.interfaces import Buffer, ChunkExistsError, ChunkNotFoundError, StorageError, buffers_of
 
 _EMPTY_ETAG = '"d41d8cd98f00b204e9800998ecf8427e"'
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
@@ -71,11 +72,12 @@ class S3ChunkStorage:
                 raise ChunkExistsError(f"chunk {name!r} already exists in s3://{self._bucket}") from None
             raise self._wrap("create", name, error) from error
 
-    async def write(self, name: str, offset: int, data: Buffer) -> int:
-        size = memoryview(data).nbytes
+    async def write(self, name: str, offset: int, data: Buffer | Sequence[Buffer]) -> int:
+        parts = buffers_of(data)
+        body = parts[0] if len(parts) == 1 and isinstance(parts[0], bytes | bytearray) else b"".join(parts)
+        size = len(body)
         if offset != 0:
             check_write_offset(name, offset, await self.length(name), False)
-        body = data if isinstance(data, bytes | bytearray) else bytes(data)
         try:
             await self._call("put_object", name, Key=self._key(name), Body=body, IfMatch=_EMPTY_ETAG)
         except ClientError as error:

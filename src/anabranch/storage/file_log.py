@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from anabranch.errors import DataCorruptionError
-from anabranch.storage.interfaces import Buffer, LogClosedError, StorageFullError
+from anabranch.storage.interfaces import Buffer, LogClosedError, StorageFullError, buffers_of
 from anabranch.storage.log_format import (
     file_name,
     frame_header,
@@ -146,7 +146,7 @@ class FileDurableDataLog:
         record queued after it, so a caller may queue the next record before the previous one is durable."""
         if self._closed:
             raise LogClosedError(f"log {self._directory} is closed") from self._failure
-        buffers = (data,) if isinstance(data, bytes | bytearray | memoryview) else data
+        buffers = buffers_of(data)
         sequence = self._next_sequence
         self._next_sequence += 1
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()

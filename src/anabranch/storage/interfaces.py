@@ -22,6 +22,11 @@ from anabranch.errors import AnabranchError
 Buffer = bytes | bytearray | memoryview
 
 
+def buffers_of(data: Buffer | Sequence[Buffer]) -> Sequence[Buffer]:
+    """``data`` as a sequence of buffers (a single buffer is a sequence of one)."""
+    return (data,) if isinstance(data, bytes | bytearray | memoryview) else data
+
+
 class StorageError(AnabranchError):
     """Base of storage errors."""
 
@@ -92,9 +97,10 @@ class DurableDataLog(Protocol):
 class ChunkStorage(Protocol):
     async def create(self, name: str) -> None: ...
 
-    async def write(self, name: str, offset: int, data: Buffer) -> int:
-        """Append ``data`` at ``offset`` (must equal the chunk's length); returns bytes written.
-        Durable on return. Backends that cannot append (object stores) report ``supports_append = False``."""
+    async def write(self, name: str, offset: int, data: Buffer | Sequence[Buffer]) -> int:
+        """Append ``data`` (one buffer, or several written back to back) at ``offset`` (must equal the chunk's
+        length); returns bytes written. Durable on return. Backends that cannot append (object stores) report
+        ``supports_append = False``."""
 
     async def read(self, name: str, offset: int, length: int) -> bytes: ...
 

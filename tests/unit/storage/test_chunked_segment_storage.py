@@ -12,7 +12,7 @@ from anabranch.errors import DataCorruptionError
 from anabranch.storage.chunked_segment_storage import ChunkedSegmentStorage
 from anabranch.storage.chunks_fs import FileSystemChunkStorage
 from anabranch.storage.chunks_memory import InMemoryChunkStorage
-from anabranch.storage.interfaces import Buffer, StorageError, StorageSegmentInfo
+from anabranch.storage.interfaces import Buffer, ChunkStorage, StorageError, StorageSegmentInfo
 from anabranch.storage.metadata_journal import MetadataJournalFailedError, StorageFencedError
 from anabranch.testing.lts_conformance import pattern
 
@@ -272,3 +272,17 @@ async def test_kill_9_keeps_every_acked_lts_write(tmp_path: Path) -> None:
         assert info.length >= length
         assert await storage.read(name, 0, info.length) == bytes([index]) * info.length
         await storage.write(name, info.length, b"after crash")
+
+
+@pytest.mark.parametrize("backend", ["memory", "filesystem"])
+async def test_pieces_are_written_without_joining_across_chunk_boundaries(backend: str, tmp_path: Path) -> None:
+    chunks: ChunkStorage = InMemoryChunkStorage() if backend == "memory" else FileSystemChunkStorage(tmp_path)
+    storage = ChunkedSegmentStorage(chunks, max_chunk_size=100)
+    await storage.open()
+    await storage.create("seg")
+    pieces = [bytes([i]) * size for i, size in enumerate([30, 90, 1, 79, 45])]
+    await storage.write("seg", 0, pieces)
+    await storage.write("seg", 245, [memoryview(b"x" * 60), bytearray(b"y" * 10)])
+    expected = b"".join(pieces) + b"x" * 60 + b"y" * 10
+    assert await storage.read("seg", 0, len(expected)) == expected
+    assert (await storage.get_info("seg")).length == len(expected) == 315
