@@ -113,6 +113,11 @@ class FileSystemChunkStorage:
                 if io.fd >= 0 and io.error is None:
                     self._sync_data(io)
             self._sync_directories([io for io in batch.ios if io.data is None and io.error is None])
+        except BaseException as failure:  # nothing unsynced may be answered as durable
+            for io in batch.ios:
+                if io.error is None:
+                    io.error = failure
+            raise
         finally:
             for io in batch.ios:
                 if io.fd >= 0:
