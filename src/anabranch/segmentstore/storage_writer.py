@@ -26,6 +26,7 @@ from anabranch.clock import Clock, SystemClock
 from anabranch.errors import DataCorruptionError
 from anabranch.segmentstore.durable_log import CheckpointRequest, OperationProcessor
 from anabranch.segmentstore.errors import ContainerClosedError, DiskFullError
+from anabranch.segmentstore.heap import PROCESS_HEAP, HeapTrimmer
 from anabranch.segmentstore.metadata import ContainerMetadata, PendingMerge, SegmentMetadata
 from anabranch.segmentstore.read_index import ReadIndex
 from anabranch.storage.interfaces import (
@@ -69,7 +70,8 @@ class StorageWriterConfig:
 class StorageWriter:
     def __init__(self, container_id: int, metadata: ContainerMetadata, read_index: ReadIndex,
                  storage: SegmentStorage, processor: OperationProcessor, durable_log: DurableDataLog,
-                 config: StorageWriterConfig, on_progress: Callable[[], None], clock: Clock | None = None) -> None:
+                 config: StorageWriterConfig, on_progress: Callable[[], None], clock: Clock | None = None,
+                 heap: HeapTrimmer = PROCESS_HEAP) -> None:
         self._container_id = container_id
         self._metadata = metadata
         self._read_index = read_index
@@ -78,6 +80,7 @@ class StorageWriter:
         self._log = durable_log
         self.config = config
         self._on_progress = on_progress
+        self._heap = heap
         self._clock = clock or SystemClock()
         self._dirty_since: dict[int, float] = {}
         self._force = False
@@ -187,21 +190,27 @@ class StorageWriter:
             if meta.pending_merges and not meta.deleted:
                 changed = await self._flush_one(meta, merges=True) or changed
         changed = await self._delete_objects() or changed
+        checkpointed = False
         if changed and not self._processor.failed and (self._stopping or force or self._checkpoint_due()):
             await self._checkpoint_and_truncate()
-        self.release_idle(self.config.release_idle_after)
+            checkpointed = True
+        if self.release_idle(self.config.release_idle_after) or checkpointed:
+            self._heap.trim()
         self._on_progress()
 
-    def release_idle(self, idle_for: float) -> None:
+    def release_idle(self, idle_for: float) -> int:
         """Drop the in-memory bytes and read-index entries of segments not written for ``idle_for`` seconds whose
-        bytes are all in LTS (later reads go to LTS) and that no tail reader waits on."""
+        bytes are all in LTS (later reads go to LTS) and that no tail reader waits on; returns how many."""
         cutoff = (self._clock.time() - idle_for) * 1000
+        released = 0
         for segment_id, index in list(self._read_index.segments.items()):
             meta = self._metadata.segments.get(segment_id)
             if index.waiters or (meta is not None and meta.last_modified_ms > cutoff):
                 continue
             self._read_index.drop_flushed(segment_id)
             self._read_index.release(segment_id)
+            released += 1
+        return released
 
     async def _flush_one(self, meta: SegmentMetadata, *, merges: bool) -> bool:
         """Flush one segment; returns whether LTS changed. A storage error is logged (retried next cycle)."""

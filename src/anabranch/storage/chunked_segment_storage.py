@@ -109,10 +109,12 @@ class ChunkedSegmentStorage:
         except KeyError:
             raise StorageSegmentNotFoundError(f"LTS holds no segment {segment!r}") from None
 
-    def _new_chunk_name(self, segment: str) -> str:
-        """A fresh chunk name: the segment's, then 64 random bits (``uuid4`` cost a measurable share of the event
-        loop when every new stream's table segment gets its first chunk)."""
-        return f"{self._root}data/{escape_component(segment)}.{os.urandom(8).hex()}"
+    def _new_chunk_name(self) -> str:
+        """A fresh chunk name: 96 random bits under the namespace's ``data/``. The journal maps segments to chunks;
+        the name carries nothing else because every LTS segment keeps its chunk names in memory (with the segment's
+        name in it, a new stream's table chunk name alone was about 160 bytes), and building it is on the path of
+        every stream create."""
+        return f"{self._root}data/{os.urandom(12).hex()}"
 
     async def _delete_chunks(self, names: list[str]) -> None:
         for name in names:
@@ -167,7 +169,7 @@ class ChunkedSegmentStorage:
             position = size
         while position < total:
             size = min(self._max_chunk_size, total - position)
-            name = self._new_chunk_name(segment)
+            name = self._new_chunk_name()
             await self._chunks.create(name)
             await self._chunks.write(name, 0, _byte_range(pieces, position, position + size, total))
             ops.append(["add", segment, name, state.length + position, size])

@@ -36,15 +36,42 @@ class ChunkRef:
         return self.start + self.length
 
 
-@dataclass(slots=True)
 class SegmentState:
-    length: int = 0
-    start_offset: int = 0
-    sealed: bool = False
-    chunks: tuple[ChunkRef, ...] = ()
-    """A tuple, replaced on change: most segments have one chunk, and a tuple of one is smaller than a list."""
-    tail_appendable: bool = False
-    """Not journaled: this instance wrote the last chunk, so its real length is known and it may be appended to."""
+    """One LTS segment's chunks and lengths. Every segment in LTS has one in memory for the life of the process, so
+    the usual single chunk is held as itself rather than in a tuple of one (``chunks`` always reads as a tuple)."""
+
+    __slots__ = ("_chunks", "length", "sealed", "start_offset", "tail_appendable")
+
+    def __init__(self, length: int = 0, start_offset: int = 0, sealed: bool = False,
+                 chunks: tuple[ChunkRef, ...] = (), tail_appendable: bool = False) -> None:
+        self.length = length
+        self.start_offset = start_offset
+        self.sealed = sealed
+        self.chunks = chunks
+        self.tail_appendable = tail_appendable
+        """Not journaled: this instance wrote the last chunk, so its real length is known and it may be appended
+        to."""
+
+    @property
+    def chunks(self) -> tuple[ChunkRef, ...]:
+        held = self._chunks
+        return (held,) if isinstance(held, ChunkRef) else held
+
+    @chunks.setter
+    def chunks(self, chunks: tuple[ChunkRef, ...]) -> None:
+        self._chunks: ChunkRef | tuple[ChunkRef, ...] = chunks[0] if len(chunks) == 1 else tuple(chunks)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SegmentState):
+            return NotImplemented
+        return (self.length, self.start_offset, self.sealed, self.chunks, self.tail_appendable) == (
+            other.length, other.start_offset, other.sealed, other.chunks, other.tail_appendable)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (f"SegmentState(length={self.length}, start_offset={self.start_offset}, sealed={self.sealed}, "
+                f"chunks={self.chunks!r}, tail_appendable={self.tail_appendable})")
 
     def chunk_index_at(self, offset: int) -> int:
         """Index of the chunk holding byte ``offset`` (which must be covered by a chunk)."""
