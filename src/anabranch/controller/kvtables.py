@@ -75,7 +75,7 @@ class KeyValueTables:
         await self.ctx.store.scope_index(scope, "kvTables").put(kvt, done)
 
     @staticmethod
-    async def _each_partition(count: int, action: Callable[[int], Awaitable[None]]) -> None:
+    async def _each_partition(count: int, action: Callable[[int], Awaitable[object]]) -> None:
         for first in range(0, count, CREATE_BATCH):
             await asyncio.gather(*(action(n) for n in range(first, min(count, first + CREATE_BATCH))))
 

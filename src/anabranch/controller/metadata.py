@@ -41,8 +41,9 @@ class Table:
         self.ops = ops
         self.name = name
 
-    async def create(self) -> None:
-        await self.ops.create_table(self.name)
+    async def create(self) -> bool:
+        """Create the table; False if it exists already."""
+        return await self.ops.create_table(self.name)
 
     async def delete(self, must_be_empty: bool = False) -> None:
         await self.ops.delete_table(self.name, must_be_empty)

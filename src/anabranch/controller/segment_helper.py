@@ -79,7 +79,9 @@ class SegmentStoreOps(Protocol):
         """Up to ``length`` bytes at ``offset`` (fewer at the tail; never waits for new data)."""
         ...
 
-    async def create_table(self, name: str, key_length: int = 0) -> None: ...
+    async def create_table(self, name: str, key_length: int = 0) -> bool:
+        """Create the table segment; False if it exists already."""
+        ...
 
     async def delete_table(self, name: str, must_be_empty: bool = False) -> None: ...
 
@@ -332,11 +334,12 @@ class SegmentHelper:
                 break
         return data[:length]
 
-    async def create_table(self, name: str, key_length: int = 0) -> None:
+    async def create_table(self, name: str, key_length: int = 0) -> bool:
         reply = await self._request(lambda rid: c.CreateTableSegment(rid, name, "", False, key_length), name)
         if isinstance(reply, c.SegmentAlreadyExists):
-            return
+            return False
         self._expect(reply, c.SegmentCreated, name)
+        return True
 
     async def delete_table(self, name: str, must_be_empty: bool = False) -> None:
         reply = await self._request(lambda rid: c.DeleteTableSegment(rid, name, must_be_empty, ""), name)

@@ -119,11 +119,14 @@ class InMemorySegmentStore:
             raise BadOffsetError(name, f"offset {offset} outside [{seg.start}, {seg.length}]")
         return bytes(min(length, seg.length - offset))
 
-    async def create_table(self, name: str, key_length: int = 0) -> None:
+    async def create_table(self, name: str, key_length: int = 0) -> bool:
         self._count("create_table")
         if name in self.segments:
             raise SegmentExistsError(name, "a stream segment has that name")
-        self.tables.setdefault(name, _Table())
+        if name in self.tables:
+            return False
+        self.tables[name] = _Table()
+        return True
 
     async def delete_table(self, name: str, must_be_empty: bool = False) -> None:
         self._count("delete_table")

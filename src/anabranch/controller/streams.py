@@ -151,19 +151,24 @@ class Streams:
         return await asyncio.shield(self._create_stream(scope, stream, config))
 
     async def _create_stream(self, scope: str, stream: str, config: StreamConfiguration) -> str:
-        """Three rounds: read what exists (scope, the stream's state, its deleted-stream record); create the table,
-        the segments and the index entries at once; write all the stream's records, ACTIVE, in one table update.
-        Until that update the stream does not exist: a crash before it leaves only pieces a new create reuses
-        (creating a segment or table that exists is fine) and an index entry the startup sweep removes. A stream
-        left CREATING by an older version is finished by the next create or the sweep. The mark stream
-        ``_MARK<stream>`` is created later, when first needed (``ensure_mark_stream``)."""
+        """Three rounds: read the scope and the stream's deleted-stream record while creating the stream's table
+        (only a table that existed already is read for the stream's state: a new stream costs no read of it);
+        create the segments and the index entries at once; write all the stream's records, ACTIVE, in one table
+        update. Until that update the stream does not exist: a crash before it leaves only pieces a new create
+        reuses (creating a segment or table that exists is fine) and an index entry the startup sweep removes. A
+        table created for a scope that turns out not to exist is deleted again. A stream left CREATING by an older
+        version is finished by the next create or the sweep. The mark stream ``_MARK<stream>`` is created later,
+        when first needed (``ensure_mark_stream``)."""
         async with self.ctx.lock(scope, stream):
             table = self.store.stream_table(scope, stream)
-            scope_found, state, start = await asyncio.gather(
-                self.store.scope_exists(scope), self._state_of(table),
+            scope_found, created, start = await asyncio.gather(
+                self.store.scope_exists(scope), table.create(),
                 self.store.deleted_streams.get_value(f"{scope}/{stream}"))
             if not scope_found:
+                if created:
+                    await table.delete()
                 return "SCOPE_NOT_FOUND"
+            state = None if created else await self._state_of(table)
             if state is not None and state["state"] != StreamState.CREATING:
                 return "STREAM_EXISTS"
             if state is not None:
@@ -172,7 +177,6 @@ class Streams:
             epoch0 = first_epoch(initial_ranges(config.scaling.min_segments), start or 0, self.ctx.wall_ms())
             scaling = config.scaling
             steps: list[Awaitable[object]] = [
-                table.create(),
                 self.store.scope_index(scope, "streams").put(stream, STREAM_INDEX_VALUE),
                 self._index_tags(scope, stream, (), config.tags),
                 *(self.ctx.ops.create_segment(qualified_segment_name(scope, stream, seg.id), scaling.scale_type,

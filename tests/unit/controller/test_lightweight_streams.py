@@ -36,6 +36,7 @@ async def test_concurrent_creates_then_seal_delete_and_create_again(harness: Har
     current = await stub.getCurrentSegments(S(scope="sc", stream="st7"))
     assert [r.segmentId.segmentId for r in current.segmentRanges] == [2]  # numbers go on after the deleted ones
     assert (await stub.createStream(fixed("nope", "st", 1))).status == pb.CreateStreamStatus.SCOPE_NOT_FOUND
+    assert not [name for name in harness.memory.tables if "nope" in name]  # the table made meanwhile is gone
 
 
 @pytest.mark.parametrize("crash_at", [("create_table", 1), ("create_segment", 1), ("create_segment", 2),

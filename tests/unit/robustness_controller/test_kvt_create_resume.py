@@ -19,12 +19,12 @@ class FailingStore(InMemorySegmentStore):
         super().__init__()
         self.allowed: int | None = None
 
-    async def create_table(self, name: str, key_length: int = 0) -> None:
+    async def create_table(self, name: str, key_length: int = 0) -> bool:
         if self.allowed is not None:
             if self.allowed <= 0:
                 raise SegmentStoreUnavailableError(f"gone while creating {name}")
             self.allowed -= 1
-        await super().create_table(name, key_length)
+        return await super().create_table(name, key_length)
 
 
 CONFIG = pb.KeyValueTableConfig(scope="sc", kvtName="t", partitionCount=100, primaryKeyLength=4)
