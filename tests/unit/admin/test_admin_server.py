@@ -247,8 +247,35 @@ def test_stream_label_is_bounded() -> None:
     m = SegmentStoreMetrics(CollectorRegistry(), max_streams=2)
     for stream in ("a/x", "a/y", "a/z", "a/w"):
         m.appended(0, f"{stream}/0.#epoch.0", 10, 0.001)
-    labels = {s.labels["stream"] for s in m.stream_append_bytes.collect()[0].samples}
-    assert labels == {"a/x", "a/y", "_other"}
+    families = {f.name: f for f in m.collect()}
+    samples = families["anabranch_segmentstore_stream_append_bytes"].samples
+    assert {s.labels["stream"]: s.value for s in samples} == {"a/x": 10, "a/y": 10, "_other": 20}
+
+
+def test_data_path_histograms_count_each_observation_in_its_bucket() -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    registry = CollectorRegistry()
+    m = SegmentStoreMetrics(registry)
+    for seconds in (0.0004, 0.0005, 0.003, 20.0):
+        m.appended(1, "a/x/0.#epoch.0", 100, seconds)
+    m.read(2, "a/x/0.#epoch.0", 5000, 0.01)
+    families = {f.name: f for f in text_string_to_metric_families(generate_latest(registry).decode())}
+    latency = {(s.name, s.labels["container"], s.labels.get("le")): s.value
+               for s in families["anabranch_segmentstore_append_latency_seconds"].samples}
+    name = "anabranch_segmentstore_append_latency_seconds"
+    assert latency[(f"{name}_bucket", "1", "0.0005")] == 2  # le: a value equal to a bound is in its bucket
+    assert latency[(f"{name}_bucket", "1", "0.005")] == 3
+    assert latency[(f"{name}_bucket", "1", "10.0")] == 3
+    assert latency[(f"{name}_bucket", "1", "+Inf")] == 4
+    assert latency[(f"{name}_count", "1", None)] == 4
+    assert abs(latency[(f"{name}_sum", "1", None)] - 20.0039) < 1e-9
+    sizes = families["anabranch_segmentstore_read_size_bytes"].samples
+    buckets = {(s.labels.get("le"), s.value) for s in sizes if s.name.endswith("_bucket")}
+    assert buckets >= {("4096.0", 0), ("16384.0", 1)}
+    assert families["anabranch_segmentstore_stream_read_bytes"].type == "counter"
+    assert [s.value for s in families["anabranch_segmentstore_stream_read_bytes"].samples] == [5000]
 
 
 def test_stream_view_lifetimes() -> None:
