@@ -33,6 +33,7 @@ from anabranch.segmentstore.errors import (
     SegmentTruncatedError,
 )
 from anabranch.segmentstore.health import ContainerHealth, QuarantineLog, StoreHealth
+from anabranch.segmentstore.heap import PROCESS_HEAP
 from anabranch.segmentstore.results import AppendResult, ReadResult, SegmentInfo
 from anabranch.storage.chunked_segment_storage import ChunkedSegmentStorage
 from anabranch.storage.chunks_fs import FileSystemChunkStorage
@@ -120,8 +121,9 @@ class SegmentStore:
         return container
 
     async def start(self) -> None:
-        """Recover every container (in parallel)."""
+        """Recover every container (in parallel), then give the heap recovery freed back to the OS."""
         await asyncio.gather(*(c.start() for c in self.containers))
+        PROCESS_HEAP.trim()
 
     async def close(self) -> None:
         """Flush pending work to LTS and close every container."""

@@ -68,3 +68,18 @@ async def test_the_storage_writer_trims_after_releasing_idle_segments(tmp_path: 
     finally:
         await container.close()
     assert calls and all(pad == 0 for pad in calls)
+
+
+async def test_a_store_trims_the_heap_once_every_container_recovered(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.unit.segmentstore.conftest import StoreEnv
+
+    calls: list[int] = []
+    monkeypatch.setattr(PROCESS_HEAP, "_trim", lambda pad: calls.append(pad) or 1)
+    monkeypatch.setattr(PROCESS_HEAP, "_last", None)
+    env = StoreEnv(tmp_path)
+    store = await env.open()
+    try:
+        assert calls == [0] and len(store.containers) == 2
+    finally:
+        await env.close()
