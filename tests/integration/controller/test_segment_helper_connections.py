@@ -70,7 +70,8 @@ async def test_same_behaviour_over_tcp_and_in_process(service: SegmentStoreServi
         with pytest.raises(NoSuchSegmentError):
             await ops.get_segment_info(seg)
 
-        await ops.create_table(table)
+        assert await ops.create_table(table)
+        assert not await ops.create_table(table)  # it exists: created already
         (v1,) = await ops.update_table(table, [(b"k", b"v1", NOT_EXISTS)])
         with pytest.raises(WriteConflictError):
             await ops.update_table(table, [(b"k", b"again", NOT_EXISTS)])
@@ -87,7 +88,7 @@ async def test_same_behaviour_over_tcp_and_in_process(service: SegmentStoreServi
         with pytest.raises(NoSuchSegmentError):
             await ops.read_table(table, [b"k"])
         results = await asyncio.gather(*(ops.create_table(f"{table}-{i}") for i in range(20)))
-        assert results == [None] * 20  # concurrent requests share one connection
+        assert results == [True] * 20  # concurrent requests share one connection (each table is new)
     finally:
         await ops.close()
     refused = helper(service, kind, token="not-a-token")
