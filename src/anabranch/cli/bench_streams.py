@@ -5,7 +5,10 @@ scope (first ``--sequential`` of them one after another, the rest with ``--concu
 reports the create rates with p50/p99 latency, the server's resident-size growth per stream, and the restart time:
 stop (SIGTERM; killed after ``--restart-timeout``, then ``stop_s`` is null and the restart recovers from a crash),
 start on the same data directory, time until every stream is listed and an event written to a
-random stream is acknowledged. Prints ONE JSON line with ``--json`` (a progress bar on stderr otherwise).
+random stream is acknowledged. The resident size is read again 1 s after the restart (``rss_after_restart_mb``:
+the startup sweep has just read every stream) and once the streams are idle again (``--idle-settle`` later,
+``rss_per_stream_after_restart_bytes``: the figure to compare with ``rss_per_stream_bytes``). Prints ONE JSON line
+with ``--json`` (a progress bar on stderr otherwise).
 """
 
 from __future__ import annotations
@@ -159,6 +162,8 @@ def run_bench(count: int, sequential: int, concurrency: int, data_dir: Path, sho
                                                                start + restart_timeout))
         time.sleep(SETTLE_SECONDS)
         rss_restarted = _rss_bytes(server.pid)
+        time.sleep(max(0.0, idle_settle - SETTLE_SECONDS))
+        rss_restarted_idle = _rss_bytes(server.pid)
     finally:
         server.kill()
     return {
@@ -172,6 +177,8 @@ def run_bench(count: int, sequential: int, concurrency: int, data_dir: Path, sho
         "restart_listed_s": round(ports_s + listed_s, 3),
         "restart_s": round(ports_s + written_s, 3),
         "rss_after_restart_mb": round(rss_restarted / 2**20, 1),
+        "rss_after_restart_idle_mb": round(rss_restarted_idle / 2**20, 1),
+        "rss_per_stream_after_restart_bytes": round((rss_restarted_idle - rss_before) / count),
         "concurrency": concurrency,
     }
 

@@ -22,4 +22,5 @@ def test_bench_streams_reports_rates_memory_and_restart() -> None:
                 "concurrent_create_p99_ms", "restart_s", "restart_listed_s"):
         assert figures[key] > 0, (key, figures)
     assert figures["rss_after_mb"] > 0 and isinstance(figures["rss_per_stream_bytes"], int)
+    assert figures["rss_after_restart_idle_mb"] > 0 and isinstance(figures["rss_per_stream_after_restart_bytes"], int)
     assert figures["restart_listed_s"] <= figures["restart_s"]
