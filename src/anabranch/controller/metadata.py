@@ -114,13 +114,13 @@ class MetadataStore:
             scope = scope_key.decode()
             if scope == SYSTEM_SCOPE:
                 continue
-            try:
-                streams = [k.decode() async for k, _v, _ver in self.scope_index(scope, "streams").items()]
+            try:  # page by page, as the caller goes (no list of a scope's streams in memory)
+                async for key, _v, _ver in self.scope_index(scope, "streams").items():
+                    stream = key.decode()
+                    if not stream.startswith("_"):
+                        yield scope, stream
             except NoSuchSegmentError:
                 continue
-            for stream in streams:
-                if not stream.startswith("_"):
-                    yield scope, stream
 
     def stream_table(self, scope: str, stream: str) -> Table:
         return Table(self.ops, table_segment_name(SYSTEM_SCOPE, "streams", scope, stream))

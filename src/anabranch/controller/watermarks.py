@@ -252,27 +252,35 @@ class WatermarkJob:
         await run_periodically(self.clock, self.period, self.run_once, "watermark cycle")
 
     async def _seed(self) -> None:
-        """Visit every stream that exists at start once (marks written before a restart); streams created later
-        are visited only once their writers note a time (``marked_streams``)."""
+        """Visit every stream that exists at start once (marks written before a restart), one at a time as the
+        scopes' stream indexes are read: only the streams that have marks stay in ``marked_streams`` (a restart with
+        many streams holds no set of all of them while the first round goes through them). Streams created later are
+        visited only once their writers note a time."""
         if self._seeded:
             return
+        marked = self.controller.ctx.marked_streams
         try:
-            found = [key async for key in self.controller.store.user_streams()]
+            async for key in self.controller.store.user_streams():
+                marked.add(key)  # process() drops it again if it has no marks
+                await self._process_marked(*key)
         except Exception as exc:  # retried at the next round
-            log.warning("watermark job could not list the streams yet: %r", exc)
+            log.warning("watermark job could not go through the streams yet: %r", exc)
             return
         self._seeded = True
-        self.controller.ctx.marked_streams.update(found)
 
     async def run_once(self) -> None:
-        marked = self.controller.ctx.marked_streams
-        await self._seed()
-        for scope, stream in sorted(marked):
-            try:
-                await self.process(scope, stream)
-            except (StreamNotFoundError, NoSuchSegmentError) as exc:
-                marked.discard((scope, stream))
-                log.info("watermarking of %s/%s skipped this cycle: %s", scope, stream, exc)
+        if not self._seeded:
+            await self._seed()
+            return
+        for scope, stream in sorted(self.controller.ctx.marked_streams):
+            await self._process_marked(scope, stream)
+
+    async def _process_marked(self, scope: str, stream: str) -> None:
+        try:
+            await self.process(scope, stream)
+        except (StreamNotFoundError, NoSuchSegmentError) as exc:
+            self.controller.ctx.marked_streams.discard((scope, stream))
+            log.info("watermarking of %s/%s skipped this cycle: %s", scope, stream, exc)
 
     async def process(self, scope: str, stream: str) -> Watermark | None:
         ctx = self.controller.ctx

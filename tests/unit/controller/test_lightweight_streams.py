@@ -97,8 +97,18 @@ async def test_the_watermark_job_visits_only_streams_with_marks(harness: Harness
         assert await controller.streams.create_stream("sc", name, StreamConfiguration()) == "SUCCESS"
     assert await controller.writers.note_time("sc", "b", "w1", {0: 10}, 1000) == "SUCCESS"
     job = WatermarkJob(controller, harness.clock, lambda *_: asyncio.sleep(0, True), period=1.0)  # type: ignore[arg-type]
+    held: list[int] = []
+    process = job.process
+
+    async def counting(scope: str, stream: str) -> object:
+        held.append(len(controller.ctx.marked_streams))
+        return await process(scope, stream)
+
+    job.process = counting  # type: ignore[method-assign]
     await job.run_once()  # the first round looks at every stream, then keeps only those with marks
     assert controller.ctx.marked_streams == {("sc", "b")}
+    assert held == [2, 1, 2]  # b (its writer noted a time) and the one visited: never a set of every stream
+    job.process = process  # type: ignore[method-assign]
     assert await controller.writers.remove("sc", "b", "w1") == "SUCCESS"
     await job.run_once()
     assert not controller.ctx.marked_streams
