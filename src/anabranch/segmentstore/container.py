@@ -351,9 +351,10 @@ class SegmentContainer:
         return [name for name in self.metadata.by_name if name.startswith(prefix)]
 
     async def read(self, name: str, offset: int, max_length: int, *,
-                   wait_timeout: float | None = None) -> ReadResult:
+                   wait_timeout: float | None = None, keep_in_cache: bool = True) -> ReadResult:
         """Durable bytes from ``offset``. At or beyond the end of an unsealed segment (a future read),
-        waits up to ``wait_timeout`` for data reaching ``offset`` or for a seal."""
+        waits up to ``wait_timeout`` for data reaching ``offset`` or for a seal. ``keep_in_cache=False``: bytes read
+        from LTS are not added to the block cache (a one-off scan, such as loading a table index)."""
         loop = asyncio.get_running_loop()
         deadline = None if wait_timeout is None else loop.time() + wait_timeout
         while True:
@@ -363,7 +364,7 @@ class SegmentContainer:
             if offset < 0 or (offset > meta.length and meta.sealed):
                 raise InvalidOffsetError(name, offset, meta.length)
             if offset < meta.length:
-                return await self._read_available(meta, offset, max_length)
+                return await self._read_available(meta, offset, max_length, keep_in_cache)
             if meta.sealed:
                 return ReadResult((), True, True)
             remaining = None if deadline is None else deadline - loop.time()
@@ -379,11 +380,12 @@ class SegmentContainer:
                     waiters.remove(waiter)
                 return ReadResult((), True, False)
 
-    async def _read_available(self, meta: SegmentMetadata, offset: int, max_length: int) -> ReadResult:
+    async def _read_available(self, meta: SegmentMetadata, offset: int, max_length: int,
+                              keep_in_cache: bool) -> ReadResult:
         end = min(meta.length, offset + max(max_length, 1))
         pieces = self.read_index.gather(meta.segment_id, offset, end)
         if not pieces:
-            pieces = [await self._lts.read(meta, offset, end, self.read_index)]
+            pieces = [await self._lts.read(meta, offset, end, self.read_index, keep_in_cache=keep_in_cache)]
             self._trim_memory()
         result = ReadResult(tuple(pieces), False, False)
         reached = offset + result.size == meta.length

@@ -34,8 +34,10 @@ class LtsReader:
             f"offset {offset} of {meta.name!r} is neither in memory nor in LTS (LTS length {meta.storage_length})"
         )
 
-    async def read(self, meta: SegmentMetadata, offset: int, end: int, read_index: ReadIndex) -> bytes:
-        """Bytes from ``offset`` (at most up to ``end``) read from LTS; the in-memory tail is not consulted."""
+    async def read(self, meta: SegmentMetadata, offset: int, end: int, read_index: ReadIndex, *,
+                   keep_in_cache: bool = True) -> bytes:
+        """Bytes from ``offset`` (at most up to ``end``) read from LTS; the in-memory tail is not consulted. With
+        ``keep_in_cache=False`` a block not cached yet is read without being added (a one-off scan)."""
         error: Exception | None = None
         for _ in range(_RETRIES):
             pieces = read_index.gather(meta.segment_id, offset, end)
@@ -43,7 +45,8 @@ class LtsReader:
                 return b"".join(pieces)
             name, base, limit, first = self._locate(meta, offset)
             try:
-                return await self._read_block(name, offset - base, min(end - base, limit), limit, first)
+                return await self._read_block(name, offset - base, min(end - base, limit), limit, first,
+                                              keep_in_cache)
             except StorageError as exc:
                 if meta.deleted:
                     raise NoSuchSegmentError(meta.name) from exc
@@ -52,7 +55,8 @@ class LtsReader:
                 error = exc
         raise DataCorruptionError(f"cannot read {meta.name!r} at {offset} from LTS: {error}") from error
 
-    async def _read_block(self, name: str, position: int, stop: int, limit: int, first: int) -> bytes:
+    async def _read_block(self, name: str, position: int, stop: int, limit: int, first: int,
+                          keep_in_cache: bool) -> bytes:
         size = self._cache.block_size
         block = position // size
         block_start = block * size
@@ -62,5 +66,6 @@ class LtsReader:
         data = self._cache.get(name, block, min(stop, block_end) - block_start)
         if data is None:
             data = await self._storage.read(name, block_start, block_end - block_start)
-            self._cache.put(name, block, data)
+            if keep_in_cache:
+                self._cache.put(name, block, data)
         return data[position - block_start : min(stop, block_end) - block_start]

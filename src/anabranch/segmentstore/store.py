@@ -162,10 +162,10 @@ class SegmentStore:
         return await self.container(name).get_writer_event_number(name, writer_id)
 
     async def read(self, name: str, offset: int, max_length: int, *,
-                   wait_timeout: float | None = None) -> ReadResult:
+                   wait_timeout: float | None = None, keep_in_cache: bool = True) -> ReadResult:
         container = self.container(name)
         started = time.perf_counter()
-        result = await container.read(name, offset, max_length, wait_timeout=wait_timeout)
+        result = await container.read(name, offset, max_length, wait_timeout=wait_timeout, keep_in_cache=keep_in_cache)
         SEGMENT_STORE_METRICS.read(container.container_id, name, result.size, time.perf_counter() - started)
         return result
 

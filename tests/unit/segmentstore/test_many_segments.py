@@ -159,3 +159,29 @@ def test_the_staged_overlay_hides_a_name_until_its_last_queued_operation_is_appl
     assert metadata.staged_by_name.get("x") is None
     metadata.add(SegmentMetadata(3, "x", 0))
     assert metadata.staged_by_name.get("x") is metadata.by_name["x"], "no queued operation left: the committed view"
+
+
+async def test_loading_a_table_index_from_lts_leaves_the_block_cache_alone(env: StoreEnv) -> None:
+    from anabranch.protocol.commands import NO_VERSION
+    from anabranch.segmentstore.tables import TableStore
+
+    store = await env.open()
+    tables = TableStore(store)
+    table = "_system/_tables/streams/sc/st"
+    await tables.create_table(table)
+    versions = await tables.update(table, [(b"k%d" % i, b"v" * 200, NO_VERSION) for i in range(20)], -1)
+    await store.flush_to_storage()
+    container = store.container(table)
+    container.release_idle_segments(0.0)
+    assert container.cache.size == 0 and not container.read_index.segments
+    tables.forget(table)  # the next request rebuilds the index from the segment, now only in LTS
+    assert await tables.get(table, [b"k7"]) == [(versions[7], b"v" * 200)]
+    assert container.cache.size == 0, "the bytes that built the index are not kept in the block cache as well"
+    segment = "sc/st/0.#epoch.0"
+    await store.create_segment(segment)
+    await store.append(segment, b"data read again later")
+    await store.flush_to_storage()
+    store.container(segment).release_idle_segments(0.0)
+    read = await store.read(segment, 0, 100)
+    assert b"".join(bytes(p) for p in read.pieces) == b"data read again later"
+    assert store.container(segment).cache.size > 0, "an ordinary read from LTS is cached"

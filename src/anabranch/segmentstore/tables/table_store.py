@@ -592,7 +592,10 @@ class TableStore:
             buffer_offset += position
             if at_end:
                 return
-            result = await self._store.read(name, read_offset, min(READ_CHUNK, end - read_offset))
+            # not kept in the block cache: the index built from these bytes holds every live value already (a
+            # restart's sweep loading every stream's table would otherwise fill the cache with them)
+            result = await self._store.read(name, read_offset, min(READ_CHUNK, end - read_offset),
+                                            keep_in_cache=False)
             if not result.data:
                 raise DataCorruptionError(f"table segment {name} returned no data at offset {read_offset}")
             buffer += result.data
