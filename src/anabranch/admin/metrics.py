@@ -125,8 +125,8 @@ class SegmentStoreMetrics(Collector):
     """Data-path histograms and counters; ``appended`` / ``read`` are called once per block or request.
 
     They are kept as plain numbers and turned into metric families at scrape time (a collector), not as
-    ``prometheus_client`` histograms: those take a lock and walk their buckets per observation, about 15 µs per
-    append block on the event loop, a measurable share of the append path."""
+    ``prometheus_client`` histograms: those take a lock and walk their buckets per observation: 4.4 µs per append
+    block on the event loop (these take 0.5 µs)."""
 
     def __init__(self, registry: CollectorRegistry, max_streams: int = MAX_STREAM_LABELS) -> None:
         self.max_streams = max_streams

@@ -12,11 +12,8 @@ checkpoint written), at most once per ``min_interval`` for the whole process. Wh
 from __future__ import annotations
 
 import ctypes
-import logging
 import time
 from collections.abc import Callable
-
-log = logging.getLogger(__name__)
 
 
 def find_malloc_trim() -> Callable[[int], int] | None:

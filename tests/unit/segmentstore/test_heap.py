@@ -18,22 +18,14 @@ from anabranch.storage.file_log import FileDurableDataLog
 TIMEOUT = 30.0
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_a_trim_runs_at_most_once_per_interval() -> None:
     calls: list[int] = []
-    clock = Clock()
-    trimmer = HeapTrimmer(min_interval=5.0, clock=clock, trim=lambda pad: calls.append(pad) or 1)
+    now = [100.0]
+    trimmer = HeapTrimmer(min_interval=5.0, clock=lambda: now[0], trim=lambda pad: calls.append(pad) or 1)
     assert trimmer.trim() and calls == [0]
-    clock.now += 4.9
+    now[0] += 4.9
     assert not trimmer.trim() and calls == [0]
-    clock.now += 0.1
+    now[0] += 0.1
     assert trimmer.trim() and calls == [0, 0]
     assert trimmer.trims == 2
 
