@@ -13,6 +13,11 @@ then one ``fsync`` per directory that gained a file, and answers each caller onl
 many small segments at once (each new stream's table segment gets its first chunk), and a thread hop per call
 was a large share of the event loop's work per stream create; one ``fdatasync`` per file is still done, but after
 all the batch's writes, so the filesystem can commit them together.
+
+Once synced, a write's pages are dropped from the page cache (``POSIX_FADV_DONTNEED``, advisory). Recent segment
+bytes are read from the segment store's own block cache, so a second copy in the page cache only costs memory, and
+the kernel time of writing into ever new cache pages: dropping them cut the I/O threads' kernel time of a 1 KiB
+writer by about 40 % on the 2-core VM (``docs/performance.md``).
 """
 
 from __future__ import annotations
@@ -172,6 +177,7 @@ class FileSystemChunkStorage:
     def _sync_data(self, io: _Io) -> None:
         try:
             os.fdatasync(io.fd)
+            _drop_cached(io.fd, io.offset, io.written)
         except OSError as error:
             if not is_no_space(error):
                 io.error = error
@@ -266,3 +272,13 @@ def _list_files(root: Path, prefix: str) -> list[str]:
         base = "" if relative == "." else relative + "/"
         names.extend(base + file for file in files if (base + file).startswith(prefix))
     return sorted(names)
+
+
+def _drop_cached(fd: int, offset: int, length: int) -> None:
+    """Advise the kernel to drop the synced range from the page cache; a kernel that cannot is fine."""
+    if _FADVISE is not None and length:
+        with contextlib.suppress(OSError):
+            _FADVISE(fd, offset, length, os.POSIX_FADV_DONTNEED)
+
+
+_FADVISE = getattr(os, "posix_fadvise", None)

@@ -3,8 +3,10 @@
 A log file ``<first sequence, 20 digits>.log`` holds consecutive records, each
 ``magic "ABL1" | payload length u32 | sequence u64 | crc32 u32 | payload`` (little endian), where the
 crc32 covers the first 16 header bytes and the payload. Sequences inside a file are consecutive,
-starting at the file's first sequence. Pure functions over bytes and file descriptors; no policy
-about what a bad record means (the log decides).
+starting at the file's first sequence. The log writes each batch of records on a 4 KiB boundary and pads it with
+zeros to the next one (``aligned_io``), so zeros from a record's end up to a boundary are padding, not a bad record;
+files written before padding existed have none, and read the same. Pure functions over bytes and file descriptors;
+no policy about what a bad record means (the log decides).
 
 The crc32 is zlib's (same polynomial and values), computed with ISA-L (``isal``): several times faster than
 the system zlib, and every byte a writer appends goes through it once on the Tier-1 thread.
@@ -22,6 +24,7 @@ from pathlib import Path
 
 from isal.isal_zlib import crc32
 
+from anabranch.storage.aligned_io import BLOCK, align_up
 from anabranch.storage.interfaces import Buffer
 
 MAGIC = b"ABL1"
@@ -76,17 +79,32 @@ def scan_file(path: Path, first_sequence: int) -> ScanResult:
         return ScanResult(0, first_sequence - 1, True)
     with mapped, memoryview(mapped) as view:
         while position < size:
+            if view[position : position + 4] != MAGIC:
+                after = _after_padding(view, position, size)
+                if after is None:
+                    break
+                position = after
+                continue
             if size - position < HEADER.size:
                 break
-            magic, length, sequence, crc = HEADER.unpack_from(view, position)
+            _, length, sequence, crc = HEADER.unpack_from(view, position)
             end = position + HEADER.size + length
-            if magic != MAGIC or sequence != expected or end > size:
+            if sequence != expected or end > size:
                 break
             payload_crc = crc32(view[position + HEADER.size : end], crc32(view[position : position + 16]))
             if payload_crc != crc:
                 break
             position, expected = end, expected + 1
     return ScanResult(position, expected - 1, position == size)
+
+
+def _after_padding(view: memoryview, position: int, size: int) -> int | None:
+    """Where the zero padding that starts at ``position`` ends (the next block boundary, or the end of the file);
+    None if there is none there: ``position`` is a boundary, or a byte before the boundary is not zero."""
+    if position % BLOCK == 0:
+        return None
+    end = min(align_up(position), size)
+    return end if view[position:end] == bytes(end - position) else None
 
 
 def read_records(path: Path, size: int, after: int) -> Iterator[tuple[int, bytes]]:
@@ -97,6 +115,9 @@ def read_records(path: Path, size: int, after: int) -> Iterator[tuple[int, bytes
     with mapped:
         position = 0
         while position < size:
+            if mapped[position : position + 4] != MAGIC:
+                position = align_up(position + 1)
+                continue
             _, length, sequence, _ = HEADER.unpack_from(mapped, position)
             start = position + HEADER.size
             position = start + length

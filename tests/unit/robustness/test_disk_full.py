@@ -8,14 +8,14 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
 from anabranch.segmentstore.errors import DiskFullError
 from anabranch.segmentstore.store import container_id_for, open_segment_store
-from anabranch.storage import file_log
+from anabranch.storage.aligned_io import BlockWriter
 from anabranch.storage.file_log import FileDurableDataLog
 from anabranch.storage.interfaces import Buffer, StorageFullError
 
@@ -28,21 +28,25 @@ class FullDisk:
     def __init__(self) -> None:
         self.full = False
         self.refused = 0
-        self._writev_all = file_log.writev_all
+        self._write = BlockWriter.write
 
-    def writev_all(self, fd: int, buffers: list[Buffer]) -> int:
+    def write(self, writer: BlockWriter, fd: int, buffers: Sequence[Buffer], offset: int) -> int:
         if not self.full:
-            return self._writev_all(fd, buffers)
+            return self._write(writer, fd, buffers, offset)
         self.refused += 1
         first = memoryview(buffers[0]).cast("B")
-        os.write(fd, first[: max(1, first.nbytes // 2)])
+        self._write(writer, fd, [first[: max(1, first.nbytes // 2)]], offset)
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
 @pytest.fixture
 def disk(monkeypatch: pytest.MonkeyPatch) -> Iterator[FullDisk]:
     fake = FullDisk()
-    monkeypatch.setattr(file_log, "writev_all", fake.writev_all)
+
+    def write(writer: BlockWriter, fd: int, buffers: Sequence[Buffer], offset: int) -> int:
+        return fake.write(writer, fd, buffers, offset)
+
+    monkeypatch.setattr(BlockWriter, "write", write)
     yield fake
 
 

@@ -41,7 +41,7 @@ class GatedFileLog(FileDurableDataLog):
         if self.refuse_next:
             self.refuse_next = False
             raise StorageFullError("no space left (test)")
-        return FileDurableDataLog._write_batch(fd, batch, durable_size)  # type: ignore[arg-type]
+        return super()._write_batch(fd, batch, durable_size)  # type: ignore[arg-type]
 
     @property
     def queued(self) -> int:

@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 from anabranch.errors import DataCorruptionError
+from anabranch.storage.aligned_io import BLOCK
 from anabranch.storage.file_log import FileDurableDataLog
 from anabranch.storage.interfaces import LogClosedError
+from anabranch.storage.log_format import HEADER, frame_header
 from anabranch.testing.log_conformance import DurableDataLogConformance, LogFactory
 
 
@@ -52,8 +54,9 @@ async def test_torn_last_record_is_dropped_at_every_cut(tmp_path: Path) -> None:
     await write_log(tmp_path / "source", payloads)
     (source,) = log_files(tmp_path / "source")
     full = source.read_bytes()
-    last_start = len(full) - (20 + len(payloads[-1]))
-    for cut in range(last_start, len(full)):
+    assert len(full) == 3 * BLOCK  # each append was its own batch: one padded block each
+    last_start = 2 * BLOCK
+    for cut in range(last_start, last_start + 20 + len(payloads[-1])):
         for garbage in (b"", b"\x00" * 7, b"ABL1garbage-garbage-garbage"):
             directory = tmp_path / f"cut-{cut}-{len(garbage)}"
             directory.mkdir()
@@ -72,7 +75,42 @@ async def test_garbage_after_complete_records_is_cut(tmp_path: Path) -> None:
     with path.open("ab") as file:
         file.write(b"\xff" * 100)
     assert await read_log(tmp_path) == [(1, b"a"), (2, b"b")]
-    assert path.stat().st_size == 2 * 21
+    assert path.stat().st_size == 2 * BLOCK
+
+
+async def test_batches_start_on_block_boundaries_and_padding_is_skipped(tmp_path: Path) -> None:
+    log = FileDurableDataLog(tmp_path)
+    await log.open()
+    assert await log.append(b"alone") == 1
+    assert await asyncio.gather(*(log.append(b"x" * 3000) for _ in range(3))) == [2, 3, 4]
+    await log.close()
+    (path,) = log_files(tmp_path)
+    data = path.read_bytes()
+    assert len(data) == 4 * BLOCK  # 1 block, then 3 records of 3,020 bytes in one batch: 9,060 bytes, 3 blocks
+    assert data[HEADER.size + 5 : BLOCK] == bytes(BLOCK - HEADER.size - 5)
+    assert data[BLOCK : BLOCK + 4] == b"ABL1"
+    assert [seq for seq, _ in await read_log(tmp_path)] == [1, 2, 3, 4]
+
+
+async def test_non_zero_bytes_in_the_padding_end_the_log(tmp_path: Path) -> None:
+    await write_log(tmp_path, [b"a", b"b"])
+    (path,) = log_files(tmp_path)
+    data = bytearray(path.read_bytes())
+    data[100] = 1  # inside the first batch's padding: the second record can no longer be trusted to follow it
+    path.write_bytes(bytes(data))
+    assert await read_log(tmp_path) == [(1, b"a")]
+    assert path.stat().st_size == HEADER.size + 1
+
+
+async def test_a_file_without_padding_reads_and_takes_appends(tmp_path: Path) -> None:
+    """Files written before batches were block-aligned hold records back to back."""
+    records = b"".join(frame_header(sequence, [payload]) + payload for sequence, payload in [(1, b"one"), (2, b"two")])
+    (tmp_path / "00000000000000000001.log").write_bytes(records)
+    log = FileDurableDataLog(tmp_path)
+    await log.open()
+    assert await log.append(b"three") == 3
+    await log.close()
+    assert await read_log(tmp_path) == [(1, b"one"), (2, b"two"), (3, b"three")]
 
 
 async def test_corrupt_record_in_an_earlier_file_is_data_corruption(tmp_path: Path) -> None:
@@ -96,7 +134,7 @@ async def test_missing_middle_file_is_data_corruption(tmp_path: Path) -> None:
 
 async def test_files_rotate_and_are_named_by_first_sequence(tmp_path: Path) -> None:
     payloads = [bytes([i]) * 100 for i in range(10)]
-    await write_log(tmp_path, payloads, file_size_limit=250)
+    await write_log(tmp_path, payloads, file_size_limit=2 * BLOCK + 1)  # three one-block batches per file
     names = [path.name for path in log_files(tmp_path)]
     assert names == [
         "00000000000000000001.log",
@@ -108,7 +146,7 @@ async def test_files_rotate_and_are_named_by_first_sequence(tmp_path: Path) -> N
 
 
 async def test_truncate_deletes_only_whole_files(tmp_path: Path) -> None:
-    log = FileDurableDataLog(tmp_path, file_size_limit=250)
+    log = FileDurableDataLog(tmp_path, file_size_limit=2 * BLOCK + 1)
     await log.open()
     for i in range(10):
         await log.append(bytes([i]) * 100)

@@ -4,6 +4,7 @@ and writes are batched into one worker-thread job with one directory fsync, and 
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,21 @@ async def test_concurrent_creates_and_writes_share_one_job_and_one_directory_fsy
     written = await asyncio.gather(*(chunks.write(name, 0, name.encode()) for name in names))
     assert written == [len(name) for name in names]
     assert all((tmp_path / name).read_bytes() == name.encode() for name in names)
+
+
+async def test_synced_writes_are_dropped_from_the_page_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    advised: list[tuple[int, int, int]] = []
+
+    def fadvise(fd: int, offset: int, length: int, advice: int) -> None:
+        advised.append((offset, length, advice))
+
+    monkeypatch.setattr(chunks_fs, "_FADVISE", fadvise)
+    chunks = FileSystemChunkStorage(tmp_path)
+    await chunks.create("ns/data/a")
+    await chunks.write("ns/data/a", 0, b"first")
+    await chunks.write("ns/data/a", 5, [b"sec", b"ond"])
+    assert advised == [(0, 5, os.POSIX_FADV_DONTNEED), (5, 6, os.POSIX_FADV_DONTNEED)]
+    assert (tmp_path / "ns" / "data" / "a").read_bytes() == b"firstsecond"
 
 
 async def test_one_failing_call_in_a_batch_fails_alone(tmp_path: Path) -> None:
