@@ -6,6 +6,11 @@ directory the process can write), opens ``DATA_DIR/anabranch.lock`` and takes an
 without waiting. The lock belongs to the open file, so it lasts until the process exits (or ``release``), also
 after a crash or ``kill -9``: the kernel drops it then, and a stale file never blocks a restart. The file holds
 a line naming the holder (pid, what it serves), which a refused server quotes.
+
+A data directory also records its segment-container count (``DATA_DIR/containers``), written the first time a
+server uses it: segments are routed to containers by a hash modulo that count, so a server started later with
+another count would look for every segment in the wrong container. ``settle_container_count`` refuses that with one
+line. Directories from before the record get it from the Tier-1 logs they hold (one per container).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from pathlib import Path
 from anabranch.errors import AnabranchError
 
 LOCK_FILE = "anabranch.lock"
+CONTAINERS_FILE = "containers"
 
 
 class DataDirError(AnabranchError):
@@ -28,6 +34,10 @@ class DataDirInUseError(DataDirError):
     """Another server holds the data directory's lock."""
 
     retriable = True
+
+
+class ContainerCountMismatchError(DataDirError):
+    """``--containers`` disagrees with the count the data directory was created with."""
 
 
 class DataDirLock:
@@ -95,3 +105,69 @@ def _read_holder(fd: int) -> str:
     with contextlib.suppress(OSError):
         return os.pread(fd, 512, 0).decode(errors="replace").strip()
     return ""
+
+
+def settle_container_count(data_dir: Path, requested: int | None, default: int) -> int:
+    """The segment-container count of ``data_dir`` (whose lock the caller holds): the recorded one; else, for a
+    directory from before the record, the number of its Tier-1 logs; else ``requested`` or ``default``, which is
+    then recorded. A ``requested`` count that differs from the directory's raises ``ContainerCountMismatchError``."""
+    existing = _recorded_container_count(data_dir)
+    if existing is None:
+        existing = _tier1_logs(data_dir)
+        if existing is not None:
+            _record_container_count(data_dir, existing)
+    if existing is not None:
+        if requested is not None and requested != existing:
+            raise ContainerCountMismatchError(
+                f"data directory {data_dir} holds {existing} segment container{'s' if existing > 1 else ''}; "
+                f"--containers {requested} would "
+                f"route its segments to the wrong ones. Drop --containers (or pass {existing}), or use a new "
+                "--data-dir")
+        return existing
+    count = requested if requested is not None else default
+    _record_container_count(data_dir, count)
+    return count
+
+
+def _recorded_container_count(data_dir: Path) -> int | None:
+    path = data_dir / CONTAINERS_FILE
+    try:
+        text = path.read_text().strip()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise DataDirError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if not text.isdigit() or int(text) <= 0:
+        raise DataDirError(f"{path} should hold a positive container count, not {text[:40]!r}; restore it (the "
+                           "number of directories under tier1/) or use a new --data-dir")
+    return int(text)
+
+
+def _tier1_logs(data_dir: Path) -> int | None:
+    """How many containers a directory from before the record has (its Tier-1 logs are ``tier1/0`` .. ``N-1``)."""
+    tier1 = data_dir / "tier1"
+    if not tier1.is_dir():
+        return None
+    ids = [int(entry.name) for entry in tier1.iterdir() if entry.is_dir() and entry.name.isdigit()]
+    return max(ids) + 1 if ids else None
+
+
+def _record_container_count(data_dir: Path, count: int) -> None:
+    """Write the record durably: a temporary file, fsync'd, renamed over the record, and the directory fsync'd."""
+    path = data_dir / CONTAINERS_FILE
+    temporary = data_dir / (CONTAINERS_FILE + ".tmp")
+    try:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:
+            os.write(fd, f"{count}\n".encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temporary, path)
+        directory = os.open(data_dir, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+    except OSError as exc:
+        raise DataDirError(f"cannot record the container count in {path}: {exc.strerror or exc}") from None

@@ -19,6 +19,7 @@ from anabranch.auth.options import auth_options, server_auth
 from anabranch.auth.server import warn_if_exposed
 from anabranch.cli.serving import (
     ServerCommand,
+    container_count_or_exit,
     containers_option,
     ensure_can_listen,
     lock_data_dir_or_exit,
@@ -43,6 +44,8 @@ if TYPE_CHECKING:
 
 PROFILE_ENV = "ANABRANCH_PROFILE"
 """When set, the process runs under cProfile and writes its statistics to this path on exit."""
+SEGMENTSTORE_CONTAINERS = 4
+"""Segment containers of a new data directory (and, in cluster mode without --containers, the count proposed)."""
 
 
 async def _run(service: SegmentStoreService, lock: DataDirLock) -> None:
@@ -90,7 +93,7 @@ async def _run(service: SegmentStoreService, lock: DataDirLock) -> None:
               show_default=True, help="Cluster mode: seconds after which a silent segment store's containers move.")
 @time_scale_option
 @auth_options
-def segmentstore(data_dir: Path, host: str, port: int, containers: int, cache_size: int,
+def segmentstore(data_dir: Path, host: str, port: int, containers: int | None, cache_size: int,
                  tail_read_timeout: float, tls_cert: Path | None, tls_key: Path | None, lts_s3_bucket: str | None,
                  lts_s3_prefix: str, lts_s3_endpoint: str | None, lts_dir: Path | None, zookeeper: str | None,
                  tier1: str | None, cluster_name: str, host_id: str | None, zookeeper_session_timeout: float,
@@ -106,13 +109,15 @@ def segmentstore(data_dir: Path, host: str, port: int, containers: int, cache_si
         if lts is not None:
             raise click.UsageError("use --lts-dir or --lts-s3-bucket, not both")
         lts = FileSystemChunkStorage(lts_dir)
-    service = SegmentStoreService(data_dir, host, port, container_count=containers, cache_size=cache_size * MIB,
-                                  tail_read_timeout=tail_read_timeout, tls=tls, auth=security,
-                                  lts=lts, autoscale=AutoScaleConfig.compressed(time_scale),
-                                  cluster=_cluster_options(zookeeper, tier1, cluster_name, host_id,
-                                                           zookeeper_session_timeout, lts is not None))
+    cluster = _cluster_options(zookeeper, tier1, cluster_name, host_id, zookeeper_session_timeout, lts is not None)
     ensure_can_listen(host, port, "the segment store")
     lock = lock_data_dir_or_exit(data_dir)
+    if cluster is None:
+        containers = container_count_or_exit(lock, containers, SEGMENTSTORE_CONTAINERS)
+    service = SegmentStoreService(data_dir, host, port, container_count=containers or SEGMENTSTORE_CONTAINERS,
+                                  cache_size=cache_size * MIB, tail_read_timeout=tail_read_timeout, tls=tls,
+                                  auth=security, lts=lts, autoscale=AutoScaleConfig.compressed(time_scale),
+                                  cluster=cluster)
     profile_path = os.environ.get(PROFILE_ENV)
     if not profile_path:
         run_server(_run(service, lock), "anabranch segmentstore", lock)

@@ -12,8 +12,9 @@ from typing import Any, TypeVar
 
 import click
 
-from anabranch.datadir import DataDirError, DataDirLock, lock_data_dir
+from anabranch.datadir import DataDirError, DataDirLock, lock_data_dir, settle_container_count
 from anabranch.errors import AnabranchError
+from anabranch.gc_policy import tune_for_server
 from anabranch.storage.interfaces import ChunkStorage
 from anabranch.tls import ServerTls, TlsConfigError
 
@@ -37,8 +38,9 @@ class ServerCommand(click.Command):
 
 
 containers_option = click.option(
-    "--containers", type=click.IntRange(1, 1024), default=4, show_default=True,
-    help="Segment containers; fixed for the life of the data directory.",
+    "--containers", type=click.IntRange(1, 1024), default=None,
+    help="Segment containers, fixed for the life of the data directory [default: the directory's; a new one gets 1 "
+         "in a standalone, 4 in a segment store].",
 )
 admin_port_option = click.option(
     "--admin-port", type=click.IntRange(0, 65535), default=9091, show_default=True,
@@ -114,10 +116,21 @@ def lock_data_dir_or_exit(data_dir: Path) -> DataDirLock:
         raise click.ClickException(str(exc)) from None
 
 
+def container_count_or_exit(lock: DataDirLock, requested: int | None, default: int) -> int:
+    """The locked data directory's container count (``settle_container_count``), or end the command with one line
+    (the lock released)."""
+    try:
+        return settle_container_count(lock.data_dir, requested, default)
+    except DataDirError as exc:
+        lock.release()
+        raise click.ClickException(str(exc)) from None
+
+
 def run_server(main: Coroutine[Any, Any, None], what: str, lock: DataDirLock | None = None) -> None:
     """Run a server command's main coroutine until it returns. A failure to start (a port in use, a data
     directory that cannot be used, an engine that cannot be reached) ends the command with one line on stderr
     and exit code 1, never a traceback. The data directory's lock, if any, is released at the end."""
+    tune_for_server()
     try:
         asyncio.run(main)
     except click.ClickException:

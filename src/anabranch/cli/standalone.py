@@ -2,6 +2,11 @@
 
 With ``--tls-cert``/``--tls-key`` both ports speak TLS with that certificate, and the controller reaches its
 segment store over TLS trusting exactly that certificate.
+
+A new data directory gets ``STANDALONE_CONTAINERS`` segment container: one Tier-1 log takes every record of the
+process, so its group commits are as large as they can be. With four, a stream create's six requests wrote to up to
+four logs, each with its own thread, write and ``fdatasync``, and the server spent 35 % more CPU per create
+(``docs/performance.md``). A cluster spreads containers over segment stores; one process gains nothing from more.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from anabranch.auth.server import warn_if_exposed
 from anabranch.cli.serving import (
     ServerCommand,
     admin_port_option,
+    container_count_or_exit,
     containers_option,
     ensure_can_listen,
     lock_data_dir_or_exit,
@@ -32,6 +38,8 @@ from anabranch.datadir import DataDirLock
 from anabranch.embedded import start_standalone
 from anabranch.segmentstore.service import SegmentStoreService
 from anabranch.segmentstore.stats import AutoScaleConfig
+
+STANDALONE_CONTAINERS = 1
 
 
 async def _run(store: SegmentStoreService, controller_port: int, admin_port: int, time_scale: float,
@@ -74,7 +82,7 @@ async def _run(store: SegmentStoreService, controller_port: int, admin_port: int
 @lts_options
 @time_scale_option
 @auth_options
-def standalone(data_dir: Path, host: str, controller_port: int, segmentstore_port: int, containers: int,
+def standalone(data_dir: Path, host: str, controller_port: int, segmentstore_port: int, containers: int | None,
                admin_port: int, tls_cert: Path | None, tls_key: Path | None, lts_s3_bucket: str | None,
                lts_s3_prefix: str, lts_s3_endpoint: str | None, time_scale: float, auth: bool,
                password_file: Path | None, token_signing_key_file: Path | None, token_ttl: float) -> None:
@@ -85,6 +93,7 @@ def standalone(data_dir: Path, host: str, controller_port: int, segmentstore_por
     ensure_can_listen(host, segmentstore_port, "the segment store")
     ensure_can_listen(host, controller_port, "the controller")
     lock = lock_data_dir_or_exit(data_dir)
+    containers = container_count_or_exit(lock, containers, STANDALONE_CONTAINERS)
     store = SegmentStoreService(data_dir, host, segmentstore_port, container_count=containers,
                                 tls=tls, auth=security,
                                 lts=lts_storage(lts_s3_bucket, lts_s3_prefix, lts_s3_endpoint),

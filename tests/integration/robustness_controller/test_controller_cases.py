@@ -35,7 +35,8 @@ EVENT_HEADER = struct.Struct(">ii")
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Standalone, str]]:
     admin_port = free_port()
-    process = Standalone(tmp_path_factory.mktemp("ctlcases") / "data", None, None, "--admin-port", str(admin_port))
+    process = Standalone(tmp_path_factory.mktemp("ctlcases") / "data", None, None, "--admin-port", str(admin_port),
+                         "--containers", "4")
     process.start()
     try:
         wait_for_port(HOST, admin_port, 30, process.process)

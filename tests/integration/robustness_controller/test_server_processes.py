@@ -104,6 +104,27 @@ def test_second_server_on_a_data_directory_refuses_and_names_the_holder(tmp_path
         assert asyncio.run(_read_one(first.controller_uri, "lock", "s")) == "acknowledged"
 
 
+def test_the_container_count_stays_with_the_data_directory(tmp_path: Path) -> None:
+    server = Standalone(tmp_path / "data", None, None, "--admin-port", "0", "--containers", "4")
+    with server:
+        asyncio.run(_write(server.controller_uri, "count", "s", "in one of four containers"))
+    record = server.data_dir / "containers"
+    assert record.read_text() == "4\n"
+    line = one_line_error(run_cli("standalone", "--data-dir", str(server.data_dir), "--containers", "1",
+                                  "--controller-port", str(free_port()), "--segmentstore-port", str(free_port()),
+                                  "--admin-port", "0"))
+    assert "holds 4 segment containers; --containers 1" in line, line
+    record.unlink()  # as in a directory from before the record: its Tier-1 logs give the count
+    again = Standalone(server.data_dir, None, None, "--admin-port", "0")
+    with again:
+        assert asyncio.run(_read_one(again.controller_uri, "count", "s")) == "in one of four containers"
+    assert record.read_text() == "4\n"
+    fresh = Standalone(tmp_path / "fresh", None, None, "--admin-port", "0")
+    with fresh:
+        assert (fresh.data_dir / "containers").read_text() == "1\n"
+        assert sorted(path.name for path in (fresh.data_dir / "tier1").iterdir()) == ["0"]
+
+
 @pytest.mark.parametrize("which", ["segmentstore-port", "controller-port"])
 def test_standalone_port_in_use(tmp_path: Path, listening: int, which: str) -> None:
     ports = {"segmentstore-port": free_port(), "controller-port": free_port(), which: listening}
