@@ -39,7 +39,7 @@ class ServerCommand(click.Command):
 
 containers_option = click.option(
     "--containers", type=click.IntRange(1, 1024), default=None,
-    help="Segment containers, fixed for the life of the data directory [default: the directory's; a new one gets 1 "
+    help="Segment containers, fixed for the life of the data directory [default: the directory's; a new one gets 2 "
          "in a standalone, 4 in a segment store].",
 )
 admin_port_option = click.option(

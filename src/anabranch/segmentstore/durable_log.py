@@ -40,7 +40,7 @@ from anabranch.storage.interfaces import Buffer, DurableDataLog, StorageFullErro
 log = logging.getLogger(__name__)
 
 Apply = Callable[[Operation, int], None]
-Snapshot = Callable[[], bytes]
+Snapshot = Callable[[], bytes | memoryview]
 
 
 class CheckpointRequest:

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import io
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import overload
+from typing import Any, overload
 
 import cbor2
 
@@ -242,9 +242,10 @@ class ContainerMetadata:
         for meta in self.segments.values():
             meta.reset_staged()
 
-    def serialize(self) -> bytes:
+    def serialize(self) -> memoryview:
         """The checkpoint: CBOR ``[version, container id, next id, [segment rows...], lts deletes]``, the rows
-        encoded one at a time into an indefinite-length array (no list of every segment's row in memory at once)."""
+        encoded one at a time into an indefinite-length array (no list of every segment's row in memory at once),
+        returned as a view of the encoder's buffer (no copy of it: at 100,000 streams it is tens of MB)."""
         out = io.BytesIO()
         encoder = cbor2.CBOREncoder(out)
         out.write(b"\x85")
@@ -261,27 +262,51 @@ class ContainerMetadata:
             ])
         out.write(b"\xff")
         encoder.encode(self.lts_deletes)
-        return out.getvalue()
+        return out.getbuffer()
 
     @classmethod
-    def deserialize(cls, data: bytes) -> ContainerMetadata:
+    def deserialize(cls, data: bytes | memoryview) -> ContainerMetadata:
+        """Rebuild the metadata from a checkpoint, decoding one segment row at a time: a list of every row (17 objects
+        per segment) would be the largest transient of a restart, and the allocator keeps the memory it grew to."""
         try:
-            version, container_id, next_id, segments, lts_deletes = cbor2.loads(data)
+            stream = io.BytesIO(data)
+            decoder = cbor2.CBORDecoder(stream)
+            if stream.read(1) != b"\x85":
+                raise DataCorruptionError("a metadata checkpoint must be a CBOR array of 5 items")
+            version, container_id, next_id = decoder.decode(), decoder.decode(), decoder.decode()
             if version != _CHECKPOINT_VERSION:
                 raise DataCorruptionError(f"unsupported checkpoint version {version}")
-            result = cls(container_id, next_id, lts_deletes=list(lts_deletes))
-            for row in segments:
-                (seg_id, name, lts_name, created, scale_type, rate, rollover, is_table, length, start, sealed,
-                 modified, attrs, storage_length, storage_sealed, storage_start, merges) = row
-                if lts_name != lts_name_of(name, seg_id):
-                    raise DataCorruptionError(f"segment {name!r}: unexpected LTS name {lts_name!r} in a checkpoint")
-                meta = SegmentMetadata(
-                    seg_id, name, created, scale_type, rate, rollover, is_table, length, start, sealed,
-                    False, modified, {uuid.UUID(bytes=k): v for k, v in attrs} or _NO_ATTRIBUTES, storage_length,
-                    storage_sealed, storage_start, tuple(PendingMerge(*p) for p in merges),
-                )
-                result.add(meta)
+            result = cls(container_id, next_id)
+            for row in _rows(stream, decoder):
+                result.add(_segment_of(row))
+            result.lts_deletes = list(decoder.decode())
         except (ValueError, TypeError, cbor2.CBORDecodeError) as exc:
             raise DataCorruptionError(f"malformed metadata checkpoint: {exc}") from exc
         result.reset_staged()
         return result
+
+
+def _rows(stream: io.BytesIO, decoder: cbor2.CBORDecoder) -> Iterator[list[Any]]:
+    """The segment rows of a checkpoint, one at a time: an indefinite-length array (as ``serialize`` writes it) is
+    read item by item up to its break byte; any other array is decoded whole."""
+    if stream.read(1) != b"\x9f":
+        stream.seek(-1, io.SEEK_CUR)
+        yield from decoder.decode()
+        return
+    while (marker := stream.read(1)) != b"\xff":
+        if not marker:
+            raise DataCorruptionError("malformed metadata checkpoint: the segment rows end without a break")
+        stream.seek(-1, io.SEEK_CUR)
+        yield decoder.decode()
+
+
+def _segment_of(row: list[Any]) -> SegmentMetadata:
+    (seg_id, name, lts_name, created, scale_type, rate, rollover, is_table, length, start, sealed,
+     modified, attrs, storage_length, storage_sealed, storage_start, merges) = row
+    if lts_name != lts_name_of(name, seg_id):
+        raise DataCorruptionError(f"segment {name!r}: unexpected LTS name {lts_name!r} in a checkpoint")
+    return SegmentMetadata(
+        seg_id, name, created, scale_type, rate, rollover, is_table, length, start, sealed,
+        False, modified, {uuid.UUID(bytes=k): v for k, v in attrs} or _NO_ATTRIBUTES, storage_length,
+        storage_sealed, storage_start, tuple(PendingMerge(*p) for p in merges),
+    )

@@ -115,7 +115,7 @@ class Checkpoint:
     """A snapshot of the container metadata at this point of the log (serialized by metadata.py)."""
 
     TYPE = 9
-    snapshot: bytes
+    snapshot: bytes | memoryview
 
 
 Operation = CreateSegment | Append | Seal | Truncate | Delete | Merge | UpdateAttributes | UpdatePolicy | Checkpoint

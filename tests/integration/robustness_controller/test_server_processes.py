@@ -121,8 +121,8 @@ def test_the_container_count_stays_with_the_data_directory(tmp_path: Path) -> No
     assert record.read_text() == "4\n"
     fresh = Standalone(tmp_path / "fresh", None, None, "--admin-port", "0")
     with fresh:
-        assert (fresh.data_dir / "containers").read_text() == "1\n"
-        assert sorted(path.name for path in (fresh.data_dir / "tier1").iterdir()) == ["0"]
+        assert (fresh.data_dir / "containers").read_text() == "2\n"
+        assert sorted(path.name for path in (fresh.data_dir / "tier1").iterdir()) == ["0", "1"]
 
 
 @pytest.mark.parametrize("which", ["segmentstore-port", "controller-port"])

@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import cbor2
 import pytest
 
+from anabranch.errors import DataCorruptionError
 from anabranch.segmentstore.container import SegmentContainer
 from anabranch.segmentstore.errors import NoSuchSegmentError
 from anabranch.segmentstore.metadata import ContainerMetadata, SegmentMetadata
@@ -159,6 +161,44 @@ def test_the_staged_overlay_hides_a_name_until_its_last_queued_operation_is_appl
     assert metadata.staged_by_name.get("x") is None
     metadata.add(SegmentMetadata(3, "x", 0))
     assert metadata.staged_by_name.get("x") is metadata.by_name["x"], "no queued operation left: the committed view"
+
+
+def _checkpointed() -> ContainerMetadata:
+    metadata = ContainerMetadata(3, next_segment_id=40)
+    for i in range(30):
+        metadata.add(SegmentMetadata(i, f"s/t/{i}.#epoch.0", 1000 + i, length=i * 7, storage_length=i,
+                                     is_table=i % 2 == 0, sealed=i % 3 == 0))
+    metadata.lts_deletes.append("ns-3/data/gone")
+    return metadata
+
+
+def _rows_of(metadata: ContainerMetadata) -> list[tuple[object, ...]]:
+    return [(m.segment_id, m.name, m.created_ms, m.length, m.storage_length, m.is_table, m.sealed)
+            for m in metadata.segments.values()]
+
+
+def test_a_checkpoint_round_trips_row_by_row() -> None:
+    original = _checkpointed()
+    loaded = ContainerMetadata.deserialize(bytes(original.serialize()))
+    assert (loaded.container_id, loaded.next_segment_id, loaded.lts_deletes) == (3, 40, ["ns-3/data/gone"])
+    assert _rows_of(loaded) == _rows_of(original)
+
+
+def test_a_checkpoint_with_a_definite_length_row_array_loads_too() -> None:
+    original = _checkpointed()
+    data = bytes(original.serialize())
+    rows = cbor2.loads(data)[3]  # the whole document, rows as one list
+    definite = cbor2.dumps([1, 3, 40, rows, ["ns-3/data/gone"]])
+    assert definite != data
+    assert _rows_of(ContainerMetadata.deserialize(definite)) == _rows_of(original)
+
+
+def test_a_truncated_checkpoint_is_data_corruption() -> None:
+    data = bytes(_checkpointed().serialize())
+    end_of_rows = data.rindex(b"\xff")
+    for cut in (end_of_rows, end_of_rows - 5, 10):
+        with pytest.raises(DataCorruptionError):
+            ContainerMetadata.deserialize(data[:cut])
 
 
 async def test_loading_a_table_index_from_lts_leaves_the_block_cache_alone(env: StoreEnv) -> None:
