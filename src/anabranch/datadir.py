@@ -21,6 +21,7 @@ import os
 from pathlib import Path
 
 from anabranch.errors import AnabranchError
+from anabranch.storage.log_format import fsync_directory
 
 LOCK_FILE = "anabranch.lock"
 CONTAINERS_FILE = "containers"
@@ -164,10 +165,6 @@ def _record_container_count(data_dir: Path, count: int) -> None:
         finally:
             os.close(fd)
         os.replace(temporary, path)
-        directory = os.open(data_dir, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+        fsync_directory(data_dir)
     except OSError as exc:
         raise DataDirError(f"cannot record the container count in {path}: {exc.strerror or exc}") from None
