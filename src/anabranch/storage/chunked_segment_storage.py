@@ -9,6 +9,10 @@ Invariants:
   metadata (the extra bytes are ignored, and nothing is appended to it again);
 - writes append to the last chunk only if this instance created it (so its real length is known) and
   the backend can append; otherwise, or when it is full (``max_chunk_size``), a new chunk is rolled;
+- the first write of a segment without chunks, if at most ``pack_limit`` bytes, goes into a *pack*: one chunk that
+  the first writes of every such segment issued in the same turn of the event loop share (a new stream's table is a
+  few hundred bytes; a file, a sync and a close each cost more than its bytes). A pack member is never appended to;
+  the segment's next write rolls a chunk of its own. A pack is deleted once no segment references it;
 - ``concat`` relinks chunks (no copy); ``truncate`` deletes whole chunks below the new start offset;
 - operations on one segment are serialized; different segments proceed concurrently.
 """
@@ -18,8 +22,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 
 from anabranch.storage.chunk_rules import escape_component
 from anabranch.storage.interfaces import (
@@ -41,6 +46,18 @@ from anabranch.storage.segment_metadata import Op, SegmentState
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_CHUNK_SIZE = 64 * 1024 * 1024
+DEFAULT_PACK_LIMIT = 64 * 1024
+"""A segment's first write of at most this many bytes goes into a pack shared with other new segments."""
+
+
+@dataclass
+class _Pack:
+    """A pack being filled in this turn of the event loop: each member's bytes, and a future per member."""
+
+    name: str
+    pieces: list[memoryview] = field(default_factory=list)
+    size: int = 0
+    waiters: list[asyncio.Future[None]] = field(default_factory=list)
 
 
 class ChunkedSegmentStorage:
@@ -55,6 +72,7 @@ class ChunkedSegmentStorage:
         chunks: ChunkStorage,
         *,
         max_chunk_size: int = DEFAULT_MAX_CHUNK_SIZE,
+        pack_limit: int = DEFAULT_PACK_LIMIT,
         namespace: str = "",
         epoch: int = 0,
         snapshot_every: int = 256,
@@ -63,6 +81,10 @@ class ChunkedSegmentStorage:
             raise ValueError(f"max_chunk_size must be positive, got {max_chunk_size}")
         self._chunks = chunks
         self._max_chunk_size = max_chunk_size
+        self._pack_limit = min(pack_limit, max_chunk_size)
+        """0 turns packing off."""
+        self._pack: _Pack | None = None
+        self._pack_writes: set[asyncio.Task[None]] = set()
         self._root = f"ns-{escape_component(namespace)}/"
         self._journal = MetadataJournal(chunks, self._root + "meta/", epoch=epoch, snapshot_every=snapshot_every)
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
@@ -155,10 +177,13 @@ class ChunkedSegmentStorage:
                 raise
             written = self._journal.segments.get(segment)
             if written is not None:
-                written.tail_appendable = self._chunks.supports_append
+                written.tail_appendable = self._chunks.supports_append and not written.chunks[-1].packed
 
     async def _write_chunks(self, segment: str, state: SegmentState, pieces: list[memoryview],
                             total: int) -> list[Op]:
+        if not state.chunks and total <= self._pack_limit:
+            pack, offset = await self._packed(pieces, total)
+            return [["add", segment, pack, state.length, total, offset]]
         ops: list[Op] = []
         position = 0
         tail = state.chunks[-1] if state.chunks else None
@@ -176,6 +201,32 @@ class ChunkedSegmentStorage:
             position += size
         return ops
 
+    async def _packed(self, pieces: list[memoryview], size: int) -> tuple[str, int]:
+        """Put ``pieces`` into this turn's pack; returns the pack's name and their offset in it once it is durable."""
+        pack = self._pack
+        if pack is None or pack.size + size > self._max_chunk_size:
+            pack = self._pack = _Pack(self._new_chunk_name())
+            asyncio.get_running_loop().call_soon(self._close_pack, pack)
+        offset = pack.size
+        pack.pieces.extend(pieces)
+        pack.size += size
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        pack.waiters.append(waiter)
+        await waiter
+        return pack.name, offset
+
+    def _close_pack(self, pack: _Pack) -> None:
+        if self._pack is pack:
+            self._pack = None
+        task = asyncio.get_running_loop().create_task(self._write_pack(pack), name=f"lts-pack-{pack.name}")
+        self._pack_writes.add(task)
+        task.add_done_callback(self._pack_writes.discard)
+        task.add_done_callback(_answer_pack(pack))
+
+    async def _write_pack(self, pack: _Pack) -> None:
+        await self._chunks.create(pack.name)
+        await self._chunks.write(pack.name, 0, pack.pieces)
+
     async def read(self, segment: str, offset: int, length: int) -> bytes:
         state = self._state(segment)
         if offset < state.start_offset or offset > state.length or length < 0:
@@ -192,7 +243,7 @@ class ChunkedSegmentStorage:
         while position < end:
             chunk = chunks[index]
             size = min(chunk.end, end) - position
-            part = await self._chunks.read(chunk.name, position - chunk.start, size)
+            part = await self._chunks.read(chunk.name, chunk.position(position), size)
             if len(part) != size:
                 raise StorageError(f"LTS chunk {chunk.name!r} is shorter than its metadata says")
             parts.append(part)
@@ -251,6 +302,23 @@ class ChunkedSegmentStorage:
     async def close(self) -> None:
         await self._journal.close()
         self._opened = False
+
+
+def _answer_pack(pack: _Pack) -> Callable[[asyncio.Task[None]], None]:
+    """Tell every member of ``pack`` how its write ended. A member that stopped waiting (cancelled) is not recorded;
+    its bytes in the pack are only space, freed with the pack."""
+
+    def answer(task: asyncio.Task[None]) -> None:
+        error = task.exception() if not task.cancelled() else asyncio.CancelledError()
+        for waiter in pack.waiters:
+            if waiter.done():
+                continue
+            if error is None:
+                waiter.set_result(None)
+            else:
+                waiter.set_exception(error)
+
+    return answer
 
 
 def _byte_range(pieces: list[memoryview], start: int, end: int, total: int) -> list[memoryview]:

@@ -34,7 +34,14 @@ import cbor2
 
 from anabranch.errors import DataCorruptionError
 from anabranch.storage.interfaces import ChunkStorage, StorageError, StorageFullError
-from anabranch.storage.segment_metadata import Op, SegmentState, apply_ops, decode_snapshot, encode_snapshot
+from anabranch.storage.segment_metadata import (
+    Op,
+    PackRefs,
+    SegmentState,
+    apply_ops,
+    decode_snapshot,
+    encode_snapshot,
+)
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +98,8 @@ class MetadataJournal:
         journal_chunk_limit: int = 4 * 1024 * 1024,
     ) -> None:
         self.segments: dict[str, SegmentState] = {}
+        self.packs = PackRefs()
+        """Members per pack chunk of ``segments``."""
         self._chunks = chunks
         self._prefix = prefix
         self._epoch = epoch
@@ -142,11 +151,13 @@ class MetadataJournal:
             )
         generation: Generation = (0, 0)
         segments: dict[str, SegmentState] = {}
+        packs = PackRefs()
         for candidate in sorted(snapshots, reverse=True):
             name = self._snapshot_name(candidate)
             frames = parse_frames(await self._read_whole(name), name, torn_tail_allowed=True)
             if len(frames) == 1:
                 generation, segments = candidate, decode_snapshot(cbor2.loads(frames[0]))
+                packs = PackRefs.of(segments)
                 break
             log.warning("LTS metadata snapshot %s under %r is torn; using an older one", candidate, self._prefix)
         indexes = sorted(journals.get(generation, []))
@@ -154,8 +165,8 @@ class MetadataJournal:
             name = self._journal_name(generation, index)
             last = position == len(indexes) - 1
             for payload in parse_frames(await self._read_whole(name), name, torn_tail_allowed=last):
-                apply_ops(segments, cbor2.loads(payload))
-        self.segments = segments
+                apply_ops(segments, packs, cbor2.loads(payload))
+        self.segments, self.packs = segments, packs
         self._generation = (self._epoch, max(key[1] for key in [generation, *snapshots, *journals]) + 1)
         await self._write_snapshot()
         stale = [name for name in names if _NAME.fullmatch(name[len(self._prefix) :])]
@@ -208,7 +219,7 @@ class MetadataJournal:
                 self._fail(error, batch)
                 return
             for ops, future in batch:
-                released = apply_ops(self.segments, ops)
+                released = apply_ops(self.segments, self.packs, ops)
                 if not future.done():
                     future.set_result(released)
             if (self._records_in_generation >= self._snapshot_every

@@ -1,12 +1,15 @@
 """The chunk metadata of LTS segments and the journal operations that change it.
 
-Owns ``ChunkRef``/``SegmentState`` (a segment is an ordered list of chunks, each starting at chunk
-offset 0 and covering ``[start, start + length)`` of the segment) and the pure, deterministic
-``apply_ops`` used both live and when replaying the metadata journal, plus the snapshot codec.
-Operations are plain lists so they serialize with CBOR:
+Owns ``ChunkRef``/``SegmentState`` (a segment is an ordered list of chunks, each covering ``[start, start + length)``
+of the segment) and the pure, deterministic ``apply_ops`` used both live and when replaying the metadata journal,
+plus the snapshot codec. A chunk holds its segment's bytes from chunk offset 0, except a *pack* member: a pack is one
+chunk holding the first bytes of several new small segments back to back (``offset`` is where a member's bytes start
+in it), so a thousand new stream tables cost one chunk file, not a thousand. ``PackRefs`` counts a pack's members: a
+pack is released (deleted) only when its last member goes. Operations are plain lists so they serialize with CBOR:
 
 - ``["create", seg]``, ``["seal", seg]``, ``["delete", seg]``
-- ``["add", seg, chunk, start, length]``: a new last chunk
+- ``["add", seg, chunk, start, length]``: a new last chunk; ``["add", seg, pack, start, length, offset]``: a new last
+  chunk that is a pack member starting at ``offset`` in the pack
 - ``["grow", seg, length]``: the last chunk now holds ``length`` bytes
 - ``["truncate", seg, offset]``: start offset moves to ``offset``; chunks wholly below it are dropped
 - ``["concat", target, source]``: source's chunks are relinked after target's; source disappears
@@ -30,10 +33,67 @@ class ChunkRef:
     name: str
     start: int
     length: int
+    offset: int | None = None
+    """Where this segment's bytes start in a pack chunk; None for a chunk of its own (its bytes start at 0)."""
 
     @property
     def end(self) -> int:
         return self.start + self.length
+
+    @property
+    def packed(self) -> bool:
+        return self.offset is not None
+
+    def position(self, segment_offset: int) -> int:
+        """The chunk offset holding byte ``segment_offset`` of the segment."""
+        return segment_offset - self.start + (self.offset or 0)
+
+    def encode(self) -> list[Any]:
+        return [self.name, self.start, self.length] if self.offset is None else [
+            self.name, self.start, self.length, self.offset]
+
+
+class PackRefs:
+    """How many segments still reference each pack chunk, and one shared name string per pack (a pack's name would
+    otherwise be held once per member after a replay)."""
+
+    __slots__ = ("_names", "_refs")
+
+    def __init__(self) -> None:
+        self._names: dict[str, str] = {}
+        self._refs: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._refs)
+
+    def add(self, name: str) -> str:
+        """Count one more member of pack ``name``; returns the pack's shared name string."""
+        shared = self._names.setdefault(name, name)
+        self._refs[shared] = self._refs.get(shared, 0) + 1
+        return shared
+
+    def release(self, name: str) -> bool:
+        """Count one member fewer; True once none is left (the pack chunk may be deleted)."""
+        left = self._refs.get(name, 0) - 1
+        if left > 0:
+            self._refs[name] = left
+            return False
+        self._refs.pop(name, None)
+        self._names.pop(name, None)
+        return True
+
+    def members(self, name: str) -> int:
+        return self._refs.get(name, 0)
+
+    @classmethod
+    def of(cls, segments: dict[str, SegmentState]) -> PackRefs:
+        """The counts of ``segments``' pack members, their chunks re-pointed at shared name strings."""
+        packs = cls()
+        for state in segments.values():
+            if any(chunk.packed for chunk in state.chunks):
+                state.chunks = tuple(ChunkRef(packs.add(c.name), c.start, c.length, c.offset) if c.packed else c
+                                     for c in state.chunks)
+        return packs
 
 
 class SegmentState:
@@ -78,9 +138,13 @@ class SegmentState:
         return bisect.bisect_right(self.chunks, offset, key=lambda chunk: chunk.start) - 1
 
 
-def apply_ops(segments: dict[str, SegmentState], ops: list[Op]) -> list[str]:
+def apply_ops(segments: dict[str, SegmentState], packs: PackRefs, ops: list[Op]) -> list[str]:
     """Apply ``ops`` in order; return names of chunks that are no longer referenced (to delete)."""
     released: list[str] = []
+
+    def release(chunks: tuple[ChunkRef, ...]) -> None:
+        released.extend(chunk.name for chunk in chunks if not chunk.packed or packs.release(chunk.name))
+
     for op in ops:
         kind = op[0]
         try:
@@ -88,11 +152,16 @@ def apply_ops(segments: dict[str, SegmentState], ops: list[Op]) -> list[str]:
                 segments[op[1]] = SegmentState()
             elif kind == "add":
                 state = segments[op[1]]
-                state.chunks += (ChunkRef(op[2], op[3], op[4]),)
+                if len(op) > 5:
+                    state.chunks += (ChunkRef(packs.add(op[2]), op[3], op[4], op[5]),)
+                else:
+                    state.chunks += (ChunkRef(op[2], op[3], op[4]),)
                 state.length = op[3] + op[4] if op[3] else op[4]  # the same int object as the chunk's length
             elif kind == "grow":
                 state = segments[op[1]]
                 last = state.chunks[-1]
+                if last.packed:
+                    raise DataCorruptionError(f"LTS metadata operation {op!r} grows a pack member")
                 state.chunks = (*state.chunks[:-1], ChunkRef(last.name, last.start, op[2]))
                 state.length = last.start + op[2]
             elif kind == "seal":
@@ -101,15 +170,15 @@ def apply_ops(segments: dict[str, SegmentState], ops: list[Op]) -> list[str]:
                 state = segments[op[1]]
                 state.start_offset = op[2]
                 keep = tuple(chunk for chunk in state.chunks if chunk.end > op[2])
-                released.extend(chunk.name for chunk in state.chunks[: len(state.chunks) - len(keep)])
+                release(state.chunks[: len(state.chunks) - len(keep)])
                 state.chunks = keep
             elif kind == "concat":
                 target, source = segments[op[1]], segments.pop(op[2])
                 base = target.length
-                target.chunks += tuple(ChunkRef(c.name, base + c.start, c.length) for c in source.chunks)
+                target.chunks += tuple(ChunkRef(c.name, base + c.start, c.length, c.offset) for c in source.chunks)
                 target.length = base + source.length
             elif kind == "delete":
-                released.extend(chunk.name for chunk in segments.pop(op[1]).chunks)
+                release(segments.pop(op[1]).chunks)
             else:
                 raise DataCorruptionError(f"unknown LTS metadata operation {kind!r}")
         except (KeyError, IndexError, TypeError) as error:
@@ -119,7 +188,7 @@ def apply_ops(segments: dict[str, SegmentState], ops: list[Op]) -> list[str]:
 
 def encode_snapshot(segments: dict[str, SegmentState]) -> dict[str, Any]:
     return {
-        name: [s.length, s.start_offset, s.sealed, [[c.name, c.start, c.length] for c in s.chunks]]
+        name: [s.length, s.start_offset, s.sealed, [c.encode() for c in s.chunks]]
         for name, s in segments.items()
     }
 
@@ -127,7 +196,7 @@ def encode_snapshot(segments: dict[str, SegmentState]) -> dict[str, Any]:
 def decode_snapshot(data: Any) -> dict[str, SegmentState]:
     try:
         return {
-            name: SegmentState(length, start, sealed, tuple(ChunkRef(n, s, ln) for n, s, ln in chunks))
+            name: SegmentState(length, start, sealed, tuple(ChunkRef(*chunk) for chunk in chunks))
             for name, (length, start, sealed, chunks) in data.items()
         }
     except (AttributeError, TypeError, ValueError) as error:

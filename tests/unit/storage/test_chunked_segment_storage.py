@@ -36,7 +36,7 @@ async def meta_chunks(chunks: InMemoryChunkStorage | FileSystemChunkStorage) -> 
 
 async def test_appendable_backend_fills_chunks_before_rolling() -> None:
     chunks = InMemoryChunkStorage()
-    storage = await opened(chunks)
+    storage = await opened(chunks, pack_limit=0)
     await storage.create(SEGMENT)
     for offset in range(0, 2500, 100):
         await storage.write(SEGMENT, offset, pattern(100, offset))
@@ -47,7 +47,7 @@ async def test_appendable_backend_fills_chunks_before_rolling() -> None:
 
 async def test_object_store_backend_writes_one_chunk_per_write() -> None:
     chunks = InMemoryChunkStorage(supports_append=False)
-    storage = await opened(chunks)
+    storage = await opened(chunks, pack_limit=0)
     await storage.create(SEGMENT)
     for offset in range(0, 500, 100):
         await storage.write(SEGMENT, offset, pattern(100))
@@ -57,7 +57,7 @@ async def test_object_store_backend_writes_one_chunk_per_write() -> None:
 
 async def test_chunk_longer_than_metadata_is_ignored_and_never_appended_to() -> None:
     chunks = InMemoryChunkStorage()
-    storage = await opened(chunks)
+    storage = await opened(chunks, pack_limit=0)
     await storage.create(SEGMENT)
     await storage.write(SEGMENT, 0, b"acked")
     (tail,) = await data_chunks(chunks)
@@ -68,6 +68,89 @@ async def test_chunk_longer_than_metadata_is_ignored_and_never_appended_to() -> 
     assert await storage.read(SEGMENT, 0, 100) == b"acked+next"
     storage = await opened(chunks)
     assert await storage.read(SEGMENT, 0, 100) == b"acked+next"
+
+
+def names_of(count: int) -> list[str]:
+    return [f"scope/stream-{i}/0.#epoch.0" for i in range(count)]
+
+
+async def write_firsts(storage: ChunkedSegmentStorage, names: list[str]) -> None:
+    """Create ``names`` and write each one's first bytes, all at once (as the storage writer flushes new tables)."""
+    for name in names:
+        await storage.create(name)
+    await asyncio.gather(*(storage.write(name, 0, pattern(10 + i, i)) for i, name in enumerate(names)))
+
+
+@pytest.mark.parametrize("snapshot_every", [1, 1_000_000])
+async def test_first_writes_of_new_segments_share_one_pack(snapshot_every: int) -> None:
+    chunks = InMemoryChunkStorage()
+    storage = await opened(chunks, snapshot_every=snapshot_every, max_chunk_size=10_000)
+    names = names_of(40)
+    await write_firsts(storage, names)
+    (pack,) = await data_chunks(chunks)
+    assert await chunks.length(pack) == sum(10 + i for i in range(40))
+    for reopen in (False, True):
+        if reopen:  # from the journal, or (snapshot_every=1) from a snapshot
+            storage = await opened(chunks, snapshot_every=snapshot_every, max_chunk_size=10_000)
+        for i, name in enumerate(names):
+            assert await storage.read(name, 3, 100) == pattern(10 + i, i)[3:]
+    await storage.write(names[0], 10, b"second")  # a pack member is never appended to: its own chunk now
+    await storage.write(names[0], 16, b"+third")  # ... which takes the next write
+    assert len(await data_chunks(chunks)) == 2
+    assert await storage.read(names[0], 0, 100) == pattern(10, 0) + b"second+third"
+
+
+async def test_a_pack_is_deleted_with_its_last_member_and_not_before() -> None:
+    chunks = InMemoryChunkStorage()
+    storage = await opened(chunks, snapshot_every=3)
+    deleted, truncated, source, kept = names_of(4)
+    await write_firsts(storage, [deleted, truncated, source, kept])
+    (pack,) = await data_chunks(chunks)
+    target = "scope/target/0.#epoch.0"
+    await storage.create(target)
+    await storage.write(target, 0, b"x" * 2000)  # larger than a pack member may be: chunks of its own
+    await storage.delete(deleted)
+    await storage.truncate(truncated, 5)
+    await storage.seal(source)
+    await storage.concat(target, source)
+    storage = await opened(chunks, snapshot_every=3)  # the members are counted again from the metadata
+    assert pack in await data_chunks(chunks)
+    assert await storage.read(target, 2000, 100) == pattern(12, 2)
+    assert await storage.read(kept, 0, 100) == pattern(13, 3)
+    await storage.delete(target)
+    await storage.delete(kept)
+    assert pack in await data_chunks(chunks)  # the truncated segment still reads bytes 5..10 from it
+    await storage.write(truncated, 11, b"own")
+    await storage.truncate(truncated, 12)
+    assert await data_chunks(chunks) != [] and pack not in await data_chunks(chunks)
+    assert await storage.read(truncated, 12, 10) == b"wn"
+
+
+async def test_a_failed_pack_write_fails_every_member_and_records_nothing() -> None:
+    chunks = FailingChunks()
+    storage = await opened(chunks)
+    names = names_of(5)
+    for name in names:
+        await storage.create(name)
+    chunks.failing_data = True
+    outcomes = await asyncio.gather(*(storage.write(name, 0, b"lost") for name in names), return_exceptions=True)
+    assert all(isinstance(outcome, StorageError) for outcome in outcomes), outcomes
+    assert [(await storage.get_info(name)).length for name in names] == [0] * 5
+    chunks.failing_data = False
+    await asyncio.gather(*(storage.write(name, 0, b"kept") for name in names))
+    storage = await opened(chunks)
+    assert [await storage.read(name, 0, 10) for name in names] == [b"kept"] * 5
+
+
+async def test_a_full_pack_is_closed_and_the_next_members_start_another() -> None:
+    chunks = InMemoryChunkStorage()
+    storage = await opened(chunks, max_chunk_size=1000)
+    names = names_of(40)
+    await write_firsts(storage, names)
+    lengths = sorted([await chunks.length(name) for name in await data_chunks(chunks)])
+    assert len(lengths) == 2 and max(lengths) <= 1000 and sum(lengths) == sum(10 + i for i in range(40))
+    for i, name in enumerate(names):
+        assert await storage.read(name, 0, 100) == pattern(10 + i, i)
 
 
 async def test_unreferenced_data_chunks_are_deleted_on_open() -> None:
@@ -193,9 +276,10 @@ class FailingChunks(InMemoryChunkStorage):
     """Chunk storage whose writes fail once ``failing`` is set (a disk or network failure)."""
 
     failing = False
+    failing_data = False
 
     async def write(self, name: str, offset: int, data: Buffer) -> int:
-        if self.failing and "/meta/" in name:
+        if (self.failing and "/meta/" in name) or (self.failing_data and "/data/" in name):
             raise StorageError("injected LTS write failure")
         return await super().write(name, offset, data)
 
