@@ -56,9 +56,11 @@ class StorageWriterConfig:
     release_idle_after: float = 10.0
     """A segment not written for this long whose bytes are all in LTS gives up its in-memory bytes and read-index
     entry (later reads go to LTS through the block cache): idle segments cost no read-index memory."""
-    concurrent_flushes: int = 32
-    """Segments flushed at once in a cycle: their LTS metadata updates are grouped into one journal record, and their
-    chunk writes overlap (a clean stop with many small segments is bound by syncs, not bytes)."""
+    concurrent_flushes: int = 256
+    """Segments flushed at once in a cycle: their LTS metadata updates are grouped into one journal record, their
+    chunk writes go to the worker thread as one job, and the first writes of new small segments share one pack chunk
+    (a clean stop with many small segments is bound by syncs, not bytes; 256 against 32 cut the server CPU per stream
+    create by about 10 %)."""
     full_scan_cycles: int = 64
     """Every this many cycles (and in a forced one) the writer looks at every segment, not only the dirty ones."""
     segments_per_checkpoint_record: int = 8
