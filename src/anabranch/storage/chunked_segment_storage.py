@@ -309,7 +309,8 @@ def _answer_pack(pack: _Pack) -> Callable[[asyncio.Task[None]], None]:
     its bytes in the pack are only space, freed with the pack."""
 
     def answer(task: asyncio.Task[None]) -> None:
-        error = task.exception() if not task.cancelled() else asyncio.CancelledError()
+        error = StorageError(f"the write of LTS pack {pack.name!r} was cancelled") if task.cancelled() \
+            else task.exception()
         for waiter in pack.waiters:
             if waiter.done():
                 continue

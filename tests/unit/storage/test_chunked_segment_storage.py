@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -140,6 +141,38 @@ async def test_a_failed_pack_write_fails_every_member_and_records_nothing() -> N
     await asyncio.gather(*(storage.write(name, 0, b"kept") for name in names))
     storage = await opened(chunks)
     assert [await storage.read(name, 0, 10) for name in names] == [b"kept"] * 5
+
+
+class StalledChunks(InMemoryChunkStorage):
+    """Chunk storage whose data writes wait until ``release`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writing = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def write(self, name: str, offset: int, data: Buffer | Sequence[Buffer]) -> int:
+        if "/data/" in name:
+            self.writing.set()
+            await self.release.wait()
+        return await super().write(name, offset, data)
+
+
+async def test_a_cancelled_pack_write_is_a_storage_error_for_every_member() -> None:
+    chunks = StalledChunks()
+    storage = await opened(chunks)
+    names = names_of(3)
+    for name in names:
+        await storage.create(name)
+    writes = [asyncio.ensure_future(storage.write(name, 0, b"first")) for name in names]
+    await asyncio.wait_for(chunks.writing.wait(), 10)
+    (pack_write,) = storage._pack_writes
+    pack_write.cancel()
+    outcomes = await asyncio.wait_for(asyncio.gather(*writes, return_exceptions=True), 10)
+    assert all(isinstance(outcome, StorageError) for outcome in outcomes), outcomes
+    chunks.release.set()
+    await asyncio.gather(*(storage.write(name, 0, b"again") for name in names))
+    assert [await storage.read(name, 0, 10) for name in names] == [b"again"] * 3
 
 
 async def test_a_full_pack_is_closed_and_the_next_members_start_another() -> None:
