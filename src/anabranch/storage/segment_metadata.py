@@ -63,9 +63,6 @@ class PackRefs:
         self._names: dict[str, str] = {}
         self._refs: dict[str, int] = {}
 
-    def __len__(self) -> int:
-        return len(self._refs)
-
     def add(self, name: str) -> str:
         """Count one more member of pack ``name``; returns the pack's shared name string."""
         shared = self._names.setdefault(name, name)
@@ -81,9 +78,6 @@ class PackRefs:
         self._refs.pop(name, None)
         self._names.pop(name, None)
         return True
-
-    def members(self, name: str) -> int:
-        return self._refs.get(name, 0)
 
     @classmethod
     def of(cls, segments: dict[str, SegmentState]) -> PackRefs:

@@ -75,6 +75,14 @@ def names_of(count: int) -> list[str]:
     return [f"scope/stream-{i}/0.#epoch.0" for i in range(count)]
 
 
+async def created(storage: ChunkedSegmentStorage, count: int) -> list[str]:
+    """Create ``count`` new segments one by one; returns their names."""
+    names = names_of(count)
+    for name in names:
+        await storage.create(name)
+    return names
+
+
 async def write_firsts(storage: ChunkedSegmentStorage, names: list[str]) -> None:
     """Create ``names`` and write each one's first bytes, all at once (as the storage writer flushes new tables)."""
     for name in names:
@@ -130,9 +138,7 @@ async def test_a_pack_is_deleted_with_its_last_member_and_not_before() -> None:
 async def test_a_failed_pack_write_fails_every_member_and_records_nothing() -> None:
     chunks = FailingChunks()
     storage = await opened(chunks)
-    names = names_of(5)
-    for name in names:
-        await storage.create(name)
+    names = await created(storage, 5)
     chunks.failing_data = True
     outcomes = await asyncio.gather(*(storage.write(name, 0, b"lost") for name in names), return_exceptions=True)
     assert all(isinstance(outcome, StorageError) for outcome in outcomes), outcomes
@@ -161,9 +167,7 @@ class StalledChunks(InMemoryChunkStorage):
 async def test_a_cancelled_pack_write_is_a_storage_error_for_every_member() -> None:
     chunks = StalledChunks()
     storage = await opened(chunks)
-    names = names_of(3)
-    for name in names:
-        await storage.create(name)
+    names = await created(storage, 3)
     writes = [asyncio.ensure_future(storage.write(name, 0, b"first")) for name in names]
     await asyncio.wait_for(chunks.writing.wait(), 10)
     (pack_write,) = storage._pack_writes
