@@ -82,7 +82,7 @@ class ClientConfig:
     linger: float = 0.001
     """Longest an event waits in a block that is not full while ``max_inflight_blocks`` blocks await their acks
     (adaptive batching: while the window has room, a block goes out as soon as the application yields)."""
-    max_inflight_blocks: int = 4
+    max_inflight_blocks: int = 8
     txn_lease_ms: int = 90_000
     clock: Clock = field(default=SYSTEM_CLOCK, compare=False, repr=False)
     """Whose time every client timer follows: retries and backoff, reader-group refreshes, read timeouts,

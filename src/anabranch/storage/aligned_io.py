@@ -14,17 +14,21 @@ file. A filesystem that refuses ``O_DIRECT`` (tmpfs) gets the same aligned write
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import mmap
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 from anabranch.storage.interfaces import Buffer
 
 BLOCK = 4096
-STAGING_BYTES = 1 << 20
+STAGING_BYTES = 4 << 20
 _O_DIRECT = getattr(os, "O_DIRECT", 0)
+_RWF_DSYNC = getattr(os, "RWF_DSYNC", 0)
+_dsync = bool(_RWF_DSYNC) and hasattr(os, "pwritev")
 _ZEROS = bytes(BLOCK)
 
 
@@ -45,9 +49,16 @@ def open_for_writing(path: Path) -> int:
 
 
 class BlockWriter:
-    """Copies buffers into a page-aligned staging buffer and writes it out in whole blocks. One per log, used only on
-    the log's I/O thread. The staging buffer is mapped on first use; only the pages a write touches become resident,
-    so a log that only ever writes small records keeps a few pages of it."""
+    """Copies records into a page-aligned staging buffer and writes it out in whole blocks, durably. One per log, used
+    only on the log's I/O thread. The staging buffer is mapped on first use; only the pages a write touches become
+    resident, so a log that only ever writes small records keeps a few pages of it.
+
+    Why records and not buffers: the I/O thread needs the GIL again after every call that releases it (a checksum over
+    a large buffer, a write, a sync), and while the event loop is busy it waits for it, often longer than the call took
+    (measured: a Tier-1 batch of ~500 KB spent 0.25 ms on ten crc32 calls, one per appended block, and 0.3 ms from the
+    end of its write to the start of its sync). So a record that fits in the staging buffer is copied first and its
+    header computed over the staged copy (one checksum call), and a batch that fits is written and made durable with
+    one ``pwritev(RWF_DSYNC)``: one release of the GIL instead of one per block plus two."""
 
     def __init__(self, staging_bytes: int = STAGING_BYTES) -> None:
         if staging_bytes <= 0 or staging_bytes % BLOCK:
@@ -55,40 +66,101 @@ class BlockWriter:
         self._staging_bytes = staging_bytes
         self._staging: mmap.mmap | None = None
 
-    def write(self, fd: int, buffers: Sequence[Buffer], offset: int) -> int:
-        """Write ``buffers`` back to back at ``offset`` (a block boundary), zero-padded to a whole block; returns the
-        number of bytes written, padding included."""
+    def write(self, fd: int, records: Sequence[Sequence[Buffer]], offset: int, header: Header) -> int:
+        """Write ``records`` back to back at ``offset`` (a block boundary), each preceded by ``header(i, payload)``
+        (``payload``: record ``i``'s bytes, as one staged view or as its own buffers), zero-padded to a whole block,
+        and make them durable; returns the number of bytes written, padding included."""
         if offset % BLOCK:
             raise ValueError(f"offset {offset} is not a multiple of {BLOCK}")
         if self._staging is None:
             self._staging = mmap.mmap(-1, self._staging_bytes)
-        staging, capacity = self._staging, self._staging_bytes
-        filled, written = 0, 0
-        for buffer in buffers:
-            view = memoryview(buffer).cast("B")
-            while view.nbytes:
-                take = min(view.nbytes, capacity - filled)
-                staging[filled : filled + take] = view[:take]
-                filled += take
-                view = view[take:]
-                if filled == capacity:
-                    written += _pwrite_all(fd, staging, capacity, offset + written)
-                    filled = 0
-        if filled:
-            end = align_up(filled)
-            staging[filled:end] = _ZEROS[: end - filled]
-            written += _pwrite_all(fd, staging, end, offset + written)
-        return written
+        staging = memoryview(self._staging)
+        batch = _Batch(fd, staging, offset)
+        for index, parts in enumerate(records):
+            length = sum(memoryview(part).nbytes for part in parts)
+            if batch.room() >= header.size + length:
+                start = batch.filled + header.size
+                batch.filled = start
+                for part in parts:
+                    batch.add(part)
+                staging[start - header.size : start] = header(index, (staging[start : batch.filled],))
+            else:
+                batch.add(header(index, parts))
+                for part in parts:
+                    batch.add(part)
+        return batch.finish()
 
     def close(self) -> None:
         if self._staging is not None:
-            self._staging.close()
+            with contextlib.suppress(BufferError):  # a failed write's traceback still holds a view: freed with it
+                self._staging.close()
             self._staging = None
 
 
-def _pwrite_all(fd: int, staging: mmap.mmap, length: int, offset: int) -> int:
-    with memoryview(staging) as view:
-        done = 0
-        while done < length:
-            done += os.pwrite(fd, view[done:length], offset + done)
-    return length
+class Header(Protocol):
+    """How a record's header (``size`` bytes) is made from its index in the batch and its payload."""
+
+    size: int
+
+    def __call__(self, index: int, payload: Sequence[Buffer]) -> bytes: ...
+
+
+class _Batch:
+    """One ``BlockWriter.write``: staged bytes not written yet, and how much was written before them."""
+
+    def __init__(self, fd: int, staging: memoryview, offset: int) -> None:
+        self.fd = fd
+        self.staging = staging
+        self.offset = offset
+        self.filled = 0
+        self.written = 0
+
+    def room(self) -> int:
+        return self.staging.nbytes - self.filled
+
+    def add(self, buffer: Buffer) -> None:
+        view = memoryview(buffer).cast("B")
+        staging, capacity = self.staging, self.staging.nbytes
+        while view.nbytes:
+            if self.filled == capacity:  # written when more must be staged, so a record that fits stays staged
+                _pwrite_all(self.fd, staging, self.offset + self.written)
+                self.written += capacity
+                self.filled = 0
+            take = min(view.nbytes, capacity - self.filled)
+            staging[self.filled : self.filled + take] = view[:take]
+            self.filled += take
+            view = view[take:]
+
+    def finish(self) -> int:
+        """Pad and write what is staged, and make the whole batch durable."""
+        end = align_up(self.filled)
+        self.staging[self.filled : end] = _ZEROS[: end - self.filled]
+        durable_write(self.fd, self.staging[:end], self.offset + self.written, after_writes=self.written > 0)
+        return self.written + end
+
+
+def durable_write(fd: int, data: memoryview, offset: int, *, after_writes: bool = False) -> None:
+    """Write ``data`` at ``offset`` and make it durable as ``fdatasync`` would: with ``RWF_DSYNC``, one system call;
+    ``after_writes`` (earlier plain writes must become durable too, which ``RWF_DSYNC`` does not promise): a write,
+    then ``fdatasync``. Every Tier-1 sync of the file log goes through here."""
+    global _dsync
+    if _dsync and not after_writes:
+        try:
+            written = os.pwritev(fd, [data], offset, _RWF_DSYNC)
+        except OSError as error:
+            if error.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                raise
+            _dsync = False  # a kernel before 4.7: write, then sync
+        else:
+            if written < data.nbytes:
+                _pwrite_all(fd, data[written:], offset + written)
+                os.fdatasync(fd)
+            return
+    _pwrite_all(fd, data, offset)
+    os.fdatasync(fd)
+
+
+def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
+    done = 0
+    while done < data.nbytes:
+        done += os.pwrite(fd, data[done:], offset + done)

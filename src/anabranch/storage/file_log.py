@@ -2,10 +2,10 @@
 
 Owns the files of one directory (format in ``log_format``). Invariants:
 - ``append`` assigns the next sequence at call time and returns it only after the record is written
-  and ``fdatasync``'d; one writer task takes EVERYTHING queued, writes it in whole 4 KiB blocks with
-  ``O_DIRECT`` (``aligned_io``: no page-cache copy; zero padding after the batch) and one ``fdatasync`` in
-  the log's own I/O thread (so other blocking work cannot delay it), while the next batch accumulates on
-  the event loop;
+  and synced; one writer task takes EVERYTHING queued, writes it in whole 4 KiB blocks with ``O_DIRECT``
+  (``aligned_io``: no page-cache copy; zero padding after the batch) and one sync (``pwritev`` with
+  ``RWF_DSYNC`` when the batch fits the staging buffer, else writes and one ``fdatasync``) in the log's own
+  I/O thread (so other blocking work cannot delay it), while the next batch accumulates on the event loop;
 - a failed write or sync fails every pending append with ``LogClosedError`` and closes the log: nothing
   that may not be durable is ever acked; except a full device (ENOSPC, EDQUOT): the file is cut back to its
   last durable record, every pending append fails with the retriable ``StorageFullError``, their sequence
@@ -33,6 +33,7 @@ from anabranch.errors import DataCorruptionError
 from anabranch.storage.aligned_io import BlockWriter, align_up, open_for_writing
 from anabranch.storage.interfaces import Buffer, LogClosedError, StorageFullError, buffers_of
 from anabranch.storage.log_format import (
+    HEADER,
     file_name,
     frame_header,
     fsync_directory,
@@ -52,6 +53,18 @@ _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 def is_no_space(error: BaseException) -> bool:
     """Whether ``error`` says the device (or the user's quota) is full."""
     return isinstance(error, OSError) and error.errno in _NO_SPACE
+
+
+class _Headers:
+    """The record headers of one batch (``aligned_io.Header``): each record's sequence and crc32."""
+
+    size = HEADER.size
+
+    def __init__(self, batch: list[_Pending]) -> None:
+        self._batch = batch
+
+    def __call__(self, index: int, payload: Sequence[Buffer]) -> bytes:
+        return frame_header(self._batch[index][0], payload)
 
 
 @dataclass(slots=True)
@@ -180,14 +193,9 @@ class FileDurableDataLog:
 
     def _write_batch(self, fd: int, batch: list[_Pending], durable_size: int) -> int:
         """Write and sync ``batch`` from the first block boundary after ``durable_size``; returns the new end."""
-        buffers: list[Buffer] = []
-        for sequence, parts, _ in batch:
-            buffers.append(frame_header(sequence, parts))
-            buffers.extend(parts)
         start = align_up(durable_size)
         try:
-            end = start + self._blocks.write(fd, buffers, start)
-            os.fdatasync(fd)
+            end = start + self._blocks.write(fd, [parts for _, parts, _ in batch], start, _Headers(batch))
         except OSError as error:
             if not is_no_space(error):
                 raise

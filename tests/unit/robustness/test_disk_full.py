@@ -15,7 +15,7 @@ import pytest
 
 from anabranch.segmentstore.errors import DiskFullError
 from anabranch.segmentstore.store import container_id_for, open_segment_store
-from anabranch.storage.aligned_io import BlockWriter
+from anabranch.storage.aligned_io import BlockWriter, Header
 from anabranch.storage.file_log import FileDurableDataLog
 from anabranch.storage.interfaces import Buffer, StorageFullError
 
@@ -23,19 +23,20 @@ SEG = "scope/stream/0.#epoch.0"
 
 
 class FullDisk:
-    """While ``full``, every log write writes half of its first buffer and then fails with ENOSPC."""
+    """While ``full``, every log write writes half of its first record's first buffer and then fails with ENOSPC."""
 
     def __init__(self) -> None:
         self.full = False
         self.refused = 0
         self._write = BlockWriter.write
 
-    def write(self, writer: BlockWriter, fd: int, buffers: Sequence[Buffer], offset: int) -> int:
+    def write(self, writer: BlockWriter, fd: int, records: Sequence[Sequence[Buffer]], offset: int,
+              header: Header) -> int:
         if not self.full:
-            return self._write(writer, fd, buffers, offset)
+            return self._write(writer, fd, records, offset, header)
         self.refused += 1
-        first = memoryview(buffers[0]).cast("B")
-        self._write(writer, fd, [first[: max(1, first.nbytes // 2)]], offset)
+        first = memoryview(records[0][0]).cast("B")
+        self._write(writer, fd, [[first[: max(1, first.nbytes // 2)]]], offset, header)
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
@@ -43,8 +44,8 @@ class FullDisk:
 def disk(monkeypatch: pytest.MonkeyPatch) -> Iterator[FullDisk]:
     fake = FullDisk()
 
-    def write(writer: BlockWriter, fd: int, buffers: Sequence[Buffer], offset: int) -> int:
-        return fake.write(writer, fd, buffers, offset)
+    def write(writer: BlockWriter, fd: int, records: Sequence[Sequence[Buffer]], offset: int, header: Header) -> int:
+        return fake.write(writer, fd, records, offset, header)
 
     monkeypatch.setattr(BlockWriter, "write", write)
     yield fake

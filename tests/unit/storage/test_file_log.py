@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from anabranch.errors import DataCorruptionError
+from anabranch.storage import aligned_io
 from anabranch.storage.aligned_io import BLOCK
 from anabranch.storage.file_log import FileDurableDataLog
 from anabranch.storage.interfaces import LogClosedError
@@ -160,16 +161,16 @@ async def test_truncate_deletes_only_whole_files(tmp_path: Path) -> None:
 
 async def test_concurrent_appends_share_fsyncs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = 0
-    real_fdatasync = os.fdatasync
+    real_durable_write = aligned_io.durable_write
 
-    def counting_fdatasync(fd: int) -> None:
+    def counting_durable_write(*args: Any, **kwargs: Any) -> None:
         nonlocal calls
         calls += 1
-        real_fdatasync(fd)
+        real_durable_write(*args, **kwargs)
 
     log = FileDurableDataLog(tmp_path)
     await log.open()
-    monkeypatch.setattr(os, "fdatasync", counting_fdatasync)
+    monkeypatch.setattr(aligned_io, "durable_write", counting_durable_write)
     sequences = await asyncio.wait_for(asyncio.gather(*(log.append(b"x" * 100) for _ in range(1000))), 60)
     assert sequences == list(range(1, 1001))
     assert calls < 100
@@ -181,10 +182,10 @@ async def test_failed_fsync_fails_pending_appends_and_closes(tmp_path: Path, mon
     await log.open()
     assert await log.append(b"durable") == 1
 
-    def failing_fdatasync(fd: int) -> None:
+    def failing_sync(*args: Any, **kwargs: Any) -> None:
         raise OSError(5, "injected I/O error")
 
-    monkeypatch.setattr(os, "fdatasync", failing_fdatasync)
+    monkeypatch.setattr(aligned_io, "durable_write", failing_sync)
     results = await asyncio.gather(*(log.append(b"lost") for _ in range(5)), return_exceptions=True)
     assert all(isinstance(result, LogClosedError) for result in results)
     with pytest.raises(LogClosedError):
