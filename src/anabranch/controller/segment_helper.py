@@ -14,7 +14,7 @@ and WrongHost (a container still recovering) are retried under ``SEGMENT_STORE_R
 from __future__ import annotations
 
 import asyncio
-import dataclasses
+import functools
 import logging
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -186,6 +186,10 @@ Connect = Callable[[str, int], Awaitable[SegmentStoreConnection]]
 """Opens a connection to the segment store at ``host, port``."""
 
 
+def _read_segment(name: str, offset: int, length: int, request_id: int, token: str) -> c.ReadSegment:
+    return c.ReadSegment(name, offset, length, token, request_id)
+
+
 class SegmentHelper:
     """``SegmentStoreOps`` over the wire protocol: one multiplexed connection per segment store, each request sent
     to the one ``router`` names for its segment (by default the fixed ``host:port``). ``connect`` replaces the TCP
@@ -244,8 +248,8 @@ class SegmentHelper:
         except Exception as exc:
             log.debug("could not re-read where containers run: %r", exc)
 
-    async def _request(self, make: Any, segment: str) -> c.WireCommand:
-        """Send ``make(request_id)`` to the segment's owner and return the reply, retrying on connection loss and
+    async def _request(self, make: Callable[[int, str], Any], segment: str) -> c.WireCommand:
+        """Send ``make(request_id, token)`` to the segment's owner and return the reply, retrying on connection loss and
         WrongHost (after re-reading where the container runs)."""
         backoff = self.retry.start()
         last: BaseException | None = None
@@ -253,9 +257,7 @@ class SegmentHelper:
             conn = None
             try:
                 conn = await self._connection(segment)
-                request = make(next_request_id())
-                if self.token is not None:
-                    request = dataclasses.replace(request, delegation_token=self.token())
+                request = make(next_request_id(), "" if self.token is None else self.token())
                 reply = await conn.request(request, timeout=self.timeout)
                 if isinstance(reply, c.WrongHost):
                     raise _WrongHost(f"segment store does not own {segment} (yet)")
@@ -286,38 +288,39 @@ class SegmentHelper:
     async def create_segment(self, name: str, scale_type: int = 0, target_rate: int = 0,
                              rollover_size_bytes: int = 0) -> None:
         reply = await self._request(
-            lambda rid: c.CreateSegment(rid, name, target_rate, scale_type, "", rollover_size_bytes), name)
+            lambda rid, token: c.CreateSegment(rid, name, target_rate, scale_type, token, rollover_size_bytes), name)
         if isinstance(reply, c.SegmentAlreadyExists):
             return
         self._expect(reply, c.SegmentCreated, name)
 
     async def seal_segment(self, name: str) -> None:
-        reply = await self._request(lambda rid: c.SealSegment(rid, name, ""), name)
+        reply = await self._request(lambda rid, token: c.SealSegment(rid, name, token), name)
         if isinstance(reply, c.SegmentIsSealed):
             return
         self._expect(reply, c.SegmentSealed, name)
 
     async def truncate_segment(self, name: str, offset: int) -> None:
-        reply = await self._request(lambda rid: c.TruncateSegment(rid, name, offset, ""), name)
+        reply = await self._request(lambda rid, token: c.TruncateSegment(rid, name, offset, token), name)
         self._expect(reply, c.SegmentTruncated, name)
 
     async def delete_segment(self, name: str) -> None:
-        reply = await self._request(lambda rid: c.DeleteSegment(rid, name, ""), name)
+        reply = await self._request(lambda rid, token: c.DeleteSegment(rid, name, token), name)
         if isinstance(reply, c.NoSuchSegment):
             return
         self._expect(reply, c.SegmentDeleted, name)
 
     async def update_segment_policy(self, name: str, scale_type: int, target_rate: int) -> None:
-        reply = await self._request(lambda rid: c.UpdateSegmentPolicy(rid, name, target_rate, scale_type, ""), name)
+        reply = await self._request(
+            lambda rid, token: c.UpdateSegmentPolicy(rid, name, target_rate, scale_type, token), name)
         self._expect(reply, c.SegmentPolicyUpdated, name)
 
     async def merge_segments_batch(self, target: str, sources: Sequence[str]) -> list[int]:
-        reply = await self._request(lambda rid: c.MergeSegmentsBatch(rid, target, tuple(sources), ""), target)
+        reply = await self._request(lambda rid, token: c.MergeSegmentsBatch(rid, target, tuple(sources), token), target)
         merged = self._expect(reply, c.SegmentsBatchMerged, target)
         return [offset for _, offset in merged.results]
 
     async def get_segment_info(self, name: str) -> SegmentInfo:
-        reply = await self._request(lambda rid: c.GetStreamSegmentInfo(rid, name, ""), name)
+        reply = await self._request(lambda rid, token: c.GetStreamSegmentInfo(rid, name, token), name)
         info = self._expect(reply, c.StreamSegmentInfo, name)
         if not info.exists or info.is_deleted:
             raise NoSuchSegmentError(name, "no such segment")
@@ -327,7 +330,7 @@ class SegmentHelper:
         data = b""
         while len(data) < length:
             at, wanted = offset + len(data), length - len(data)
-            reply = await self._request(lambda rid, at=at, n=wanted: c.ReadSegment(name, at, n, "", rid), name)
+            reply = await self._request(functools.partial(_read_segment, name, at, wanted), name)
             read = self._expect(reply, c.SegmentRead, name)
             data += read.data
             if not read.data or read.at_tail or read.end_of_segment:
@@ -335,37 +338,37 @@ class SegmentHelper:
         return data[:length]
 
     async def create_table(self, name: str, key_length: int = 0) -> bool:
-        reply = await self._request(lambda rid: c.CreateTableSegment(rid, name, "", False, key_length), name)
+        reply = await self._request(lambda rid, token: c.CreateTableSegment(rid, name, token, False, key_length), name)
         if isinstance(reply, c.SegmentAlreadyExists):
             return False
         self._expect(reply, c.SegmentCreated, name)
         return True
 
     async def delete_table(self, name: str, must_be_empty: bool = False) -> None:
-        reply = await self._request(lambda rid: c.DeleteTableSegment(rid, name, must_be_empty, ""), name)
+        reply = await self._request(lambda rid, token: c.DeleteTableSegment(rid, name, must_be_empty, token), name)
         if isinstance(reply, c.NoSuchSegment):
             return
         self._expect(reply, c.SegmentDeleted, name)
 
     async def update_table(self, name: str, entries: Sequence[TableEntryTuple]) -> list[int]:
         wire = tuple(c.TableEntry(c.TableKey(key, version), value) for key, value, version in entries)
-        reply = await self._request(lambda rid: c.UpdateTableEntries(rid, name, "", wire), name)
+        reply = await self._request(lambda rid, token: c.UpdateTableEntries(rid, name, token, wire), name)
         return list(self._expect(reply, c.TableEntriesUpdated, name).updated_versions)
 
     async def remove_keys(self, name: str, keys: Sequence[tuple[bytes, int]]) -> None:
         wire = tuple(c.TableKey(key, version) for key, version in keys)
-        reply = await self._request(lambda rid: c.RemoveTableKeys(rid, name, "", wire), name)
+        reply = await self._request(lambda rid, token: c.RemoveTableKeys(rid, name, token, wire), name)
         self._expect(reply, c.TableKeysRemoved, name)
 
     async def read_table(self, name: str, keys: Sequence[bytes]) -> list[tuple[bytes, int] | None]:
         wire = tuple(c.TableKey(key) for key in keys)
-        reply = await self._request(lambda rid: c.ReadTable(rid, name, "", wire), name)
+        reply = await self._request(lambda rid, token: c.ReadTable(rid, name, token, wire), name)
         read = self._expect(reply, c.TableRead, name)
         return [None if e.key.version < 0 else (e.value, e.key.version) for e in read.entries]
 
     async def read_entries(self, name: str, token: bytes, count: int) -> tuple[list[TableEntryTuple], bytes]:
         args = c.TableIteratorArgs(continuation_token=token)
-        reply = await self._request(lambda rid: c.ReadTableEntries(rid, name, "", count, args), name)
+        reply = await self._request(lambda rid, token: c.ReadTableEntries(rid, name, token, count, args), name)
         read = self._expect(reply, c.TableEntriesRead, name)
         return [(e.key.key, e.value, e.key.version) for e in read.entries], read.continuation_token
 
