@@ -7,7 +7,7 @@ Runs, one after another on this machine (each benchmark starts its own server an
   group commit and a client that frames each event in Python): writer 100 B and 1 KiB, reader, ack latency;
 - ``anabranch bench write`` (100 B events, 100 routing keys), ``bench write --event-size 1024``, ``bench read``,
   the ack latency at 1,000 ev/s (``bench write --events 1000``: its paced run on a fresh server, not right after
-  a flood), ``bench append`` (server side, raw append blocks), ``bench streams --count 10000`` (create rate
+  a flood), ``bench append`` (server side, raw append blocks), ``bench streams --count 100000`` (create rate
   and resident bytes per idle stream), ``autoscale_precision.py`` (worst peak / needed segments) and
   ``cluster_figures.py --kills 0`` (write throughput of a local cluster with 3 and with 1 segment store, and of a
   standalone, 3 writers each).
@@ -51,7 +51,7 @@ class Sizes:
     latency_seconds: float
 
 
-FULL = Sizes(events=1_000_000, events_1k=300_000, append_events=2_000_000, streams=10_000, latency_seconds=3.0)
+FULL = Sizes(events=1_000_000, events_1k=300_000, append_events=2_000_000, streams=100_000, latency_seconds=3.0)
 QUICK = Sizes(events=200_000, events_1k=60_000, append_events=400_000, streams=1_000, latency_seconds=1.0)
 
 
