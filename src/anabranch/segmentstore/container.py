@@ -25,7 +25,7 @@ from anabranch.clock import Clock, SystemClock
 from anabranch.protocol.commands import NULL_ATTRIBUTE_VALUE
 from anabranch.segmentstore.applier import OperationApplier
 from anabranch.segmentstore.cache import BlockCache
-from anabranch.segmentstore.durable_log import OperationProcessor
+from anabranch.segmentstore.durable_log import RECORDS_IN_FLIGHT, OperationProcessor
 from anabranch.segmentstore.errors import (
     BadEventNumberError,
     BadOffsetError,
@@ -62,7 +62,8 @@ log = logging.getLogger(__name__)
 class SegmentContainer:
     def __init__(self, container_id: int, durable_log: DurableDataLog, storage: SegmentStorage, *,
                  cache_size: int = 64 * 1024 * 1024, writer_config: StorageWriterConfig | None = None,
-                 clock: Clock | None = None, on_failure: Callable[[int], None] | None = None) -> None:
+                 clock: Clock | None = None, on_failure: Callable[[int], None] | None = None,
+                 records_in_flight: int = RECORDS_IN_FLIGHT) -> None:
         self.container_id = container_id
         self._on_failure = on_failure
         self._log = durable_log
@@ -75,7 +76,8 @@ class SegmentContainer:
         self._clock = clock or SystemClock()
         self._applier = OperationApplier(self.metadata, self.read_index, self._clock)
         self._processor = OperationProcessor(container_id, durable_log, self._applier.apply,
-                                             on_failure=self._on_log_failure, on_rejected=self._on_log_full)
+                                             on_failure=self._on_log_failure, on_rejected=self._on_log_full,
+                                             records_in_flight=records_in_flight)
         config = writer_config or StorageWriterConfig(max_unflushed_bytes=max(cache_size // 2, 1024 * 1024))
         self._writer = StorageWriter(container_id, self.metadata, self.read_index, storage, self._processor,
                                      durable_log, config, self._trim_memory, self._clock)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from anabranch.segmentstore.container import SegmentContainer
+from anabranch.segmentstore.durable_log import RECORDS_IN_FLIGHT
 from anabranch.segmentstore.errors import ContainerClosedError, DiskFullError
 from anabranch.storage.chunked_segment_storage import ChunkedSegmentStorage
 from anabranch.storage.chunks_memory import InMemoryChunkStorage
@@ -49,10 +50,12 @@ class GatedFileLog(FileDurableDataLog):
         return len(self._pending)
 
 
-async def open_container(log: FileDurableDataLog) -> SegmentContainer:
+async def open_container(log: FileDurableDataLog, records_in_flight: int = 2) -> SegmentContainer:
+    """A container handing its log up to ``records_in_flight`` records at once (by default two, which is what most
+    of these tests are about; the container's own default is one: see ``RECORDS_IN_FLIGHT``)."""
     storage = ChunkedSegmentStorage(InMemoryChunkStorage())
     await storage.open()
-    container = SegmentContainer(0, log, storage)
+    container = SegmentContainer(0, log, storage, records_in_flight=records_in_flight)
     await container.start()
     await container.create_segment(SEG)
     return container
@@ -83,6 +86,23 @@ async def test_the_next_record_reaches_the_log_while_the_previous_one_is_written
     assert (await asyncio.wait_for(second, 10)).new_length == 11
     assert log.batches[-2:] == [[log.batches[-2][0]], [log.batches[-2][0] + 1]]
     assert bytes((await container.read(SEG, 0, 100)).data) == b"firstsecond"
+    await container.close()
+
+
+async def test_by_default_the_next_record_takes_everything_queued_while_one_is_written(tmp_path: Path) -> None:
+    log = GatedFileLog(tmp_path / "tier1")
+    container = await open_container(log, records_in_flight=RECORDS_IN_FLIGHT)
+    log.gate.clear()
+    log.entered.clear()
+    first = asyncio.create_task(container.append(SEG, b"first"))
+    await until(log.entered.is_set, "the first record is being written")
+    later = [asyncio.create_task(container.append(SEG, part)) for part in (b"-a", b"-b", b"-c")]
+    await until(lambda: len(container._processor._queue) == 3, "the later appends wait in the processor")
+    assert log.queued == 0  # nothing handed to the log behind the record being written
+    log.gate.set()
+    assert [(await asyncio.wait_for(task, 10)).new_length for task in (first, *later)] == [5, 7, 9, 11]
+    assert log.batches[-2:] == [[log.batches[-2][0]], [log.batches[-2][0] + 1]]  # the three went as one record
+    assert bytes((await container.read(SEG, 0, 100)).data) == b"first-a-b-c"
     await container.close()
 
 
