@@ -178,7 +178,7 @@ class Streams:
             scaling = config.scaling
             steps: list[Awaitable[object]] = [
                 self.store.scope_index(scope, "streams").put(stream, STREAM_INDEX_VALUE),
-                self._index_tags(scope, stream, (), config.tags),
+                *([self._index_tags(scope, stream, (), config.tags)] if config.tags else []),
                 *(self.ctx.ops.create_segment(qualified_segment_name(scope, stream, seg.id), scaling.scale_type,
                                               scaling.target_rate, config.rollover_size_bytes)
                   for seg in epoch0.segments)]
