@@ -11,8 +11,8 @@ Pipelining: with a log that offers ``append_nowait`` (the file log: the sequence
 complete in call order, and a refused record fails every record queued after it), the next record is handed to
 the log while the previous one is being written (at most ``records_in_flight``; by default one, see
 ``RECORDS_IN_FLIGHT``), so the log's writer can go from one write and fsync to the next without waiting for the event
-loop to apply the previous record. Records are
-still applied strictly in order, each only once durable. Other logs get one record at a time.
+loop to apply the previous record. Records are still applied strictly in order, each only once durable. Other logs
+get one record at a time.
 
 If the log fails, every queued operation fails with
 ContainerClosedError and the processor stops: the staged state can no longer be trusted.
