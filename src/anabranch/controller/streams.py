@@ -9,9 +9,10 @@ one at a time (per-stream lock). Scaling lives in ``scaling``, transactions in `
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import cbor2
 
@@ -41,6 +42,8 @@ from anabranch.model.names import (
 from anabranch.protocol.commands import NO_VERSION
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+U = TypeVar("U")
 
 MAX_TAGS = 128
 SWEEP_CONCURRENCY = 64
@@ -52,6 +55,10 @@ was about 50 bytes per stream there)."""
 SWEEP_PAGE = 256
 TXN_KEY_PREFIX = b"txn/"
 MAX_TAG_LENGTH = 256
+LIVE_SCOPES = 4096
+"""Scopes a controller remembers having seen exist, so a create in one skips reading the scope's record (a create
+then proves the scope still exists when it adds the stream to the scope's index, which fails once the scope is
+deleted). Past this many the memory is cleared and refilled by later creates."""
 
 
 def config_problem(config: StreamConfiguration) -> str | None:
@@ -75,10 +82,36 @@ def config_problem(config: StreamConfiguration) -> str | None:
 
 
 async def _all_settled(steps: list[Awaitable[object]]) -> None:
-    """Run ``steps`` at once and wait for every one (so none outlives the stream's lock); raise the first error."""
-    for result in await asyncio.gather(*steps, return_exceptions=True):
-        if isinstance(result, BaseException):
-            raise result
+    """Run ``steps`` at once and wait for every one (so none outlives the stream's lock); raise the first error. The
+    last step runs in the calling task, the others in tasks of their own (a task fewer than ``gather``)."""
+    *others, last = steps
+    tasks = [asyncio.ensure_future(step) for step in others]
+    error: BaseException | None = None
+    try:
+        await last
+    except BaseException as exc:
+        error = exc
+    for task in tasks:
+        try:
+            await task
+        except BaseException as exc:
+            error = error or exc
+    if error is not None:
+        raise error
+
+
+async def _beside(background: Awaitable[T], inline: Awaitable[U]) -> tuple[T, U]:
+    """Both results: ``background`` runs in a task while ``inline`` runs in the calling task (a read from a segment
+    store in this process often completes without a turn of the loop); both finish before either's error is
+    raised."""
+    task = asyncio.ensure_future(background)
+    try:
+        value = await inline
+    except BaseException:
+        with contextlib.suppress(BaseException):
+            await task
+        raise
+    return await task, value
 
 
 def _tag_key(tag: str, stream: str) -> bytes:
@@ -93,6 +126,7 @@ class Streams:
         self.store = ctx.store
         self.scaling = scaling
         self.before_seal: list[Callable[[StreamView], Awaitable[None]]] = []
+        self._live_scopes: set[str] = set()
 
     # ---- scopes ----
 
@@ -111,6 +145,7 @@ class Streams:
         if scope == SYSTEM_SCOPE:
             return "FAILURE"
         async with self.ctx.lock(scope, ""):
+            self._live_scopes.discard(scope)
             if not await self.store.scope_exists(scope):
                 return "SCOPE_NOT_FOUND"
             for index in ("streams", "readerGroups", "kvTables"):
@@ -151,23 +186,28 @@ class Streams:
         return await asyncio.shield(self._create_stream(scope, stream, config))
 
     async def _create_stream(self, scope: str, stream: str, config: StreamConfiguration) -> str:
-        """Three rounds: read the scope and the stream's deleted-stream record while creating the stream's table
-        (only a table that existed already is read for the stream's state: a new stream costs no read of it);
-        create the segments and the index entries at once; write all the stream's records, ACTIVE, in one table
-        update. Until that update the stream does not exist: a crash before it leaves only pieces a new create
-        reuses (creating a segment or table that exists is fine) and an index entry the startup sweep removes. A
-        table created for a scope that turns out not to exist is deleted again. A stream left CREATING by an older
-        version is finished by the next create or the sweep. The mark stream ``_MARK<stream>`` is created later,
-        when first needed (``ensure_mark_stream``)."""
+        """Three rounds: read the stream's deleted-stream record (and the scope's, unless this controller has seen
+        the scope before) while creating the stream's table (only a table that existed already is read for the
+        stream's state: a new stream costs no read of it); create the segments and the index entries at once; write
+        all the stream's records, ACTIVE, in one table update. Until that update the stream does not exist: a crash
+        before it leaves only pieces a new create reuses (creating a segment or table that exists is fine) and an
+        index entry the startup sweep removes. A table created for a scope that turns out not to exist is deleted
+        again, with the segments when the scope was deleted since this controller saw it (the index entry's table is
+        gone). A stream left CREATING by an older version is finished by the next create or the sweep. The mark
+        stream ``_MARK<stream>`` is created later, when first needed (``ensure_mark_stream``)."""
         async with self.ctx.lock(scope, stream):
             table = self.store.stream_table(scope, stream)
-            scope_found, created, start = await asyncio.gather(
-                self.store.scope_exists(scope), table.create(),
-                self.store.deleted_streams.get_value(f"{scope}/{stream}"))
-            if not scope_found:
-                if created:
-                    await table.delete()
-                return "SCOPE_NOT_FOUND"
+            deleted_record = self.store.deleted_streams.get_value(f"{scope}/{stream}")
+            if scope in self._live_scopes:
+                created, start = await _beside(table.create(), deleted_record)
+            else:
+                scope_found, created, start = await asyncio.gather(
+                    self.store.scope_exists(scope), table.create(), deleted_record)
+                if not scope_found:
+                    if created:
+                        await table.delete()
+                    return "SCOPE_NOT_FOUND"
+                self._remember_scope(scope)
             state = None if created else await self._state_of(table)
             if state is not None and state["state"] != StreamState.CREATING:
                 return "STREAM_EXISTS"
@@ -176,13 +216,20 @@ class Streams:
                 return "SUCCESS"
             epoch0 = first_epoch(initial_ranges(config.scaling.min_segments), start or 0, self.ctx.wall_ms())
             scaling = config.scaling
+            segments = [qualified_segment_name(scope, stream, seg.id) for seg in epoch0.segments]
             steps: list[Awaitable[object]] = [
                 self.store.scope_index(scope, "streams").put(stream, STREAM_INDEX_VALUE),
                 *([self._index_tags(scope, stream, (), config.tags)] if config.tags else []),
-                *(self.ctx.ops.create_segment(qualified_segment_name(scope, stream, seg.id), scaling.scale_type,
-                                              scaling.target_rate, config.rollover_size_bytes)
-                  for seg in epoch0.segments)]
-            await _all_settled(steps)
+                *(self.ctx.ops.create_segment(name, scaling.scale_type, scaling.target_rate,
+                                              config.rollover_size_bytes) for name in segments)]
+            try:
+                await _all_settled(steps)
+            except NoSuchSegmentError:
+                if await self.store.scope_exists(scope):
+                    raise
+                self._live_scopes.discard(scope)
+                await _all_settled([*(self.ctx.ops.delete_segment(name) for name in segments), table.delete()])
+                return "SCOPE_NOT_FOUND"
             await table.put_many([
                 ("config", config.encode(), NO_VERSION),
                 ("state", {"state": StreamState.ACTIVE.value}, NO_VERSION),
@@ -191,6 +238,11 @@ class Streams:
             ])
             self.store.remember_epoch(scope, stream, 0, epoch0)
         return "SUCCESS"
+
+    def _remember_scope(self, scope: str) -> None:
+        if len(self._live_scopes) >= LIVE_SCOPES:
+            self._live_scopes.clear()
+        self._live_scopes.add(scope)
 
     @staticmethod
     async def _state_of(table: Table) -> Any:

@@ -107,8 +107,10 @@ class LocalConnection:
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
         try:
+            work = self._handler.handle_inline(cmd)
+            if work is None and future.done():  # answered at once (a read of a table held in memory): no timer
+                return future.result()
             async with asyncio.timeout(timeout):
-                work = self._handler.handle_inline(cmd)
                 if work is not None:
                     await work
                 return await future

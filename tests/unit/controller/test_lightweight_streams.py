@@ -39,6 +39,33 @@ async def test_concurrent_creates_then_seal_delete_and_create_again(harness: Har
     assert not [name for name in harness.memory.tables if "nope" in name]  # the table made meanwhile is gone
 
 
+async def test_a_create_in_a_scope_another_controller_deleted_leaves_nothing(harness: Harness) -> None:
+    """A controller remembers scopes it saw exist and skips reading them on a create; once another controller has
+    deleted the scope, the create finds out when it adds the stream to the scope's index."""
+    mine = harness.service.controller
+    assert mine is not None
+    assert await mine.streams.create_scope("sc") == "SUCCESS"
+    assert await mine.streams.create_stream("sc", "first", StreamConfiguration()) == "SUCCESS"
+    reads = harness.memory.calls.get("read_table", 0)
+    assert await mine.streams.create_stream("sc", "second", StreamConfiguration()) == "SUCCESS"
+    assert harness.memory.calls["read_table"] == reads + 1  # only the deleted-stream record: the scope is known
+    other = ControllerService("127.0.0.1", 12345, port=0, ops=harness.memory, lease_check_interval=3600)
+    await other.start()
+    try:
+        theirs = other.controller
+        assert theirs is not None
+        for name in ("first", "second"):
+            assert await theirs.streams.seal_stream("sc", name) == "SUCCESS"
+            assert await theirs.streams.delete_stream("sc", name) == "SUCCESS"
+        assert await theirs.streams.delete_scope("sc") == "SUCCESS"
+    finally:
+        await other.stop()
+    assert await mine.streams.create_stream("sc", "third", StreamConfiguration()) == "SCOPE_NOT_FOUND"
+    assert not [name for name in (*harness.memory.tables, *harness.memory.segments) if name.startswith("sc/")
+                or "/sc/" in name]
+    assert await mine.streams.create_stream("sc", "third", StreamConfiguration()) == "SCOPE_NOT_FOUND"
+
+
 @pytest.mark.parametrize("crash_at", [("create_table", 1), ("create_segment", 1), ("create_segment", 2),
                                       ("update_table", 1), ("update_table", 2), ("read_table", 2)])
 async def test_a_crash_anywhere_in_a_create_leaves_all_or_nothing(crash_at: tuple[str, int]) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import cbor2
 import pytest
 
+from anabranch.clock import ManualClock
 from anabranch.errors import DataCorruptionError
 from anabranch.segmentstore.container import SegmentContainer
 from anabranch.segmentstore.errors import NoSuchSegmentError
@@ -101,6 +102,32 @@ async def open_container(root: Path, chunks: InMemoryChunkStorage) -> SegmentCon
     container = SegmentContainer(0, FileDurableDataLog(root / "tier1"), storage, writer_config=config)
     await container.start()
     return container
+
+
+async def test_the_writer_looks_for_idle_segments_once_per_scan_interval(tmp_path: Path) -> None:
+    clock = ManualClock()
+    storage = ChunkedSegmentStorage(InMemoryChunkStorage(), namespace="container-0")
+    await storage.open()
+    config = StorageWriterConfig(flush_interval=3600, release_idle_after=0.0, release_scan_interval=5.0)
+    container = SegmentContainer(0, FileDurableDataLog(tmp_path / "tier1"), storage, writer_config=config,
+                                 clock=clock)
+    await container.start()
+    try:
+        ids = []
+        for i in range(3):
+            await container.create_segment(name(i))
+            await container.append(name(i), payload(i))
+            ids.append(container.metadata.by_name[name(i)].segment_id)
+            await container.flush_to_storage()
+            if i == 1:
+                clock.advance(4.9)
+        assert ids[0] not in container.read_index.segments  # the first cycle looked
+        assert ids[1] in container.read_index.segments and ids[2] in container.read_index.segments  # not yet
+        clock.advance(0.1)
+        await container.flush_to_storage()
+        assert not set(ids) & set(container.read_index.segments)  # 5 s after the first look
+    finally:
+        await container.close()
 
 
 async def test_a_crash_between_grouped_chunk_writes_and_their_metadata_loses_nothing(tmp_path: Path) -> None:
