@@ -203,16 +203,21 @@ class OperationProcessor:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            record = self._encode(self._take_batch())
-            try:
-                sequence = await self._log.append(record.buffers)
-            except StorageFullError as exc:
-                self._reject(record.batch, exc)
-                continue
-            except BaseException as exc:
-                record.fail(ContainerClosedError(self._container_id, f"failed: Tier-1 append failed ({exc!r})"))
-                raise
-            self._applied(record, sequence)
+            await self._write_serial()
+
+    async def _write_serial(self) -> None:
+        """Write and apply the next record. (A method, so that no local variable keeps the last record's buffers,
+        a checkpoint of every segment among them, alive while the processor waits for more.)"""
+        record = self._encode(self._take_batch())
+        try:
+            sequence = await self._log.append(record.buffers)
+        except StorageFullError as exc:
+            self._reject(record.batch, exc)
+            return
+        except BaseException as exc:
+            record.fail(ContainerClosedError(self._container_id, f"failed: Tier-1 append failed ({exc!r})"))
+            raise
+        self._applied(record, sequence)
 
     async def _run_pipelined(self) -> None:
         inflight = self._inflight
@@ -224,36 +229,45 @@ class OperationProcessor:
             wakeup.set()
 
         while True:
-            while inflight and inflight[0].written.done():
-                record = inflight.popleft()
-                try:
-                    sequence = record.written.result()
-                except StorageFullError as exc:
-                    # the log refused this record and every later one: nothing of them was written
-                    later = [queued for r in inflight for queued in r.batch]
-                    inflight.clear()
-                    self._reject(record.batch + later, exc)
-                    continue
-                except BaseException as exc:
-                    record.fail(ContainerClosedError(self._container_id, f"failed: Tier-1 append failed ({exc!r})"))
-                    raise
-                self._applied(record, sequence)
+            self._apply_written()
             queue = self._queue
             if queue and len(inflight) < self._records_in_flight and not (
                     inflight and isinstance(queue[0][0], CheckpointRequest)):  # a snapshot needs all applied
-                record = self._encode(self._take_batch())
-                try:
-                    record.written = self._log.append_nowait(record.buffers)  # type: ignore[attr-defined]
-                except BaseException as exc:
-                    record.fail(ContainerClosedError(self._container_id, f"failed: Tier-1 append failed ({exc!r})"))
-                    raise
-                record.written.add_done_callback(written)
-                inflight.append(record)
+                self._start_record(written)
                 continue
             if not queue and not inflight and self._closing:
                 return
-            self._wakeup.clear()
-            await self._wakeup.wait()
+            wakeup.clear()
+            await wakeup.wait()
+
+    def _apply_written(self) -> None:
+        """Apply the records at the head of the pipeline that are durable. (This and ``_start_record`` are methods
+        so that no local variable of the loop keeps the last record's buffers alive while it waits.)"""
+        inflight = self._inflight
+        while inflight and inflight[0].written.done():
+            record = inflight.popleft()
+            try:
+                sequence = record.written.result()
+            except StorageFullError as exc:
+                # the log refused this record and every later one: nothing of them was written
+                later = [queued for r in inflight for queued in r.batch]
+                inflight.clear()
+                self._reject(record.batch + later, exc)
+                continue
+            except BaseException as exc:
+                record.fail(ContainerClosedError(self._container_id, f"failed: Tier-1 append failed ({exc!r})"))
+                raise
+            self._applied(record, sequence)
+
+    def _start_record(self, written: Callable[[asyncio.Future[int]], None]) -> None:
+        record = self._encode(self._take_batch())
+        try:
+            record.written = self._log.append_nowait(record.buffers)  # type: ignore[attr-defined]
+        except BaseException as exc:
+            record.fail(ContainerClosedError(self._container_id, f"failed: Tier-1 append failed ({exc!r})"))
+            raise
+        record.written.add_done_callback(written)
+        self._inflight.append(record)
 
     def _encode(self, batch: list[_Queued]) -> _Record:
         buffers: list[Buffer] = []

@@ -25,6 +25,7 @@ from typing import Any, overload
 import cbor2
 
 from anabranch.errors import DataCorruptionError
+from anabranch.storage.cbor_stream import ARRAY_START, BREAK, items_until_break
 
 _CHECKPOINT_VERSION = 1
 _NO_ATTRIBUTES: Mapping[uuid.UUID, int] = MappingProxyType({})
@@ -251,7 +252,7 @@ class ContainerMetadata:
         out.write(b"\x85")
         for value in (_CHECKPOINT_VERSION, self.container_id, self.next_segment_id):
             encoder.encode(value)
-        out.write(b"\x9f")
+        out.write(ARRAY_START)
         for m in self.segments.values():
             encoder.encode([
                 m.segment_id, m.name, m.lts_name, m.created_ms, m.scale_type, m.target_rate, m.rollover_size,
@@ -260,7 +261,7 @@ class ContainerMetadata:
                 m.storage_length, m.storage_sealed, m.storage_start_offset,
                 [[p.target_offset, p.source_lts_name, p.lts_length, p.length] for p in m.pending_merges],
             ])
-        out.write(b"\xff")
+        out.write(BREAK)
         encoder.encode(self.lts_deletes)
         return out.getbuffer()
 
@@ -289,15 +290,11 @@ class ContainerMetadata:
 def _rows(stream: io.BytesIO, decoder: cbor2.CBORDecoder) -> Iterator[list[Any]]:
     """The segment rows of a checkpoint, one at a time: an indefinite-length array (as ``serialize`` writes it) is
     read item by item up to its break byte; any other array is decoded whole."""
-    if stream.read(1) != b"\x9f":
+    if stream.read(1) != ARRAY_START:
         stream.seek(-1, io.SEEK_CUR)
         yield from decoder.decode()
         return
-    while (marker := stream.read(1)) != b"\xff":
-        if not marker:
-            raise DataCorruptionError("malformed metadata checkpoint: the segment rows end without a break")
-        stream.seek(-1, io.SEEK_CUR)
-        yield decoder.decode()
+    yield from items_until_break(stream, decoder, "metadata checkpoint")
 
 
 def _segment_of(row: list[Any]) -> SegmentMetadata:

@@ -156,7 +156,7 @@ class MetadataJournal:
             name = self._snapshot_name(candidate)
             frames = parse_frames(await self._read_whole(name), name, torn_tail_allowed=True)
             if len(frames) == 1:
-                generation, segments = candidate, decode_snapshot(cbor2.loads(frames[0]))
+                generation, segments = candidate, decode_snapshot(frames[0])
                 packs = PackRefs.of(segments)
                 break
             log.warning("LTS metadata snapshot %s under %r is torn; using an older one", candidate, self._prefix)
@@ -175,7 +175,7 @@ class MetadataJournal:
 
     async def _write_snapshot(self) -> None:
         name = self._snapshot_name(self._generation)
-        snapshot = frame(cbor2.dumps(encode_snapshot(self.segments)))
+        snapshot = frame(encode_snapshot(self.segments))
         await self._chunks.create(name)
         await self._chunks.write(name, 0, snapshot)
         self._generation_chunks = [name]

@@ -20,10 +20,14 @@ Invariants: chunks are contiguous and end at ``length``; ``start_offset <= lengt
 from __future__ import annotations
 
 import bisect
+import io
 from dataclasses import dataclass
 from typing import Any
 
+import cbor2
+
 from anabranch.errors import DataCorruptionError
+from anabranch.storage.cbor_stream import BREAK, MAP_START, items_until_break
 
 Op = list[Any]
 
@@ -180,18 +184,36 @@ def apply_ops(segments: dict[str, SegmentState], packs: PackRefs, ops: list[Op])
     return released
 
 
-def encode_snapshot(segments: dict[str, SegmentState]) -> dict[str, Any]:
-    return {
-        name: [s.length, s.start_offset, s.sealed, [c.encode() for c in s.chunks]]
-        for name, s in segments.items()
-    }
+def encode_snapshot(segments: dict[str, SegmentState]) -> bytes:
+    """The snapshot's CBOR: an indefinite-length map of segment name to ``[length, start offset, sealed, chunks]``,
+    encoded a segment at a time (``cbor_stream``)."""
+    out = io.BytesIO()
+    encoder = cbor2.CBOREncoder(out)
+    out.write(MAP_START)
+    for name, s in segments.items():
+        encoder.encode(name)
+        encoder.encode([s.length, s.start_offset, s.sealed, [c.encode() for c in s.chunks]])
+    out.write(BREAK)
+    return out.getvalue()
 
 
-def decode_snapshot(data: Any) -> dict[str, SegmentState]:
+def decode_snapshot(data: bytes) -> dict[str, SegmentState]:
+    """Read a snapshot a segment at a time (one written as a definite-length map, as older versions did, is decoded
+    whole)."""
     try:
-        return {
-            name: SegmentState(length, start, sealed, tuple(ChunkRef(*chunk) for chunk in chunks))
-            for name, (length, start, sealed, chunks) in data.items()
-        }
-    except (AttributeError, TypeError, ValueError) as error:
+        stream = io.BytesIO(data)
+        decoder = cbor2.CBORDecoder(stream)
+        if stream.read(1) != MAP_START:
+            return {name: _state_of(row) for name, row in cbor2.loads(data).items()}
+        items = items_until_break(stream, decoder, "LTS metadata snapshot")
+        segments = {name: _state_of(next(items)) for name in items}
+        if stream.read(1):
+            raise DataCorruptionError("an LTS metadata snapshot has bytes after its end")
+        return segments
+    except (AttributeError, TypeError, ValueError, StopIteration, cbor2.CBORDecodeError) as error:
         raise DataCorruptionError("an LTS metadata snapshot has an unexpected structure") from error
+
+
+def _state_of(row: Any) -> SegmentState:
+    length, start, sealed, chunks = row
+    return SegmentState(length, start, sealed, tuple(ChunkRef(*chunk) for chunk in chunks))

@@ -6,18 +6,20 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 
 from anabranch.segmentstore.container import SegmentContainer
-from anabranch.segmentstore.durable_log import RECORDS_IN_FLIGHT
+from anabranch.segmentstore.durable_log import RECORDS_IN_FLIGHT, CheckpointRequest, OperationProcessor
 from anabranch.segmentstore.errors import ContainerClosedError, DiskFullError
 from anabranch.storage.chunked_segment_storage import ChunkedSegmentStorage
 from anabranch.storage.chunks_memory import InMemoryChunkStorage
 from anabranch.storage.file_log import FileDurableDataLog
 from anabranch.storage.interfaces import Buffer, LogClosedError, StorageFullError
+from anabranch.storage.memory_log import InMemoryDurableDataLog
 
 SEG = "s/t/0.#epoch.0"
 
@@ -144,3 +146,28 @@ async def test_a_log_that_refuses_a_record_at_the_call_fails_its_operations_and_
     with pytest.raises(ContainerClosedError):
         await container.append(SEG, b"after")
     await container.abort()
+
+
+class Snapshot(bytearray):
+    """A checkpoint's bytes that can be watched with a weak reference."""
+
+
+@pytest.mark.parametrize("kind", ["pipelined file log", "serial memory log"])
+async def test_an_idle_processor_keeps_no_written_record(tmp_path: Path, kind: str) -> None:
+    """A checkpoint holds every segment (tens of MB at 100,000 streams): once written and applied, nothing of the
+    processor may keep its bytes alive while it waits for the next record."""
+    log = FileDurableDataLog(tmp_path / "tier1") if kind == "pipelined file log" else InMemoryDurableDataLog()
+    await log.open()
+    processor = OperationProcessor(0, log, lambda op, sequence: None)
+    processor.start()
+    try:
+        held = [Snapshot(b"every segment" * 1000)]
+        watched = weakref.ref(held[0])
+        sequence = await asyncio.wait_for(processor.submit(CheckpointRequest(held.pop)), 10)  # the test lets go
+        assert sequence >= 1 and not held
+        for _ in range(10):  # let the processor go back to waiting
+            await asyncio.sleep(0)
+        assert watched() is None
+    finally:
+        await processor.close()
+        await log.close()
