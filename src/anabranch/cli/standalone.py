@@ -3,11 +3,14 @@
 With ``--tls-cert``/``--tls-key`` both ports speak TLS with that certificate, and the controller reaches its
 segment store over TLS trusting exactly that certificate.
 
-A new data directory gets ``STANDALONE_CONTAINERS`` segment containers. Fewer Tier-1 logs make larger group
-commits: with four, a stream create's six requests went to up to four logs, each with its own thread, write and
-``fdatasync``, and the server spent about 35 % more CPU per create than with one. One container is the fastest, but its
-checkpoint holds every segment of the process, and at 100,000 streams that transient pushed the resident size past
-2 KB per idle stream (2,315 bytes against 1,938 with two; ``docs/performance.md``). Two is the balance.
+A new data directory gets ``STANDALONE_CONTAINERS`` segment containers: one. Fewer Tier-1 logs make larger group
+commits: with four, a stream create's requests went to up to four logs, each with its own thread, write and
+``fdatasync``, and the server spent about 35 % more CPU per create than with one. Two was the default while an idle
+container kept its last checkpoint (every segment of the container) in memory, which at 100,000 streams pushed one
+container's resident size past 2 KB per idle stream after a restart; since that is gone, one container creates
+10-25 % more streams per second at 100 k streams than two, with the same write, read and append throughput
+(``docs/performance.md``, eighth round). Its cost: a checkpoint serializes every segment of the process on the event
+loop at once (about 0.5 s at 100 k streams, 200,000 segments).
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from anabranch.embedded import start_standalone
 from anabranch.segmentstore.service import SegmentStoreService
 from anabranch.segmentstore.stats import AutoScaleConfig
 
-STANDALONE_CONTAINERS = 2
+STANDALONE_CONTAINERS = 1
 
 
 async def _run(store: SegmentStoreService, controller_port: int, admin_port: int, time_scale: float,

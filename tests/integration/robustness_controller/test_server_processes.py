@@ -21,6 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 from anabranch.cli.main import cli
+from anabranch.cli.standalone import STANDALONE_CONTAINERS
 from anabranch.client import ReaderGroupConfig, StreamManager, StringSerializer
 from anabranch.testing.processes import HOST, SegmentStoreProcess, ServerProcess, Standalone, free_port, wait_for_port
 
@@ -121,8 +122,9 @@ def test_the_container_count_stays_with_the_data_directory(tmp_path: Path) -> No
     assert record.read_text() == "4\n"
     fresh = Standalone(tmp_path / "fresh", None, None, "--admin-port", "0")
     with fresh:
-        assert (fresh.data_dir / "containers").read_text() == "2\n"
-        assert sorted(path.name for path in (fresh.data_dir / "tier1").iterdir()) == ["0", "1"]
+        assert (fresh.data_dir / "containers").read_text() == f"{STANDALONE_CONTAINERS}\n"
+        assert sorted(path.name for path in (fresh.data_dir / "tier1").iterdir()) == [
+            str(n) for n in range(STANDALONE_CONTAINERS)]
 
 
 @pytest.mark.parametrize("which", ["segmentstore-port", "controller-port"])
