@@ -84,6 +84,8 @@ def config_problem(config: StreamConfiguration) -> str | None:
 async def _all_settled(steps: list[Awaitable[object]]) -> None:
     """Run ``steps`` at once and wait for every one (so none outlives the stream's lock); raise the first error. The
     last step runs in the calling task, the others in tasks of their own (a task fewer than ``gather``)."""
+    if not steps:
+        return
     *others, last = steps
     tasks = [asyncio.ensure_future(step) for step in others]
     error: BaseException | None = None

@@ -1,10 +1,9 @@
 """Large CBOR collections written and read one item at a time.
 
 A checkpoint or snapshot holding every segment is tens of MB at 100,000 streams. Encoding it as one list or dict
-first, or decoding it into one, puts a second copy of everything in memory as small objects interleaved with the ones
-that stay, and the allocator keeps the memory they spread over: after a restart the process stayed about 20 % larger
-than before it. So such collections are written as CBOR indefinite-length arrays or maps, item by item, and read back
-item by item up to their break byte.
+first, or decoding it into one before converting it, puts a second copy of everything in memory at once, as small
+objects interleaved with the ones that stay. So such collections are written as CBOR indefinite-length arrays or
+maps, item by item, and read back item by item up to their break byte (any CBOR reader still decodes them whole).
 """
 
 from __future__ import annotations
