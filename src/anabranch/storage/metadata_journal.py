@@ -33,7 +33,7 @@ import zlib
 import cbor2
 
 from anabranch.errors import DataCorruptionError
-from anabranch.storage.interfaces import ChunkStorage, StorageError, StorageFullError
+from anabranch.storage.interfaces import Buffer, ChunkStorage, StorageError, StorageFullError
 from anabranch.storage.segment_metadata import (
     Op,
     PackRefs,
@@ -59,8 +59,12 @@ class StorageFencedError(StorageError):
     """LTS metadata was written by an owner with a higher epoch: this instance must not write any more."""
 
 
+def frame_header(payload: bytes | memoryview) -> bytes:
+    return _HEADER.pack(_MAGIC, len(payload), zlib.crc32(payload))
+
+
 def frame(payload: bytes) -> bytes:
-    return _HEADER.pack(_MAGIC, len(payload), zlib.crc32(payload)) + payload
+    return frame_header(payload) + payload
 
 
 def parse_frames(data: bytes, name: str, *, torn_tail_allowed: bool) -> list[bytes]:
@@ -175,7 +179,8 @@ class MetadataJournal:
 
     async def _write_snapshot(self) -> None:
         name = self._snapshot_name(self._generation)
-        snapshot = frame(encode_snapshot(self.segments))
+        payload = encode_snapshot(self.segments)
+        snapshot: list[Buffer] = [frame_header(payload), payload]  # two buffers: the payload is not copied
         await self._chunks.create(name)
         await self._chunks.write(name, 0, snapshot)
         self._generation_chunks = [name]
@@ -183,7 +188,7 @@ class MetadataJournal:
         self._journal_chunk = None
         self._records_in_generation = 0
         self._generation_bytes = 0
-        self._snapshot_bytes = len(snapshot)
+        self._snapshot_bytes = _HEADER.size + len(payload)
 
     async def _delete_quietly(self, names: list[str]) -> None:
         for name in names:

@@ -184,9 +184,9 @@ def apply_ops(segments: dict[str, SegmentState], packs: PackRefs, ops: list[Op])
     return released
 
 
-def encode_snapshot(segments: dict[str, SegmentState]) -> bytes:
+def encode_snapshot(segments: dict[str, SegmentState]) -> memoryview:
     """The snapshot's CBOR: an indefinite-length map of segment name to ``[length, start offset, sealed, chunks]``,
-    encoded a segment at a time (``cbor_stream``)."""
+    encoded a segment at a time (``cbor_stream``), as a view of the encoder's buffer (no copy of it)."""
     out = io.BytesIO()
     encoder = cbor2.CBOREncoder(out)
     out.write(MAP_START)
@@ -194,10 +194,10 @@ def encode_snapshot(segments: dict[str, SegmentState]) -> bytes:
         encoder.encode(name)
         encoder.encode([s.length, s.start_offset, s.sealed, [c.encode() for c in s.chunks]])
     out.write(BREAK)
-    return out.getvalue()
+    return out.getbuffer()
 
 
-def decode_snapshot(data: bytes) -> dict[str, SegmentState]:
+def decode_snapshot(data: bytes | memoryview) -> dict[str, SegmentState]:
     """Read a snapshot a segment at a time (one written as a definite-length map, as older versions did, is decoded
     whole)."""
     try:

@@ -165,7 +165,9 @@ async def test_an_idle_processor_keeps_no_written_record(tmp_path: Path, kind: s
         watched = weakref.ref(held[0])
         sequence = await asyncio.wait_for(processor.submit(CheckpointRequest(held.pop)), 10)  # the test lets go
         assert sequence >= 1 and not held
-        for _ in range(10):  # let the processor go back to waiting
+        for _ in range(100):  # the processor lets go of the record once it goes back to waiting
+            if watched() is None:
+                break
             await asyncio.sleep(0)
         assert watched() is None
     finally:

@@ -34,4 +34,4 @@ def test_a_snapshot_written_as_a_definite_length_map_loads_too() -> None:
                                     lambda d: b"\xbf\x61a\xff"])
 def test_a_damaged_snapshot_is_data_corruption(damage: object) -> None:
     with pytest.raises(DataCorruptionError):
-        decode_snapshot(damage(encode_snapshot(segments())))  # type: ignore[operator]
+        decode_snapshot(damage(bytes(encode_snapshot(segments()))))  # type: ignore[operator]
